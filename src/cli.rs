@@ -1,0 +1,499 @@
+//! The command line: every command a marketer or an operator runs.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{self, Config};
+use crate::import;
+use crate::notify::Mailer;
+use crate::pipeline::Pipeline;
+use crate::scheduler;
+use crate::sentiment::{self, Analyzer};
+use crate::store::{MentionQuery, Store};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "zmot",
+    version,
+    about = "Watch what buyers read before they buy: reviews and posts about your brand, \
+             scored on this machine, with alerts and weekly digests by email.",
+    after_help = "Start with `zmot init`, edit config/zmot.toml, check it with `zmot config check`, \
+                  then `zmot run`."
+)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(long, global = true, default_value = config::DEFAULT_PATH, env = "ZMOT_CONFIG")]
+    pub config: PathBuf,
+    /// More detail in the log (-v, -vv).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Write a commented starter configuration.
+    Init {
+        /// Where to write it.
+        #[arg(default_value = config::DEFAULT_PATH)]
+        path: PathBuf,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check the configuration file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Run the monitor: fetch on schedule, score, store, send email. Stops on Ctrl-C.
+    Run,
+    /// Fetch now, once, from every enabled source (or the ones named).
+    Fetch(FetchArgs),
+    /// Add reviews or posts from a CSV or JSON-lines file to a watch.
+    Import(ImportArgs),
+    /// List stored mentions of a watch, newest first.
+    Mentions(MentionsArgs),
+    /// Show each source's last fetch, its result and the next run.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Validate every value and print what is wrong, with file and line.
+    Check,
+}
+
+#[derive(Args, Debug)]
+pub struct FetchArgs {
+    /// Only this watch.
+    #[arg(long)]
+    pub watch: Option<String>,
+    /// Only this source (by name).
+    #[arg(long)]
+    pub source: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The file: .csv, or JSON lines (one object per line).
+    pub file: PathBuf,
+    /// The watch these mentions belong to.
+    #[arg(long)]
+    pub watch: String,
+    /// Name of the source to file them under.
+    #[arg(long, default_value = "import")]
+    pub source: String,
+    /// File format (guessed from the extension when absent).
+    #[arg(long, value_enum)]
+    pub format: Option<import::Format>,
+}
+
+#[derive(Args, Debug)]
+pub struct MentionsArgs {
+    #[arg(long)]
+    pub watch: String,
+    /// Only mentions published on or after this date (2026-11-01 or RFC 3339).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 50)]
+    pub limit: i64,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Loads the configuration or explains what is wrong.
+pub fn load_config(path: &Path) -> Result<Config> {
+    config::load(path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Opens the store and brings watches and sources in line with the configuration.
+pub async fn open_store(config: &Config) -> Result<Store> {
+    let store = Store::connect(&config.database.url, config.database.max_connections).await?;
+    store.sync_config(config).await?;
+    Ok(store)
+}
+
+/// Loads the sentiment model, or explains why mentions will be stored unscored.
+pub fn load_analyzer(config: &Config) -> Option<Arc<dyn Analyzer>> {
+    match sentiment::load(&config.sentiment) {
+        Ok(a) => Some(Arc::from(a)),
+        Err(e) => {
+            tracing::warn!("sentiment is off: {e:#}");
+            None
+        }
+    }
+}
+
+pub async fn main(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Init { path, force } => init(&path, force),
+        Command::Config(ConfigCommand::Check) => config_check(&cli.config),
+        Command::Run => run(&cli.config).await,
+        Command::Fetch(args) => fetch(&cli.config, args).await,
+        Command::Import(args) => import_file(&cli.config, args).await,
+        Command::Mentions(args) => mentions(&cli.config, args).await,
+        Command::Status { json } => status(&cli.config, json).await,
+    }
+}
+
+fn init(path: &Path, force: bool) -> Result<()> {
+    if path.exists() && !force {
+        bail!(
+            "{} already exists; pass --force to replace it",
+            path.display()
+        );
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(path, config::STARTER)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    println!(
+        "Wrote {}. Edit the watches, then run `zmot config check`.",
+        path.display()
+    );
+    Ok(())
+}
+
+fn config_check(path: &Path) -> Result<()> {
+    match config::load(path) {
+        Ok(c) => {
+            let sources: usize = c.watches.iter().map(|w| w.sources.len()).sum();
+            println!(
+                "{}: OK ({} watch{}, {} source{}, database {}, email {})",
+                path.display(),
+                c.watches.len(),
+                if c.watches.len() == 1 { "" } else { "es" },
+                sources,
+                if sources == 1 { "" } else { "s" },
+                crate::store::redact(&c.database.url),
+                match &c.email.smtp {
+                    Some(s) => format!("via SMTP {}:{}", s.host, s.port()),
+                    None => format!("written to {}/", c.email.outbox_dir.display()),
+                }
+            );
+            Ok(())
+        }
+        Err(e) => {
+            eprint!("{e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn run(path: &Path) -> Result<()> {
+    let config = Arc::new(load_config(path)?);
+    let _lock = single_daemon_lock(&config.database.url)?;
+    let store = open_store(&config).await?;
+    let analyzer = load_analyzer(&config);
+    let mailer = Arc::new(Mailer::from_config(&config.email)?);
+    let pipeline = Pipeline::new(store.clone(), config.clone(), analyzer)?;
+    let jobs = scheduler::plan(&pipeline).await?;
+    tracing::info!(
+        database = %crate::store::redact(&config.database.url),
+        email = %mailer.describe(),
+        "zmot is running; stop with Ctrl-C"
+    );
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("stop requested");
+        let _ = tx.send(true);
+    });
+    scheduler::run(pipeline, mailer, jobs, scheduler::RunOptions::default(), rx).await?;
+    store.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// On SQLite only one daemon may use a database file: a second one would fight over
+/// the same jobs with no way to share leases safely across machines.
+fn single_daemon_lock(url: &str) -> Result<Option<std::fs::File>> {
+    if !url.starts_with("sqlite:") {
+        return Ok(None);
+    }
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()
+        .unwrap_or("");
+    if path.is_empty() || path.starts_with(":memory:") {
+        return Ok(None);
+    }
+    let lock_path = format!("{path}.lock");
+    if let Some(parent) = Path::new(&lock_path)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open {lock_path}"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "another `zmot run` is already using {path}; stop it first, \
+             or move to PostgreSQL to run several workers"
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).context(format!("cannot lock {lock_path}")),
+    }
+}
+
+async fn fetch(path: &Path, args: FetchArgs) -> Result<()> {
+    let config = Arc::new(load_config(path)?);
+    let store = open_store(&config).await?;
+    let pipeline = Pipeline::new(store.clone(), config.clone(), load_analyzer(&config))?;
+    let watch_id = match &args.watch {
+        Some(w) => Some(
+            store
+                .watch_by_name(w)
+                .await?
+                .with_context(|| format!("no watch named `{w}` in {}", path.display()))?
+                .id,
+        ),
+        None => None,
+    };
+    let sources: Vec<_> = store
+        .sources(watch_id)
+        .await?
+        .into_iter()
+        .filter(|s| s.enabled && s.kind != crate::store::PUSH_KIND)
+        .filter(|s| {
+            args.source
+                .as_deref()
+                .is_none_or(|n| s.name.eq_ignore_ascii_case(n))
+        })
+        .collect();
+    if sources.is_empty() {
+        bail!("no enabled source matches; see `zmot status`");
+    }
+    let mut failed = 0;
+    for s in &sources {
+        let report = pipeline.fetch_source(s).await?;
+        match report.result {
+            Ok(st) => println!(
+                "{} / {}: {} new, {} updated, {} unchanged, {} skipped",
+                report.watch, report.source, st.new, st.updated, st.unchanged, report.skipped
+            ),
+            Err(e) => {
+                failed += 1;
+                println!(
+                    "{} / {}: FAILED ({}): {}",
+                    report.watch,
+                    report.source,
+                    e.kind.as_str(),
+                    e.message
+                );
+            }
+        }
+    }
+    if failed == sources.len() {
+        bail!("every source failed");
+    }
+    Ok(())
+}
+
+async fn import_file(path: &Path, args: ImportArgs) -> Result<()> {
+    let config = Arc::new(load_config(path)?);
+    let store = open_store(&config).await?;
+    let watch = store
+        .watch_by_name(&args.watch)
+        .await?
+        .with_context(|| format!("no watch named `{}` in {}", args.watch, path.display()))?;
+    let format = args
+        .format
+        .unwrap_or_else(|| import::Format::from_path(&args.file));
+    let file = std::fs::File::open(&args.file)
+        .with_context(|| format!("cannot open {}", args.file.display()))?;
+    let parsed = import::parse_reader(file, format);
+    for bad in &parsed.bad {
+        eprintln!("{}:{}: {}", args.file.display(), bad.line, bad.error);
+    }
+    let source = store.push_source(watch.id, &args.source).await?;
+    let pipeline = Pipeline::new(store.clone(), config.clone(), load_analyzer(&config))?;
+    let note = (!parsed.bad.is_empty()).then(|| {
+        format!(
+            "{} bad record(s) in {}, first at line {}",
+            parsed.bad.len(),
+            args.file.display(),
+            parsed.bad[0].line
+        )
+    });
+    let stats = pipeline
+        .ingest_pushed(
+            &source,
+            parsed.mentions,
+            parsed.bad.len() as u64,
+            note.as_deref(),
+        )
+        .await?;
+    println!(
+        "Imported into {} / {}: {} new, {} updated, {} unchanged, {} rejected.",
+        watch.name,
+        source.name,
+        stats.new,
+        stats.updated,
+        stats.unchanged,
+        parsed.bad.len()
+    );
+    Ok(())
+}
+
+fn parse_since(s: &str) -> Result<DateTime<Utc>> {
+    import::parse_time(s).with_context(|| format!("`{s}` is not a date (use 2026-11-01)"))
+}
+
+async fn mentions(path: &Path, args: MentionsArgs) -> Result<()> {
+    let config = load_config(path)?;
+    let store = open_store(&config).await?;
+    let watch = store
+        .watch_by_name(&args.watch)
+        .await?
+        .with_context(|| format!("no watch named `{}` in {}", args.watch, path.display()))?;
+    let since = args.since.as_deref().map(parse_since).transpose()?;
+    let list = store
+        .mentions(&MentionQuery {
+            watch_id: Some(watch.id),
+            since,
+            limit: Some(args.limit),
+            ..Default::default()
+        })
+        .await?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        for m in &list {
+            serde_json::to_writer(&mut out, m)?;
+            writeln!(out)?;
+        }
+        return Ok(());
+    }
+    if list.is_empty() {
+        writeln!(out, "No mentions for {} yet.", watch.name)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<16} {:<12} {:<5} {:<9} TEXT",
+        "PUBLISHED", "SOURCE", "STARS", "SENTIMENT"
+    )?;
+    for m in &list {
+        let stars = m
+            .mention
+            .rating
+            .map(|r| "*".repeat(r as usize))
+            .unwrap_or_default();
+        let sentiment = m.sentiment.map(|s| s.label.as_str()).unwrap_or("-");
+        let text: String = crate::pipeline::scoring_text(&m.mention)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let short: String = text.chars().take(80).collect();
+        writeln!(
+            out,
+            "{:<16} {:<12} {:<5} {:<9} {}{}",
+            m.mention.published_at.format("%Y-%m-%d %H:%M"),
+            truncate(&m.source, 12),
+            stars,
+            sentiment,
+            short,
+            if text.chars().count() > 80 { "..." } else { "" }
+        )?;
+    }
+    Ok(())
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+async fn status(path: &Path, json: bool) -> Result<()> {
+    let config = load_config(path)?;
+    let store = open_store(&config).await?;
+    let list = store.source_status().await?;
+    let tz = config::parse_timezone(&config.general.timezone).map_err(anyhow::Error::msg)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    if list.is_empty() {
+        println!("No sources configured. Add watches to {}.", path.display());
+        return Ok(());
+    }
+    let fmt = |t: DateTime<Utc>| t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string();
+    println!(
+        "{:<16} {:<16} {:<10} {:<16} {:<8} {:>8} {:<16}  (times in {})",
+        "WATCH", "SOURCE", "KIND", "LAST RUN", "RESULT", "MENTIONS", "NEXT RUN", tz
+    );
+    for s in list {
+        let (last, result, detail) = match &s.last_run {
+            None => ("never".to_string(), "-".to_string(), String::new()),
+            Some(r) => (
+                fmt(r.started_at),
+                r.status.clone(),
+                match (&r.error_kind, &r.error) {
+                    (Some(k), Some(e)) => format!("{k}: {e}"),
+                    _ => format!("+{} new, {} updated", r.items_new, r.items_updated),
+                },
+            ),
+        };
+        let next = if !s.enabled {
+            "disabled".to_string()
+        } else if s.kind == crate::store::PUSH_KIND {
+            "(pushed)".to_string()
+        } else {
+            match s.next_run_at {
+                Some(t) => fmt(t),
+                None => scheduler::next_after(
+                    &std::str::FromStr::from_str(&s.schedule)
+                        .map_err(|e| anyhow::anyhow!("{e}"))?,
+                    tz,
+                    Utc::now(),
+                )
+                .map(fmt)
+                .unwrap_or_default(),
+            }
+        };
+        println!(
+            "{:<16} {:<16} {:<10} {:<16} {:<8} {:>8} {:<16}  {}",
+            truncate(&s.watch, 16),
+            truncate(&s.source, 16),
+            s.kind,
+            last,
+            result,
+            s.mentions,
+            next,
+            detail
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,260 @@
+//! The words of the domain, as types: a mention is one review or post, normalised
+//! so that every source, the store, the rules and the emails speak of the same thing.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Engagement counts as the source reports them. Zero when the source has no such count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Engagement {
+    /// Likes, favourites, thumbs-up, "helpful" votes.
+    pub likes: i64,
+    /// Replies or comments under the post.
+    pub replies: i64,
+    /// Reposts, boosts, shares.
+    pub reposts: i64,
+}
+
+impl Engagement {
+    pub fn total(&self) -> i64 {
+        self.likes + self.replies + self.reposts
+    }
+}
+
+/// One review or post, normalised. Connectors produce these; the store keeps them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mention {
+    /// The id the source gives the item; unique within one source.
+    pub external_id: String,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub author: Option<String>,
+    #[serde(default)]
+    pub title: Option<String>,
+    pub text: String,
+    /// Star rating 1 to 5, when the source has one.
+    #[serde(default)]
+    pub rating: Option<u8>,
+    #[serde(default)]
+    pub engagement: Engagement,
+    /// BCP 47 language tag when known ("en", "fr").
+    #[serde(default)]
+    pub language: Option<String>,
+    pub published_at: DateTime<Utc>,
+    /// The business's public answer, when the source shows one.
+    #[serde(default)]
+    pub owner_reply: Option<String>,
+    #[serde(default)]
+    pub owner_reply_at: Option<DateTime<Utc>>,
+    /// Source-specific details worth keeping (app version, subreddit, ...), as JSON.
+    #[serde(default)]
+    pub extra: Option<serde_json::Value>,
+}
+
+impl Mention {
+    /// Hash of what a reader sees (title and text, whitespace and case folded).
+    /// Equal hashes across sources link cross-posted duplicates.
+    pub fn content_hash(&self) -> String {
+        content_hash(self.title.as_deref(), &self.text)
+    }
+
+    /// Hash of what an author or the business can edit (title, text, rating, reply);
+    /// a change makes a new revision and keeps the old one. Engagement counts are not
+    /// part of it: they move all the time and are updated in place.
+    pub fn revision_hash(&self) -> String {
+        let mut h = Sha256::new();
+        for part in [
+            self.title.as_deref().unwrap_or(""),
+            &self.text,
+            &self.rating.map(|r| r.to_string()).unwrap_or_default(),
+            self.owner_reply.as_deref().unwrap_or(""),
+        ] {
+            h.update(part.as_bytes());
+            h.update([0u8]);
+        }
+        hex::encode(&h.finalize()[..16])
+    }
+
+    /// Checks the invariants the store relies on; returns what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.external_id.trim().is_empty() {
+            return Err("external_id is empty".into());
+        }
+        if self.text.trim().is_empty() && self.title.as_deref().unwrap_or("").trim().is_empty() {
+            return Err("text and title are both empty".into());
+        }
+        if let Some(r) = self.rating {
+            if !(1..=5).contains(&r) {
+                return Err(format!("rating {r} is outside 1-5"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whitespace- and case-folded hash of a title and text.
+pub fn content_hash(title: Option<&str>, text: &str) -> String {
+    let mut h = Sha256::new();
+    let fold = |s: &str| {
+        s.split_whitespace()
+            .map(|w| w.to_lowercase())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    h.update(fold(title.unwrap_or("")).as_bytes());
+    h.update([0u8]);
+    h.update(fold(text).as_bytes());
+    hex::encode(&h.finalize()[..16])
+}
+
+/// Sentiment of a text: three classes plus a continuous score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Label {
+    Negative,
+    Neutral,
+    Positive,
+}
+
+impl Label {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Label::Negative => "negative",
+            Label::Neutral => "neutral",
+            Label::Positive => "positive",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Label> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "negative" | "neg" | "0" => Some(Label::Negative),
+            "neutral" | "neu" => Some(Label::Neutral),
+            "positive" | "pos" | "1" => Some(Label::Positive),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Label {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The sentiment of one text as a model scored it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Sentiment {
+    pub label: Label,
+    /// -1 (very negative) to 1 (very positive).
+    pub score: f32,
+    /// 0 to 1: how sure the model is of the label.
+    pub confidence: f32,
+}
+
+/// A mention together with the sentiment scored for it, ready for the store.
+#[derive(Debug, Clone)]
+pub struct ScoredMention {
+    pub mention: Mention,
+    pub sentiment: Option<Sentiment>,
+}
+
+/// Why a fetch failed, in words a user can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FetchErrorKind {
+    /// A bot-protection or access-denied page (HTTP 403, captcha).
+    Blocked,
+    /// HTTP 429 or a throttling answer.
+    RateLimited,
+    /// HTTP 404 or an id that does not exist.
+    NotFound,
+    /// The answer could not be understood.
+    Malformed,
+    /// Timeout, DNS, connection refused, TLS.
+    Network,
+    /// Wrong or missing settings or credentials.
+    Config,
+    /// Anything else.
+    Other,
+}
+
+impl FetchErrorKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FetchErrorKind::Blocked => "blocked",
+            FetchErrorKind::RateLimited => "rate_limited",
+            FetchErrorKind::NotFound => "not_found",
+            FetchErrorKind::Malformed => "malformed",
+            FetchErrorKind::Network => "network",
+            FetchErrorKind::Config => "config",
+            FetchErrorKind::Other => "other",
+        }
+    }
+}
+
+/// A source's own published aggregate (for example "4.6 stars from 12,480 ratings").
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AggregateRating {
+    pub rating: f64,
+    pub count: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mention(text: &str) -> Mention {
+        Mention {
+            external_id: "1".into(),
+            url: None,
+            author: None,
+            title: None,
+            text: text.into(),
+            rating: Some(4),
+            engagement: Engagement::default(),
+            language: None,
+            published_at: Utc::now(),
+            owner_reply: None,
+            owner_reply_at: None,
+            extra: None,
+        }
+    }
+
+    #[test]
+    fn content_hash_folds_case_and_whitespace() {
+        assert_eq!(
+            mention("Great  kettle\n").content_hash(),
+            mention("great kettle").content_hash()
+        );
+        assert_ne!(
+            mention("great kettle").content_hash(),
+            mention("bad kettle").content_hash()
+        );
+    }
+
+    #[test]
+    fn revision_hash_sees_rating_and_reply_changes() {
+        let a = mention("ok");
+        let mut b = a.clone();
+        b.rating = Some(1);
+        assert_ne!(a.revision_hash(), b.revision_hash());
+        let mut c = a.clone();
+        c.owner_reply = Some("Sorry to hear".into());
+        assert_ne!(a.revision_hash(), c.revision_hash());
+        let mut d = a.clone();
+        d.engagement.likes = 40;
+        assert_eq!(a.revision_hash(), d.revision_hash());
+    }
+
+    #[test]
+    fn validate_rejects_bad_rating_and_empty() {
+        let mut m = mention("fine");
+        m.rating = Some(6);
+        assert!(m.validate().unwrap_err().contains("rating 6"));
+        let m = mention("  ");
+        assert!(m.validate().is_err());
+    }
+}

@@ -1,0 +1,306 @@
+//! Reading mentions that arrive without polling: `zmot import` files (CSV or JSON lines)
+//! and the ingest API share this code. A bad record is reported with its line and
+//! left out; the good ones are kept.
+
+use std::io::BufRead;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use serde_json::{Map, Value};
+
+use crate::domain::{Engagement, Mention};
+
+/// A record that could not be read, with where it was.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BadRecord {
+    /// 1-based line in the file (for CSV, the line the record starts on).
+    pub line: u64,
+    pub error: String,
+}
+
+/// What a file held.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub mentions: Vec<Mention>,
+    pub bad: Vec<BadRecord>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Csv,
+    Jsonl,
+}
+
+impl Format {
+    /// Guesses from the file name: `.csv` is CSV, anything else JSON lines.
+    pub fn from_path(path: &std::path::Path) -> Format {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some(e) if e.eq_ignore_ascii_case("csv") => Format::Csv,
+            _ => Format::Jsonl,
+        }
+    }
+}
+
+/// Reads a whole file's records.
+pub fn parse_reader(reader: impl std::io::Read, format: Format) -> Parsed {
+    match format {
+        Format::Csv => parse_csv(reader),
+        Format::Jsonl => parse_jsonl(reader),
+    }
+}
+
+fn parse_jsonl(reader: impl std::io::Read) -> Parsed {
+    let mut out = Parsed::default();
+    let reader = std::io::BufReader::new(reader);
+    for (i, line) in reader.lines().enumerate() {
+        let line_no = i as u64 + 1;
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => {
+                out.bad.push(BadRecord {
+                    line: line_no,
+                    error: format!("cannot read the line: {e}"),
+                });
+                continue;
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let result = serde_json::from_str::<Value>(&line)
+            .map_err(|e| format!("not valid JSON: {e}"))
+            .and_then(|v| match v {
+                Value::Object(map) => mention_from_map(&map),
+                _ => Err("not a JSON object".to_string()),
+            });
+        match result {
+            Ok(m) => out.mentions.push(m),
+            Err(error) => out.bad.push(BadRecord {
+                line: line_no,
+                error,
+            }),
+        }
+    }
+    out
+}
+
+fn parse_csv(reader: impl std::io::Read) -> Parsed {
+    let mut out = Parsed::default();
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(false)
+        .from_reader(reader);
+    let headers: Vec<String> = match rdr.headers() {
+        Ok(h) => h.iter().map(|s| s.trim().to_ascii_lowercase()).collect(),
+        Err(e) => {
+            out.bad.push(BadRecord {
+                line: 1,
+                error: format!("cannot read the header line: {e}"),
+            });
+            return out;
+        }
+    };
+    for record in rdr.records() {
+        match record {
+            Ok(rec) => {
+                let line = rec.position().map(|p| p.line()).unwrap_or(0);
+                let map: Map<String, Value> = headers
+                    .iter()
+                    .zip(rec.iter())
+                    .filter(|(_, v)| !v.trim().is_empty())
+                    .map(|(h, v)| (h.clone(), Value::String(v.to_string())))
+                    .collect();
+                match mention_from_map(&map) {
+                    Ok(m) => out.mentions.push(m),
+                    Err(error) => out.bad.push(BadRecord { line, error }),
+                }
+            }
+            Err(e) => {
+                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                out.bad.push(BadRecord {
+                    line,
+                    error: format!("not a valid CSV record: {e}"),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The first of several accepted names present in a record.
+fn field<'a>(map: &'a Map<String, Value>, names: &[&str]) -> Option<&'a Value> {
+    names
+        .iter()
+        .find_map(|n| map.get(*n))
+        .filter(|v| !v.is_null())
+}
+
+fn string(map: &Map<String, Value>, names: &[&str]) -> Option<String> {
+    field(map, names).and_then(|v| match v {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    })
+}
+
+fn integer(map: &Map<String, Value>, names: &[&str]) -> Result<Option<i64>, String> {
+    match field(map, names) {
+        None => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_f64().map(|f| f.round() as i64))
+            .map(Some)
+            .ok_or_else(|| format!("`{}` is not a whole number", n)),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse::<f64>()
+            .map(|f| Some(f.round() as i64))
+            .map_err(|_| format!("`{}` in {} is not a number", s, names[0])),
+        Some(v) => Err(format!("{} should be a number, not {v}", names[0])),
+    }
+}
+
+/// Reads a date: RFC 3339, `YYYY-MM-DD HH:MM[:SS]` (UTC), `YYYY-MM-DD`, or Unix seconds.
+pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    if let Ok(t) = DateTime::parse_from_rfc2822(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    for fmt in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
+            return Some(Utc.from_utc_datetime(&t));
+        }
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Some(Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0)?));
+    }
+    if let Ok(secs) = s.parse::<i64>() {
+        return Utc.timestamp_opt(secs, 0).single();
+    }
+    None
+}
+
+fn time(map: &Map<String, Value>, names: &[&str]) -> Result<Option<DateTime<Utc>>, String> {
+    match field(map, names) {
+        None => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .and_then(|s| Utc.timestamp_opt(s, 0).single())
+            .map(Some)
+            .ok_or_else(|| format!("{} `{n}` is not a Unix time", names[0])),
+        Some(Value::String(s)) => parse_time(s).map(Some).ok_or_else(|| {
+            format!(
+                "{} `{s}` is not a date (use 2026-11-23T14:05:00Z or 2026-11-23)",
+                names[0]
+            )
+        }),
+        Some(v) => Err(format!("{} should be a date, not {v}", names[0])),
+    }
+}
+
+/// Builds a mention from a record's fields. Accepted names (first wins):
+/// `external_id`/`id`, `url`/`link`, `author`/`user`, `title`, `text`/`body`/`content`/`review`,
+/// `rating`/`stars`, `likes`, `replies`, `reposts`, `language`/`lang`,
+/// `published_at`/`date`/`created_at`, `owner_reply`/`reply`, `owner_reply_at`/`reply_at`.
+/// Without an id, one is derived from author, date and text so re-importing is idempotent.
+pub fn mention_from_map(map: &Map<String, Value>) -> Result<Mention, String> {
+    let text = string(map, &["text", "body", "content", "review"]).unwrap_or_default();
+    let title = string(map, &["title", "subject"]);
+    let published_at = time(map, &["published_at", "date", "created_at", "published"])?
+        .ok_or("published_at (or date) is missing")?;
+    let rating = match integer(map, &["rating", "stars"])? {
+        None => None,
+        Some(r) if (1..=5).contains(&r) => Some(r as u8),
+        Some(r) => return Err(format!("rating {r} is outside 1-5")),
+    };
+    let author = string(map, &["author", "user", "username"]);
+    let external_id = match string(map, &["external_id", "id"]) {
+        Some(id) => id,
+        None => {
+            let key = format!(
+                "{}|{}|{}",
+                author.as_deref().unwrap_or(""),
+                published_at.timestamp(),
+                text
+            );
+            format!(
+                "derived:{}",
+                crate::domain::content_hash(title.as_deref(), &key)
+            )
+        }
+    };
+    let count = |names: &[&str]| -> Result<i64, String> {
+        let v = integer(map, names)?.unwrap_or(0);
+        if v < 0 {
+            return Err(format!("{} cannot be negative", names[0]));
+        }
+        Ok(v)
+    };
+    let m = Mention {
+        external_id,
+        url: string(map, &["url", "link"]),
+        author,
+        title,
+        text,
+        rating,
+        engagement: Engagement {
+            likes: count(&["likes", "helpful"])?,
+            replies: count(&["replies", "comments"])?,
+            reposts: count(&["reposts", "shares"])?,
+        },
+        language: string(map, &["language", "lang"]),
+        published_at,
+        owner_reply: string(map, &["owner_reply", "reply"]),
+        owner_reply_at: time(map, &["owner_reply_at", "reply_at"])?,
+        extra: field(map, &["extra"]).cloned(),
+    };
+    m.validate()?;
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_keeps_good_rows_and_reports_bad_ones_by_line() {
+        let csv = "id,author,rating,date,text\n\
+                   r1,Ann,5,2026-11-01,Lovely kettle\n\
+                   r2,Bob,9,2026-11-02,Broke after a week\n\
+                   r3,Cy,2,yesterday,Meh\n\
+                   r4,Di,1,2026-11-03T10:00:00Z,\"Leaks, \"\"badly\"\"\"\n";
+        let p = parse_reader(csv.as_bytes(), Format::Csv);
+        assert_eq!(p.mentions.len(), 2);
+        assert_eq!(p.mentions[1].text, "Leaks, \"badly\"");
+        assert_eq!(p.bad.len(), 2);
+        assert_eq!(p.bad[0].line, 3);
+        assert!(p.bad[0].error.contains("rating 9"));
+        assert_eq!(p.bad[1].line, 4);
+        assert!(p.bad[1].error.contains("yesterday"));
+    }
+
+    #[test]
+    fn jsonl_reports_malformed_lines() {
+        let data = "{\"id\":\"a\",\"text\":\"ok\",\"published_at\":\"2026-11-01T00:00:00Z\"}\n\
+                    {\"id\":\"b\",\"text\":\n\
+                    \n\
+                    [1,2]\n\
+                    {\"text\":\"no id\",\"date\":1763000000,\"likes\":\"3\"}\n";
+        let p = parse_reader(data.as_bytes(), Format::Jsonl);
+        assert_eq!(p.mentions.len(), 2);
+        assert!(p.mentions[1].external_id.starts_with("derived:"));
+        assert_eq!(p.mentions[1].engagement.likes, 3);
+        let lines: Vec<u64> = p.bad.iter().map(|b| b.line).collect();
+        assert_eq!(lines, vec![2, 4]);
+    }
+
+    #[test]
+    fn derived_ids_are_stable() {
+        let data = "{\"text\":\"same\",\"date\":\"2026-11-01\",\"author\":\"x\"}\n";
+        let a = parse_reader(data.as_bytes(), Format::Jsonl);
+        let b = parse_reader(data.as_bytes(), Format::Jsonl);
+        assert_eq!(a.mentions[0].external_id, b.mentions[0].external_id);
+    }
+}

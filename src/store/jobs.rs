@@ -1,0 +1,134 @@
+//! Scheduled job state: last and next run per job, and a lease so that one worker runs
+//! a due job even when several share the database.
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::{from_ms, Store};
+
+/// A job's stored state.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct JobState {
+    pub name: String,
+    pub last_run_at: Option<DateTime<Utc>>,
+    pub last_status: Option<String>,
+    pub last_error: Option<String>,
+    pub next_run_at: Option<DateTime<Utc>>,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    /// Registers a job with its first due time; an existing job keeps its state, so a
+    /// restart neither re-runs what ran nor forgets what was due.
+    pub async fn ensure_job(&self, name: &str, next_run_at: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO jobs (name, next_run_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(next_run_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Claims a due job for `worker` until `lease_until`. Exactly one of several workers
+    /// racing for the same job gets `true` (a single conditional update on the row).
+    pub async fn claim_job(
+        &self,
+        name: &str,
+        worker: &str,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE jobs SET lease_owner = $1, lease_until = $2
+             WHERE name = $3 AND next_run_at <= $4 AND (lease_until IS NULL OR lease_until < $4)",
+        )
+        .bind(worker)
+        .bind(lease_until)
+        .bind(name)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Extends a lease this worker holds (a long job keeps its claim).
+    pub async fn renew_job_lease(
+        &self,
+        name: &str,
+        worker: &str,
+        lease_until: i64,
+    ) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE jobs SET lease_until = $1 WHERE name = $2 AND lease_owner = $3")
+                .bind(lease_until)
+                .bind(name)
+                .bind(worker)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records a finished run and the next due time, releasing the lease. Ignored when
+    /// the lease was lost to another worker (it will record its own run).
+    pub async fn finish_job(
+        &self,
+        name: &str,
+        worker: &str,
+        ran_at: i64,
+        status: &str,
+        error: Option<&str>,
+        next_run_at: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE jobs SET last_run_at = $1, last_status = $2, last_error = $3, next_run_at = $4,
+                lease_owner = NULL, lease_until = NULL
+             WHERE name = $5 AND lease_owner = $6",
+        )
+        .bind(ran_at)
+        .bind(status)
+        .bind(error)
+        .bind(next_run_at)
+        .bind(name)
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Releases leases this worker holds without recording a run (shutdown before start).
+    pub async fn release_jobs(&self, worker: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1",
+        )
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn jobs(&self) -> Result<Vec<JobState>> {
+        let rows = sqlx::query(
+            "SELECT name, last_run_at, last_status, last_error, next_run_at, lease_owner, lease_until
+             FROM jobs ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(JobState {
+                    name: r.try_get("name")?,
+                    last_run_at: r.try_get::<Option<i64>, _>("last_run_at")?.map(from_ms),
+                    last_status: r.try_get("last_status")?,
+                    last_error: r.try_get("last_error")?,
+                    next_run_at: r.try_get::<Option<i64>, _>("next_run_at")?.map(from_ms),
+                    lease_owner: r.try_get("lease_owner")?,
+                    lease_until: r.try_get::<Option<i64>, _>("lease_until")?.map(from_ms),
+                })
+            })
+            .collect()
+    }
+}

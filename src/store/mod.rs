@@ -1,0 +1,531 @@
+//! The store: the only module that writes SQL. One schema for SQLite and PostgreSQL,
+//! reached through sqlx's `Any` driver so the same queries (with `$1` parameters, which
+//! both accept) run on either. Times are Unix epoch milliseconds.
+
+mod ingest;
+mod jobs;
+mod migrate;
+mod outbox;
+mod runs;
+
+pub use ingest::IngestStats;
+pub use ingest::ModelInfo;
+pub use jobs::JobState;
+pub use outbox::{NewEmail, OutboxEmail, OutboxStats};
+pub use runs::{fetch_job_name, FetchRun, RunOutcome, SourceStatus};
+
+use anyhow::{bail, Context, Result};
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+use crate::config::Config;
+use crate::domain::{Engagement, Label, Mention, Sentiment};
+
+/// The kind of sources that receive pushed mentions instead of polling.
+pub const PUSH_KIND: &str = "push";
+
+/// Which database is behind the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Result<Backend> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            bail!(
+                "unsupported database URL `{}`: use sqlite:// or postgres://",
+                redact(url)
+            )
+        }
+    }
+
+    /// Most bound parameters one statement may carry.
+    fn max_params(&self) -> usize {
+        match self {
+            Backend::Sqlite => 32_000,
+            Backend::Postgres => 65_000,
+        }
+    }
+}
+
+/// A database URL with any password hidden, for logs and errors.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// Current time in epoch milliseconds.
+pub fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+pub fn to_ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub fn from_ms(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// A watch as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchRow {
+    pub id: i64,
+    pub name: String,
+    pub competitors: Option<String>,
+    pub timezone: String,
+    pub active: bool,
+}
+
+/// A source as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceRow {
+    pub id: i64,
+    pub watch_id: i64,
+    pub watch_name: String,
+    pub name: String,
+    pub kind: String,
+    /// The source's settings, as JSON.
+    pub params: String,
+    pub schedule: String,
+    pub enabled: bool,
+    pub cursor: Option<String>,
+}
+
+/// A mention as stored, with its sentiment when scored.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StoredMention {
+    pub id: i64,
+    pub watch: String,
+    pub source: String,
+    pub source_kind: String,
+    #[serde(flatten)]
+    pub mention: Mention,
+    pub fetched_at: DateTime<Utc>,
+    pub content_hash: String,
+    pub revision: i64,
+    pub sentiment: Option<Sentiment>,
+}
+
+/// Filters for listing mentions.
+#[derive(Debug, Clone, Default)]
+pub struct MentionQuery {
+    pub watch_id: Option<i64>,
+    pub source_id: Option<i64>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub limit: Option<i64>,
+}
+
+impl Store {
+    /// Opens (creating an SQLite file if needed) and migrates the database.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of_url(url)?;
+        let mut url = url.to_string();
+        if backend == Backend::Sqlite {
+            url = sqlite_url(&url)?;
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(std::time::Duration::from_secs(30))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers work while a batch is written; NORMAL sync is
+                        // durable across application crashes and fast; the busy timeout
+                        // makes concurrent writers wait instead of failing.
+                        for pragma in [
+                            "PRAGMA journal_mode = WAL",
+                            "PRAGMA synchronous = NORMAL",
+                            "PRAGMA busy_timeout = 10000",
+                            "PRAGMA foreign_keys = ON",
+                        ] {
+                            sqlx::query(pragma).execute(&mut *conn).await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .with_context(|| format!("cannot open the database {}", redact(&url)))?;
+        let store = Store { pool, backend };
+        migrate::run(&store)
+            .await
+            .with_context(|| format!("cannot migrate the database {}", redact(&url)))?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Makes the watches and sources tables match the configuration. Nothing is deleted:
+    /// a watch or source removed from the file is marked inactive/disabled and its
+    /// mentions stay.
+    pub async fn sync_config(&self, config: &Config) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let now = now_ms();
+        sqlx::query("UPDATE watches SET active = 0")
+            .execute(&mut *tx)
+            .await?;
+        // Push sources (import files, the ingest API) are not in the file; leave them be.
+        sqlx::query("UPDATE sources SET enabled = 0 WHERE kind <> $1")
+            .bind(PUSH_KIND)
+            .execute(&mut *tx)
+            .await?;
+        for w in &config.watches {
+            let tz = w.timezone(&config.general).to_string();
+            let existing = sqlx::query("SELECT id FROM watches WHERE name = $1")
+                .bind(&w.name)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let watch_id: i64 = match existing {
+                Some(row) => {
+                    let id: i64 = row.try_get("id")?;
+                    sqlx::query(
+                        "UPDATE watches SET competitors = $1, timezone = $2, active = 1 WHERE id = $3",
+                    )
+                    .bind(w.competitors.clone())
+                    .bind(&tz)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                    id
+                }
+                None => sqlx::query(
+                    "INSERT INTO watches (name, competitors, timezone, active, created_at)
+                     VALUES ($1, $2, $3, 1, $4) RETURNING id",
+                )
+                .bind(&w.name)
+                .bind(w.competitors.clone())
+                .bind(&tz)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("id")?,
+            };
+            for s in &w.sources {
+                let params = serde_json::to_string(&s.params)?;
+                let schedule = s.cron_expression(&w.name);
+                let enabled = i64::from(s.enabled);
+                let existing =
+                    sqlx::query("SELECT id, kind FROM sources WHERE watch_id = $1 AND name = $2")
+                        .bind(watch_id)
+                        .bind(&s.name)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                match existing {
+                    Some(row) => {
+                        let id: i64 = row.try_get("id")?;
+                        let kind: String = row.try_get("kind")?;
+                        // A source that changed kind is a different place: its cursor
+                        // means nothing any more.
+                        let reset_cursor = i64::from(kind != s.kind);
+                        sqlx::query(
+                            "UPDATE sources SET kind = $1, params = $2, schedule = $3, enabled = $4,
+                             cursor = CASE WHEN $5 = 1 THEN NULL ELSE cursor END WHERE id = $6",
+                        )
+                        .bind(&s.kind)
+                        .bind(&params)
+                        .bind(&schedule)
+                        .bind(enabled)
+                        .bind(reset_cursor)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    None => {
+                        sqlx::query(
+                            "INSERT INTO sources (watch_id, name, kind, params, schedule, enabled, created_at)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                        )
+                        .bind(watch_id)
+                        .bind(&s.name)
+                        .bind(&s.kind)
+                        .bind(&params)
+                        .bind(&schedule)
+                        .bind(enabled)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn watches(&self) -> Result<Vec<WatchRow>> {
+        let rows = sqlx::query(
+            "SELECT id, name, competitors, timezone, active FROM watches ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(watch_row).collect()
+    }
+
+    pub async fn watch_by_name(&self, name: &str) -> Result<Option<WatchRow>> {
+        let row = sqlx::query(
+            "SELECT id, name, competitors, timezone, active FROM watches WHERE lower(name) = lower($1)",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(watch_row).transpose()
+    }
+
+    /// Sources, optionally of one watch, with their watch's name.
+    pub async fn sources(&self, watch_id: Option<i64>) -> Result<Vec<SourceRow>> {
+        let rows = sqlx::query(
+            "SELECT s.id, s.watch_id, w.name AS watch_name, s.name, s.kind, s.params, s.schedule,
+                    s.enabled, s.cursor
+             FROM sources s JOIN watches w ON w.id = s.watch_id
+             WHERE ($1 = 0 OR s.watch_id = $2)
+             ORDER BY w.name, s.name",
+        )
+        .bind(i64::from(watch_id.is_some()))
+        .bind(watch_id.unwrap_or(0))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(source_row).collect()
+    }
+
+    pub async fn source(&self, id: i64) -> Result<Option<SourceRow>> {
+        let row = sqlx::query(
+            "SELECT s.id, s.watch_id, w.name AS watch_name, s.name, s.kind, s.params, s.schedule,
+                    s.enabled, s.cursor
+             FROM sources s JOIN watches w ON w.id = s.watch_id WHERE s.id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(source_row).transpose()
+    }
+
+    /// The source that receives pushed mentions (`zmot import`, the ingest API) for a
+    /// watch, created on first use. It has no schedule: nothing polls it.
+    pub async fn push_source(&self, watch_id: i64, name: &str) -> Result<SourceRow> {
+        let found = sqlx::query("SELECT id, kind FROM sources WHERE watch_id = $1 AND name = $2")
+            .bind(watch_id)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        let id: i64 = match found {
+            Some(row) => {
+                let kind: String = row.try_get("kind")?;
+                if kind != PUSH_KIND {
+                    bail!(
+                        "`{name}` is a configured {kind} source; import into another source name"
+                    );
+                }
+                row.try_get("id")?
+            }
+            None => sqlx::query(
+                "INSERT INTO sources (watch_id, name, kind, params, schedule, enabled, created_at)
+                 VALUES ($1, $2, $3, '{}', '', 1, $4)
+                 ON CONFLICT (watch_id, name) DO UPDATE SET enabled = 1
+                 RETURNING id",
+            )
+            .bind(watch_id)
+            .bind(name)
+            .bind(PUSH_KIND)
+            .bind(now_ms())
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("id")?,
+        };
+        self.source(id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("source {id} vanished"))
+    }
+
+    /// Mentions matching the query, newest first.
+    pub async fn mentions(&self, q: &MentionQuery) -> Result<Vec<StoredMention>> {
+        let rows = sqlx::query(
+            "SELECT m.id, w.name AS watch_name, s.name AS source_name, m.source_kind, m.external_id,
+                    m.url, m.author, m.title, m.body, m.rating, m.likes, m.replies, m.reposts,
+                    m.language, m.published_at, m.fetched_at, m.owner_reply, m.owner_reply_at,
+                    m.content_hash, m.revision, m.extra,
+                    st.label, st.score, st.confidence
+             FROM mentions m
+             JOIN sources s ON s.id = m.source_id
+             JOIN watches w ON w.id = m.watch_id
+             LEFT JOIN sentiments st ON st.mention_id = m.id
+                 AND st.scored_at = (SELECT MAX(s2.scored_at) FROM sentiments s2 WHERE s2.mention_id = m.id)
+             WHERE ($1 = 0 OR m.watch_id = $2)
+               AND ($3 = 0 OR m.source_id = $4)
+               AND m.published_at >= $5 AND m.published_at < $6
+             ORDER BY m.published_at DESC, m.id DESC
+             LIMIT $7",
+        )
+        .bind(i64::from(q.watch_id.is_some()))
+        .bind(q.watch_id.unwrap_or(0))
+        .bind(i64::from(q.source_id.is_some()))
+        .bind(q.source_id.unwrap_or(0))
+        .bind(q.since.map(to_ms).unwrap_or(i64::MIN))
+        .bind(q.until.map(to_ms).unwrap_or(i64::MAX))
+        .bind(q.limit.unwrap_or(i64::MAX).max(0))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(stored_mention).collect()
+    }
+
+    /// Earlier versions of a mention, oldest first: (revision, title, text, rating).
+    pub async fn mention_history(
+        &self,
+        mention_id: i64,
+    ) -> Result<Vec<(i64, Option<String>, String, Option<u8>)>> {
+        let rows = sqlx::query(
+            "SELECT revision, title, body, rating FROM mention_revisions
+             WHERE mention_id = $1 ORDER BY revision",
+        )
+        .bind(mention_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("revision")?,
+                    r.try_get("title")?,
+                    r.try_get("body")?,
+                    r.try_get::<Option<i64>, _>("rating")?.map(|v| v as u8),
+                ))
+            })
+            .collect()
+    }
+
+    /// How many mentions are stored, optionally for one watch.
+    pub async fn count_mentions(&self, watch_id: Option<i64>) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM mentions WHERE ($1 = 0 OR watch_id = $2)")
+            .bind(i64::from(watch_id.is_some()))
+            .bind(watch_id.unwrap_or(0))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+}
+
+fn sqlite_url(url: &str) -> Result<String> {
+    // sqlite://zmot.db, sqlite:zmot.db, sqlite:///abs/path.db, sqlite::memory:
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or("");
+    if rest.starts_with(":memory:") {
+        return Ok(url.to_string());
+    }
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    if path.is_empty() {
+        bail!("the SQLite URL `{url}` names no file");
+    }
+    if let Some(parent) = std::path::Path::new(path).parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create the folder {}", parent.display()))?;
+        }
+    }
+    let mut out = format!("sqlite://{path}");
+    match query {
+        Some(q) if q.contains("mode=") => out.push_str(&format!("?{q}")),
+        Some(q) => out.push_str(&format!("?{q}&mode=rwc")),
+        None => out.push_str("?mode=rwc"),
+    }
+    Ok(out)
+}
+
+fn watch_row(r: &AnyRow) -> Result<WatchRow> {
+    Ok(WatchRow {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        competitors: r.try_get("competitors")?,
+        timezone: r.try_get("timezone")?,
+        active: r.try_get::<i64, _>("active")? != 0,
+    })
+}
+
+fn source_row(r: &AnyRow) -> Result<SourceRow> {
+    Ok(SourceRow {
+        id: r.try_get("id")?,
+        watch_id: r.try_get("watch_id")?,
+        watch_name: r.try_get("watch_name")?,
+        name: r.try_get("name")?,
+        kind: r.try_get("kind")?,
+        params: r.try_get("params")?,
+        schedule: r.try_get("schedule")?,
+        enabled: r.try_get::<i64, _>("enabled")? != 0,
+        cursor: r.try_get("cursor")?,
+    })
+}
+
+fn stored_mention(r: &AnyRow) -> Result<StoredMention> {
+    let label: Option<String> = r.try_get("label")?;
+    let sentiment = match label.as_deref().and_then(Label::parse) {
+        Some(label) => Some(Sentiment {
+            label,
+            score: r.try_get::<f64, _>("score")? as f32,
+            confidence: r.try_get::<f64, _>("confidence")? as f32,
+        }),
+        None => None,
+    };
+    let extra: Option<String> = r.try_get("extra")?;
+    Ok(StoredMention {
+        id: r.try_get("id")?,
+        watch: r.try_get("watch_name")?,
+        source: r.try_get("source_name")?,
+        source_kind: r.try_get("source_kind")?,
+        mention: Mention {
+            external_id: r.try_get("external_id")?,
+            url: r.try_get("url")?,
+            author: r.try_get("author")?,
+            title: r.try_get("title")?,
+            text: r.try_get("body")?,
+            rating: r.try_get::<Option<i64>, _>("rating")?.map(|v| v as u8),
+            engagement: Engagement {
+                likes: r.try_get("likes")?,
+                replies: r.try_get("replies")?,
+                reposts: r.try_get("reposts")?,
+            },
+            language: r.try_get("language")?,
+            published_at: from_ms(r.try_get("published_at")?),
+            owner_reply: r.try_get("owner_reply")?,
+            owner_reply_at: r.try_get::<Option<i64>, _>("owner_reply_at")?.map(from_ms),
+            extra: extra.and_then(|e| serde_json::from_str::<serde_json::Value>(&e).ok()),
+        },
+        fetched_at: from_ms(r.try_get("fetched_at")?),
+        content_hash: r.try_get("content_hash")?,
+        revision: r.try_get("revision")?,
+        sentiment,
+    })
+}

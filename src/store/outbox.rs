@@ -1,0 +1,177 @@
+//! The email outbox: a message is queued in the same transaction as what caused it,
+//! claimed with a lease by one sender at a time, and marked sent only after the
+//! server accepted it. A `dedup_key` makes "send once" a database constraint.
+
+use anyhow::Result;
+use sqlx::any::Any;
+use sqlx::{Row, Transaction};
+
+use super::{now_ms, Store};
+
+/// A queued email.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEmail {
+    pub id: i64,
+    pub kind: String,
+    pub recipients: Vec<String>,
+    pub subject: String,
+    /// The complete RFC 5322 message.
+    pub message: String,
+    pub attempts: i64,
+}
+
+/// Counts by status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct OutboxStats {
+    pub queued: i64,
+    pub sent: i64,
+    pub failed: i64,
+}
+
+/// A new email for the outbox.
+pub struct NewEmail<'a> {
+    pub kind: &'a str,
+    /// Same key, same email: a second enqueue with it is ignored.
+    pub dedup_key: Option<&'a str>,
+    pub watch_id: Option<i64>,
+    pub recipients: &'a [String],
+    pub subject: &'a str,
+    pub message: &'a str,
+}
+
+impl Store {
+    /// Queues an email; returns its id, or `None` when one with the same key exists.
+    pub async fn enqueue_email(&self, email: &NewEmail<'_>) -> Result<Option<i64>> {
+        let mut tx = self.pool.begin().await?;
+        let id = Self::enqueue_email_in(&mut tx, email).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Queues an email inside a caller's transaction.
+    pub async fn enqueue_email_in(
+        tx: &mut Transaction<'static, Any>,
+        email: &NewEmail<'_>,
+    ) -> Result<Option<i64>> {
+        let now = now_ms();
+        let row = sqlx::query(
+            "INSERT INTO outbox (kind, dedup_key, watch_id, recipients, subject, message, status,
+                attempts, next_attempt_at, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, 'queued', 0, $7, $7)
+             ON CONFLICT (dedup_key) DO NOTHING
+             RETURNING id",
+        )
+        .bind(email.kind)
+        .bind(email.dedup_key)
+        .bind(email.watch_id)
+        .bind(serde_json::to_string(email.recipients)?)
+        .bind(email.subject)
+        .bind(email.message)
+        .bind(now)
+        .fetch_optional(&mut **tx)
+        .await?;
+        row.map(|r| r.try_get("id").map_err(Into::into)).transpose()
+    }
+
+    /// Claims up to `limit` due emails for this worker for `lease_ms`. Another worker
+    /// cannot claim them until the lease expires (a crashed sender's emails come back).
+    pub async fn claim_emails(
+        &self,
+        worker: &str,
+        limit: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<OutboxEmail>> {
+        let now = now_ms();
+        let candidates = sqlx::query(
+            "SELECT id FROM outbox WHERE status = 'queued' AND next_attempt_at <= $1
+               AND (lease_until IS NULL OR lease_until < $1)
+             ORDER BY id LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut claimed = Vec::new();
+        for c in candidates {
+            let id: i64 = c.try_get("id")?;
+            // Compare-and-set: only one worker's update matches.
+            let row = sqlx::query(
+                "UPDATE outbox SET lease_owner = $1, lease_until = $2
+                 WHERE id = $3 AND status = 'queued' AND (lease_until IS NULL OR lease_until < $4)
+                 RETURNING id, kind, recipients, subject, message, attempts",
+            )
+            .bind(worker)
+            .bind(now + lease_ms)
+            .bind(id)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(r) = row {
+                let recipients: String = r.try_get("recipients")?;
+                claimed.push(OutboxEmail {
+                    id: r.try_get("id")?,
+                    kind: r.try_get("kind")?,
+                    recipients: serde_json::from_str(&recipients)?,
+                    subject: r.try_get("subject")?,
+                    message: r.try_get("message")?,
+                    attempts: r.try_get("attempts")?,
+                });
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// Marks an email sent (the server accepted it).
+    pub async fn mark_email_sent(&self, id: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE outbox SET status = 'sent', sent_at = $1, attempts = attempts + 1,
+                lease_owner = NULL, lease_until = NULL, last_error = NULL WHERE id = $2",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a failed attempt: retried at `retry_at`, or given up when `None`.
+    pub async fn mark_email_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at: Option<i64>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE outbox SET status = $1, attempts = attempts + 1, last_error = $2,
+                next_attempt_at = $3, lease_owner = NULL, lease_until = NULL WHERE id = $4",
+        )
+        .bind(if retry_at.is_some() {
+            "queued"
+        } else {
+            "failed"
+        })
+        .bind(error)
+        .bind(retry_at.unwrap_or_else(now_ms))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn outbox_stats(&self) -> Result<OutboxStats> {
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM outbox GROUP BY status")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut s = OutboxStats::default();
+        for r in rows {
+            let status: String = r.try_get("status")?;
+            let n: i64 = r.try_get("n")?;
+            match status.as_str() {
+                "queued" => s.queued = n,
+                "sent" => s.sent = n,
+                _ => s.failed += n,
+            }
+        }
+        Ok(s)
+    }
+}

@@ -1,0 +1,433 @@
+//! The store on every configured database: SQLite always, PostgreSQL when
+//! `ZMOT_TEST_DATABASE_URL` is set. Each test gets fresh databases.
+
+use chrono::{Duration, TimeZone, Utc};
+use zmot::config;
+use zmot::domain::{
+    AggregateRating, Engagement, FetchErrorKind, Label, Mention, ScoredMention, Sentiment,
+};
+use zmot::store::{MentionQuery, NewEmail, RunOutcome, SourceRow, Store};
+use zmot::testutil;
+
+const CONFIG: &str = r#"
+[[watch]]
+name = "Acme Kettle"
+competitors = "kettles"
+timezone = "Europe/Paris"
+
+  [[watch.source]]
+  name = "reviews"
+  kind = "feed"
+  params = { url = "http://127.0.0.1:9/feed" }
+
+  [[watch.source]]
+  name = "hn"
+  kind = "hackernews"
+  schedule = "*/30 * * * *"
+  params = { query = "acme" }
+
+[[watch]]
+name = "Other"
+"#;
+
+fn mention(id: &str, text: &str, rating: Option<u8>, day: u32) -> ScoredMention {
+    ScoredMention {
+        mention: Mention {
+            external_id: id.into(),
+            url: Some(format!("https://example.com/r/{id}")),
+            author: Some("Ann".into()),
+            title: None,
+            text: text.into(),
+            rating,
+            engagement: Engagement {
+                likes: 1,
+                replies: 0,
+                reposts: 0,
+            },
+            language: Some("en".into()),
+            published_at: Utc.with_ymd_and_hms(2026, 11, day, 12, 0, 0).unwrap(),
+            owner_reply: None,
+            owner_reply_at: None,
+            extra: Some(serde_json::json!({"version": "2.1"})),
+        },
+        sentiment: Some(Sentiment {
+            label: Label::Positive,
+            score: 0.8,
+            confidence: 0.9,
+        }),
+    }
+}
+
+async fn setup(store: &Store) -> SourceRow {
+    let c = config::parse(CONFIG, "test.toml", &[]).unwrap();
+    store.sync_config(&c).await.unwrap();
+    let sources = store.sources(None).await.unwrap();
+    sources.into_iter().find(|s| s.name == "reviews").unwrap()
+}
+
+#[tokio::test]
+async fn sync_config_creates_updates_and_never_deletes() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        setup(store).await;
+        let watches = store.watches().await.unwrap();
+        assert_eq!(watches.len(), 2, "{}", db.label);
+        let acme = store.watch_by_name("acme kettle").await.unwrap().unwrap();
+        assert_eq!(acme.timezone, "Europe/Paris");
+        assert_eq!(acme.competitors.as_deref(), Some("kettles"));
+        let sources = store.sources(Some(acme.id)).await.unwrap();
+        assert_eq!(sources.len(), 2);
+        let hn = sources.iter().find(|s| s.name == "hn").unwrap();
+        assert_eq!(hn.schedule, "0 */30 * * * *");
+        assert!(hn.params.contains("acme"));
+
+        // Remove a source and a watch from the file: rows stay, marked off.
+        let smaller = config::parse(
+            "[[watch]]\nname = \"Acme Kettle\"\n[[watch.source]]\nname = \"hn\"\nkind = \"hackernews\"\nparams = { query = \"acme\" }\n",
+            "t.toml",
+            &[],
+        )
+        .unwrap();
+        store.sync_config(&smaller).await.unwrap();
+        let all = store.sources(None).await.unwrap();
+        assert_eq!(all.len(), 2, "{}", db.label);
+        assert!(!all.iter().find(|s| s.name == "reviews").unwrap().enabled);
+        assert!(all.iter().find(|s| s.name == "hn").unwrap().enabled);
+        let other = store.watch_by_name("Other").await.unwrap().unwrap();
+        assert!(!other.active);
+    }
+}
+
+#[tokio::test]
+async fn ingest_is_idempotent_and_keeps_edit_history() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let source = setup(store).await;
+        let batch = vec![
+            mention("a", "Lovely kettle", Some(5), 1),
+            mention("b", "Boils fast", Some(4), 2),
+            mention("c", "Lid broke", Some(2), 3),
+        ];
+        let s1 = store
+            .ingest(&source, &batch, Some(("test", "1")))
+            .await
+            .unwrap();
+        assert_eq!(
+            (s1.seen, s1.new, s1.updated, s1.unchanged),
+            (3, 3, 0, 0),
+            "{}",
+            db.label
+        );
+        let s2 = store
+            .ingest(&source, &batch, Some(("test", "1")))
+            .await
+            .unwrap();
+        assert_eq!(
+            (s2.new, s2.updated, s2.unchanged),
+            (0, 0, 3),
+            "{}",
+            db.label
+        );
+        assert_eq!(store.count_mentions(None).await.unwrap(), 3);
+
+        // An edit: new text and rating. The old version goes to the history.
+        let mut edited = mention("c", "Lid broke, and support never answered", Some(1), 3);
+        edited.sentiment = Some(Sentiment {
+            label: Label::Negative,
+            score: -0.9,
+            confidence: 0.95,
+        });
+        // More likes only: updated in place, no new revision.
+        let mut liked = mention("b", "Boils fast", Some(4), 2);
+        liked.mention.engagement.likes = 12;
+        let s3 = store
+            .ingest(&source, &[edited, liked], Some(("test", "1")))
+            .await
+            .unwrap();
+        assert_eq!(
+            (s3.new, s3.updated, s3.unchanged),
+            (0, 2, 0),
+            "{}",
+            db.label
+        );
+
+        let list = store.mentions(&MentionQuery::default()).await.unwrap();
+        assert_eq!(list.len(), 3);
+        let c = list.iter().find(|m| m.mention.external_id == "c").unwrap();
+        assert_eq!(c.mention.text, "Lid broke, and support never answered");
+        assert_eq!(c.mention.rating, Some(1));
+        assert_eq!(c.revision, 2);
+        let s = c.sentiment.unwrap();
+        assert_eq!(s.label, Label::Negative);
+        assert!((s.score + 0.9).abs() < 1e-6);
+        let history = store.mention_history(c.id).await.unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].2, "Lid broke");
+        assert_eq!(history[0].3, Some(2));
+        let b = list.iter().find(|m| m.mention.external_id == "b").unwrap();
+        assert_eq!(b.mention.engagement.likes, 12);
+        assert_eq!(b.revision, 1);
+        assert!(store.mention_history(b.id).await.unwrap().is_empty());
+        // Fields come back as stored.
+        assert_eq!(
+            c.mention.extra.as_ref().unwrap()["version"],
+            serde_json::json!("2.1")
+        );
+        assert_eq!(c.mention.url.as_deref(), Some("https://example.com/r/c"));
+        assert_eq!(c.source, "reviews");
+        assert_eq!(c.watch, "Acme Kettle");
+    }
+}
+
+#[tokio::test]
+async fn repeated_ids_in_one_batch_store_the_last_one() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let source = setup(store).await;
+        let batch = vec![
+            mention("x", "first text", Some(3), 1),
+            mention("x", "second text", Some(4), 1),
+        ];
+        let s = store.ingest(&source, &batch, None).await.unwrap();
+        assert_eq!((s.seen, s.new), (1, 1), "{}", db.label);
+        let list = store.mentions(&MentionQuery::default()).await.unwrap();
+        assert_eq!(list[0].mention.text, "second text");
+        assert!(list[0].sentiment.is_none());
+    }
+}
+
+#[tokio::test]
+async fn a_failing_batch_leaves_nothing_behind() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let source = setup(store).await;
+        let mut bad = mention("bad", "stars out of range", Some(5), 2);
+        // Bypass validation to hit the database's own check in the middle of a batch.
+        bad.mention.rating = Some(9);
+        let batch = vec![
+            mention("ok1", "fine", Some(4), 1),
+            bad,
+            mention("ok2", "fine too", Some(4), 3),
+        ];
+        assert!(store
+            .ingest(&source, &batch, Some(("t", "1")))
+            .await
+            .is_err());
+        assert_eq!(store.count_mentions(None).await.unwrap(), 0, "{}", db.label);
+    }
+}
+
+#[tokio::test]
+async fn a_fetch_run_commits_mentions_cursor_and_record_together() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let source = setup(store).await;
+        let run = store.start_fetch_run(source.id, "w1").await.unwrap();
+        let batch = vec![
+            mention("a", "Great", Some(5), 1),
+            mention("b", "Bad", Some(1), 2),
+        ];
+        let stats = store
+            .finish_fetch(
+                run,
+                &source,
+                RunOutcome {
+                    batch: &batch,
+                    model: Some(("test", "1")),
+                    cursor: Some("{\"since\":42}"),
+                    skipped: 1,
+                    aggregate: Some(AggregateRating {
+                        rating: 4.4,
+                        count: Some(1234),
+                    }),
+                    note: Some("1 item had no id"),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(stats.new, 2);
+        let src = store.source(source.id).await.unwrap().unwrap();
+        assert_eq!(src.cursor.as_deref(), Some("{\"since\":42}"));
+        let runs = store.fetch_runs(source.id, 5).await.unwrap();
+        assert_eq!(runs[0].status, "partial", "{}", db.label);
+        assert_eq!((runs[0].items_new, runs[0].items_skipped), (2, 1));
+        assert_eq!(runs[0].error_kind.as_deref(), Some("malformed"));
+        let agg = store.latest_aggregate(source.id).await.unwrap().unwrap();
+        assert_eq!(agg.count, Some(1234));
+
+        // A failed run records its kind and message and leaves the cursor alone.
+        let run2 = store.start_fetch_run(source.id, "w1").await.unwrap();
+        store
+            .fail_fetch(
+                run2,
+                FetchErrorKind::RateLimited,
+                "HTTP 429, retry after 120 s",
+            )
+            .await
+            .unwrap();
+        let status = store.source_status().await.unwrap();
+        let st = status.iter().find(|s| s.source_id == source.id).unwrap();
+        let last = st.last_run.as_ref().unwrap();
+        assert_eq!(last.status, "failed");
+        assert_eq!(last.error_kind.as_deref(), Some("rate_limited"));
+        assert_eq!(st.mentions, 2);
+        let src = store.source(source.id).await.unwrap().unwrap();
+        assert_eq!(src.cursor.as_deref(), Some("{\"since\":42}"));
+    }
+}
+
+#[tokio::test]
+async fn mentions_filter_by_watch_source_and_date() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let source = setup(store).await;
+        let batch: Vec<_> = (1..=9)
+            .map(|d| mention(&format!("m{d}"), &format!("day {d}"), Some(4), d))
+            .collect();
+        store.ingest(&source, &batch, None).await.unwrap();
+        let since = Utc.with_ymd_and_hms(2026, 11, 5, 0, 0, 0).unwrap();
+        let list = store
+            .mentions(&MentionQuery {
+                watch_id: Some(source.watch_id),
+                since: Some(since),
+                until: Some(since + Duration::days(3)),
+                limit: Some(2),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let ids: Vec<_> = list
+            .iter()
+            .map(|m| m.mention.external_id.as_str())
+            .collect();
+        assert_eq!(ids, vec!["m7", "m6"], "{}", db.label);
+        let other = store.watch_by_name("Other").await.unwrap().unwrap();
+        let none = store
+            .mentions(&MentionQuery {
+                watch_id: Some(other.id),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(none.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn push_sources_are_created_once_and_survive_config_sync() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let source = setup(store).await;
+        let a = store.push_source(source.watch_id, "import").await.unwrap();
+        let b = store.push_source(source.watch_id, "import").await.unwrap();
+        assert_eq!(a.id, b.id);
+        // A configured source's name cannot be used for pushing.
+        assert!(store.push_source(source.watch_id, "reviews").await.is_err());
+        let c = config::parse(CONFIG, "test.toml", &[]).unwrap();
+        store.sync_config(&c).await.unwrap();
+        assert!(
+            store.source(a.id).await.unwrap().unwrap().enabled,
+            "{}",
+            db.label
+        );
+    }
+}
+
+#[tokio::test]
+async fn outbox_sends_once_per_key_and_leases_exclusively() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let to = vec!["a@example.com".to_string()];
+        let email = |key| NewEmail {
+            kind: "digest",
+            dedup_key: Some(key),
+            watch_id: None,
+            recipients: &to,
+            subject: "Weekly digest",
+            message: "Subject: x\r\n\r\nbody",
+        };
+        let first = store
+            .enqueue_email(&email("digest:1:2026-W47"))
+            .await
+            .unwrap();
+        let again = store
+            .enqueue_email(&email("digest:1:2026-W47"))
+            .await
+            .unwrap();
+        assert!(first.is_some());
+        assert!(again.is_none(), "{}", db.label);
+        store
+            .enqueue_email(&email("digest:1:2026-W48"))
+            .await
+            .unwrap();
+
+        let w1 = store.claim_emails("w1", 10, 60_000).await.unwrap();
+        let w2 = store.claim_emails("w2", 10, 60_000).await.unwrap();
+        assert_eq!(w1.len(), 2);
+        assert!(
+            w2.is_empty(),
+            "a leased email was claimed twice on {}",
+            db.label
+        );
+        store.mark_email_sent(w1[0].id).await.unwrap();
+        store
+            .mark_email_failed(w1[1].id, "connection refused", Some(0))
+            .await
+            .unwrap();
+        let stats = store.outbox_stats().await.unwrap();
+        assert_eq!((stats.sent, stats.queued), (1, 1));
+        // The failed one is due again (retry time 0) and comes back with its attempt count.
+        let retry = store.claim_emails("w2", 10, 60_000).await.unwrap();
+        assert_eq!(retry.len(), 1);
+        assert_eq!(retry[0].attempts, 1);
+    }
+}
+
+#[tokio::test]
+async fn jobs_are_claimed_by_one_worker() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        store.ensure_job("fetch:1", 1_000).await.unwrap();
+        store.ensure_job("fetch:1", 9_999_999).await.unwrap();
+        // Not due yet.
+        assert!(!store.claim_job("fetch:1", "w1", 999, 5_000).await.unwrap());
+        let a = store
+            .claim_job("fetch:1", "w1", 1_000, 5_000)
+            .await
+            .unwrap();
+        let b = store
+            .claim_job("fetch:1", "w2", 1_001, 5_001)
+            .await
+            .unwrap();
+        assert!(a && !b, "{}", db.label);
+        // The lease expires: another worker takes over; the first one's finish is ignored.
+        assert!(store
+            .claim_job("fetch:1", "w2", 5_001, 9_000)
+            .await
+            .unwrap());
+        assert!(!store
+            .finish_job("fetch:1", "w1", 1_000, "ok", None, 10_000)
+            .await
+            .unwrap());
+        assert!(store
+            .finish_job("fetch:1", "w2", 5_001, "ok", None, 10_000)
+            .await
+            .unwrap());
+        let jobs = store.jobs().await.unwrap();
+        assert_eq!(jobs[0].next_run_at.unwrap().timestamp_millis(), 10_000);
+        assert!(jobs[0].lease_owner.is_none());
+    }
+}
+
+#[tokio::test]
+async fn postgres_runs_when_configured() {
+    // CI sets ZMOT_TEST_DATABASE_URL; this makes a missing PostgreSQL a failure there
+    // instead of a silently smaller test run.
+    if std::env::var("CI").is_ok() {
+        let dbs = testutil::all().await.unwrap();
+        assert!(
+            dbs.iter().any(|d| d.label == "postgres"),
+            "CI must run the PostgreSQL tests: ZMOT_TEST_DATABASE_URL is not set"
+        );
+    }
+}

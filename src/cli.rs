@@ -64,6 +64,28 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure speed and memory; prints what it measured.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Ingest synthetic mentions into SQLite (a temporary file) and optionally PostgreSQL.
+    Ingest {
+        /// How many mentions.
+        #[arg(long, default_value_t = 100_000)]
+        count: u64,
+        /// Mentions per transaction (a fetched page).
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// SQLite URL to use instead of a temporary file.
+        #[arg(long)]
+        sqlite: Option<String>,
+        /// PostgreSQL database URL to measure as well (its tables are created if missing).
+        #[arg(long)]
+        postgres: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -144,6 +166,12 @@ pub async fn main(cli: Cli) -> Result<()> {
         Command::Import(args) => import_file(&cli.config, args).await,
         Command::Mentions(args) => mentions(&cli.config, args).await,
         Command::Status { json } => status(&cli.config, json).await,
+        Command::Bench(BenchCommand::Ingest {
+            count,
+            batch,
+            sqlite,
+            postgres,
+        }) => crate::bench::run_ingest(count, batch, sqlite, postgres).await,
     }
 }
 

@@ -5,6 +5,7 @@
 //! writes SQL) keeps them, trends and rules read the store and decide alerts, [`notify`]
 //! sends email through a persisted outbox; the [`scheduler`] drives it and the CLI reads it.
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod domain;

@@ -106,13 +106,15 @@ impl Store {
         let mut stats = IngestStats::default();
 
         // 1. Which of these are already stored?
+        let b = self.backend;
         let placeholders = (0..part.len())
-            .map(|i| format!("${}", i + 2))
+            .map(|i| b.param(i + 2))
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!(
             "SELECT id, external_id, revision, revision_hash, likes, replies, reposts FROM mentions
-             WHERE source_id = $1 AND external_id IN ({placeholders})"
+             WHERE source_id = {} AND external_id IN ({placeholders})",
+            b.param(1)
         );
         let mut q = sqlx::query(&sql).bind(source.id);
         for m in part {
@@ -144,7 +146,7 @@ impl Store {
             let rows = (0..fresh.len())
                 .map(|r| {
                     let cols = (1..=MENTION_PARAMS)
-                        .map(|c| format!("${}", r * MENTION_PARAMS + c))
+                        .map(|c| b.param(r * MENTION_PARAMS + c))
                         .collect::<Vec<_>>()
                         .join(", ");
                     format!("({cols})")
@@ -287,7 +289,7 @@ impl Store {
             let rows = (0..part.len())
                 .map(|r| {
                     let cols = (1..=P)
-                        .map(|c| format!("${}", r * P + c))
+                        .map(|c| self.backend.param(r * P + c))
                         .collect::<Vec<_>>()
                         .join(", ");
                     format!("({cols})")

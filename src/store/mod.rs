@@ -17,7 +17,7 @@ pub use runs::{fetch_job_name, FetchRun, RunOutcome, SourceStatus};
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyPool, ConnectOptions, Row};
 
 use crate::config::Config;
 use crate::domain::{Engagement, Label, Mention, Sentiment};
@@ -43,6 +43,17 @@ impl Backend {
                 "unsupported database URL `{}`: use sqlite:// or postgres://",
                 redact(url)
             )
+        }
+    }
+
+    /// The placeholder for the `i`-th (1-based) bound parameter, for statements with
+    /// thousands of parameters. On SQLite they must be anonymous `?` (bound in order of
+    /// appearance, so `i` must be the position in the text): binding a named or numbered
+    /// one looks its name up in a list, which makes a batch insert quadratic.
+    pub fn param(&self, i: usize) -> String {
+        match self {
+            Backend::Sqlite => "?".to_string(),
+            Backend::Postgres => format!("${i}"),
         }
     }
 
@@ -165,7 +176,16 @@ impl Store {
                     Ok(())
                 })
             })
-            .connect(&url)
+            .connect_with(
+                // Statement logging formats every SQL text it logs; on batch inserts with
+                // thousands of parameters that costs more than the insert itself.
+                url.parse::<sqlx::any::AnyConnectOptions>()?
+                    .log_statements(tracing::log::LevelFilter::Off)
+                    .log_slow_statements(
+                        tracing::log::LevelFilter::Warn,
+                        std::time::Duration::from_secs(30),
+                    ),
+            )
             .await
             .with_context(|| format!("cannot open the database {}", redact(&url)))?;
         let store = Store { pool, backend };

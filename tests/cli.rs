@@ -1,0 +1,242 @@
+//! The `zmot` binary end to end, as a new user runs it: init, config check, import a CSV
+//! of reviews, list them, status; on SQLite and, by changing only the URL, PostgreSQL.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn zmot(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_zmot"));
+    cmd.current_dir(dir).args(args);
+    // The tests' own variables must not leak into the configuration.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ZMOT__") || k == "ZMOT_CONFIG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("ZMOT__SENTIMENT__MODEL", "lexicon")
+        .env("ZMOT__SENTIMENT__FETCH_MISSING", "false");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run zmot")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+const REVIEWS: &str = "id,author,rating,date,title,text\n\
+r1,Ann,5,2026-11-01,Love it,Boils in two minutes and looks great\n\
+r2,Bob,1,2026-11-02,Leaks,\"The lid leaks, <b>hot water</b> everywhere\"\n\
+r3,Cy,7,2026-11-03,Odd,Seven stars is not a thing\n\
+r4,Di,3,not a date,Meh,It is fine\n\
+r5,Ed,4,2026-11-05T09:30:00Z,,Good value\n";
+
+fn write_config(dir: &Path) {
+    let o = zmot(dir, &["init"], &[]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(dir.join("config/zmot.toml").exists());
+}
+
+fn import_and_list(dir: &Path, env: &[(&str, &str)]) {
+    std::fs::write(dir.join("reviews.csv"), REVIEWS).unwrap();
+    let o = zmot(
+        dir,
+        &["import", "reviews.csv", "--watch", "Example Notes"],
+        env,
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("3 new"), "{out}");
+    assert!(out.contains("2 rejected"), "{out}");
+    assert!(
+        err.contains("reviews.csv:4: rating 7 is outside 1-5"),
+        "{err}"
+    );
+    assert!(err.contains("reviews.csv:5:"), "{err}");
+
+    // Importing the same file again stores nothing twice.
+    let o = zmot(
+        dir,
+        &["import", "reviews.csv", "--watch", "Example Notes"],
+        env,
+    );
+    let (out, _) = text(&o);
+    assert!(
+        out.contains("0 new") && out.contains("3 unchanged"),
+        "{out}"
+    );
+
+    let o = zmot(dir, &["mentions", "--watch", "Example Notes"], env);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert!(lines[1].contains("Good value"), "newest first: {out}");
+    assert!(lines[3].contains("Love it. Boils in two minutes"), "{out}");
+
+    let o = zmot(
+        dir,
+        &[
+            "mentions",
+            "--watch",
+            "Example Notes",
+            "--since",
+            "2026-11-02",
+            "--json",
+        ],
+        env,
+    );
+    let (out, _) = text(&o);
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1]["external_id"], "r2");
+    assert_eq!(rows[1]["rating"], 1);
+    assert_eq!(
+        rows[1]["text"],
+        "The lid leaks, <b>hot water</b> everywhere"
+    );
+
+    let o = zmot(dir, &["status"], env);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("import") && out.contains("(pushed)"), "{out}");
+    assert!(out.contains("hacker-news"), "{out}");
+}
+
+#[test]
+fn new_user_imports_and_lists_reviews_on_sqlite() {
+    let dir = tempdir();
+    write_config(dir.path());
+    let o = zmot(dir.path(), &["config", "check"], &[]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(
+        out.contains("OK (1 watch, 1 source, database sqlite://zmot.db"),
+        "{out}"
+    );
+    import_and_list(dir.path(), &[]);
+    assert!(dir.path().join("zmot.db").exists());
+}
+
+#[test]
+fn the_same_on_postgres_by_changing_only_the_url() {
+    let Some(admin) = std::env::var("ZMOT_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must set ZMOT_TEST_DATABASE_URL"
+        );
+        return;
+    };
+    // A database of its own, made through the store's test helper.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt.block_on(zmot::testutil::postgres()).unwrap().unwrap();
+    assert!(db.url.starts_with("postgres://"), "{admin}");
+    let dir = tempdir();
+    write_config(dir.path());
+    import_and_list(dir.path(), &[("ZMOT__DATABASE__URL", &db.url)]);
+    assert!(
+        !dir.path().join("zmot.db").exists(),
+        "SQLite was used instead"
+    );
+}
+
+#[test]
+fn config_check_names_file_line_and_problem() {
+    let dir = tempdir();
+    std::fs::create_dir_all(dir.path().join("config")).unwrap();
+    std::fs::write(
+        dir.path().join("config/zmot.toml"),
+        "[database]\nurl = \"sqlite://z.db\"\n\n[[watch]]\nname = \"A\"\nrecipients = [\"not an address\"]\n\n[[watch.source]]\nname = \"s\"\nkind = \"carrier-pigeon\"\n",
+    )
+    .unwrap();
+    let o = zmot(dir.path(), &["config", "check"], &[]);
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("config/zmot.toml:6: watch[0].recipients[0]"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "config/zmot.toml:10: watch[0].source[0].kind: unknown source kind `carrier-pigeon`"
+        ),
+        "{err}"
+    );
+
+    std::fs::write(
+        dir.path().join("config/zmot.toml"),
+        "[email]\nfrm = \"x\"\n",
+    )
+    .unwrap();
+    let o = zmot(dir.path(), &["config", "check"], &[]);
+    let (_, err) = text(&o);
+    assert!(
+        err.contains("config/zmot.toml:2:1: unknown field `frm`"),
+        "{err}"
+    );
+
+    // An overriding variable with a bad value is named.
+    std::fs::write(dir.path().join("config/zmot.toml"), "").unwrap();
+    let o = zmot(
+        dir.path(),
+        &["config", "check"],
+        &[("ZMOT__GENERAL__TIMEZONE", "Atlantis/Capital")],
+    );
+    let (_, err) = text(&o);
+    assert!(
+        err.contains("environment variable ZMOT__GENERAL__TIMEZONE"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_second_daemon_on_one_sqlite_file_refuses_to_start() {
+    let dir = tempdir();
+    write_config(dir.path());
+    let mut first = Command::new(env!("CARGO_BIN_EXE_zmot"))
+        .current_dir(dir.path())
+        .arg("run")
+        .env("ZMOT__SENTIMENT__MODEL", "lexicon")
+        .env("ZMOT__SENTIMENT__FETCH_MISSING", "false")
+        .env("ZMOT__SERVER__LISTEN", "127.0.0.1:0")
+        .env("ZMOT__WATCH__0__SOURCE__0__ENABLED", "false")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the first one holds the lock.
+    let lock = dir.path().join("zmot.db.lock");
+    for _ in 0..100 {
+        if lock.exists() && dir.path().join("zmot.db").exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let o = zmot(
+        dir.path(),
+        &["run"],
+        &[("ZMOT__SERVER__LISTEN", "127.0.0.1:0")],
+    );
+    let (_, err) = text(&o);
+    let _ = first.kill();
+    let _ = first.wait();
+    assert!(!o.status.success());
+    assert!(
+        err.contains("another `zmot run` is already using zmot.db"),
+        "{err}"
+    );
+}

@@ -233,14 +233,41 @@ async fn run(path: &Path) -> Result<()> {
         email = %mailer.describe(),
         "zmot is running; stop with Ctrl-C"
     );
+    let metrics = Arc::new(crate::health::Metrics::default());
+    let listener = tokio::net::TcpListener::bind(&config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (server.listen)", config.server.listen))?;
+    tracing::info!(
+        "health and metrics on http://{}/healthz and /metrics",
+        listener.local_addr()?
+    );
     let (tx, rx) = tokio::sync::watch::channel(false);
+    let app = crate::health::router(store.clone(), metrics.clone());
+    let mut server_stop = rx.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = server_stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("stop requested");
         let _ = tx.send(true);
     });
-    scheduler::run(pipeline, mailer, jobs, scheduler::RunOptions::default(), rx).await?;
+    scheduler::run(
+        pipeline,
+        mailer,
+        jobs,
+        scheduler::RunOptions::default(),
+        metrics,
+        rx,
+    )
+    .await?;
+    server.await??;
     store.close().await;
+    tracing::info!("stopped");
     Ok(())
 }
 

@@ -724,7 +724,7 @@ fn validate(c: &Config) -> Vec<(Vec<Seg>, String)> {
             ),
         ));
     }
-    if !(c.http.per_host_rate > 0.0) {
+    if c.http.per_host_rate.is_nan() || c.http.per_host_rate <= 0.0 {
         out.push((
             vec![k("http"), k("per_host_rate")],
             "must be above 0".into(),

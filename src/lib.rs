@@ -9,6 +9,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod health;
 pub mod import;
 pub mod notify;
 pub mod pipeline;

@@ -65,7 +65,7 @@ pub fn compose(
     let message = builder
         .multipart(alternative_html)
         .context("cannot build the email")?;
-    Ok(String::from_utf8(message.formatted()).context("email is not 7-bit clean")?)
+    String::from_utf8(message.formatted()).context("email is not 7-bit clean")
 }
 
 /// Where messages go.

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use tokio::sync::{watch, Semaphore};
 
+use crate::health::Metrics;
 use crate::notify::{self, Mailer};
 use crate::pipeline::Pipeline;
 use crate::store::{fetch_job_name, now_ms, to_ms, Store};
@@ -39,16 +40,62 @@ impl Job {
     }
 }
 
-/// The first time strictly after `after` that the schedule names, in `tz`.
+/// The first run strictly after `after` of a wall-clock schedule in `tz`.
+///
+/// Schedules name wall-clock times, and each wall-clock slot runs once, also across
+/// daylight-saving changes: a slot that does not exist (the hour skipped in spring) runs
+/// when the clock has moved past the gap (02:30 becomes 03:30), and a slot that exists
+/// twice (the hour repeated in autumn) runs at its first occurrence only.
 pub fn next_after(
     schedule: &cron::Schedule,
     tz: Tz,
     after: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
-    schedule
-        .after(&after.with_timezone(&tz))
-        .next()
-        .map(|t| t.with_timezone(&Utc))
+    use chrono::offset::LocalResult;
+    use chrono::TimeZone;
+    // Walk the schedule over naive wall-clock times (carried in a UTC value so the cron
+    // crate applies no offset rules of its own), then place each on the real time line.
+    let wall = after.with_timezone(&tz).naive_local().and_utc();
+    for slot in schedule.after(&wall).take(10_000) {
+        let naive = slot.naive_utc();
+        match tz.from_local_datetime(&naive) {
+            LocalResult::Single(t) => {
+                let t = t.with_timezone(&Utc);
+                if t > after {
+                    return Some(t);
+                }
+            }
+            LocalResult::Ambiguous(first, _) => {
+                let first = first.with_timezone(&Utc);
+                if first > after {
+                    return Some(first);
+                }
+                // The first occurrence has passed: this slot already had its turn.
+            }
+            LocalResult::None => {
+                // In a gap: shift by the gap's length (02:30 in a one-hour gap runs at
+                // 03:30), measured from the offsets on either side of it.
+                use chrono::Offset;
+                let offset = |n: chrono::NaiveDateTime| {
+                    tz.from_local_datetime(&n)
+                        .earliest()
+                        .map(|t| t.offset().fix().local_minus_utc())
+                };
+                let before = offset(naive - chrono::Duration::hours(6));
+                let after_gap = offset(naive + chrono::Duration::hours(6));
+                if let (Some(b), Some(a)) = (before, after_gap) {
+                    let shifted = naive + chrono::Duration::seconds(i64::from(a - b));
+                    if let Some(t) = tz.from_local_datetime(&shifted).earliest() {
+                        let t = t.with_timezone(&Utc);
+                        if t > after {
+                            return Some(t);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    None
 }
 
 /// The jobs the configuration asks for.
@@ -76,30 +123,45 @@ pub async fn plan(pipeline: &Pipeline) -> Result<Vec<Job>> {
     jobs.push(Job {
         name: "deliver".into(),
         kind: JobKind::Deliver,
-        schedule: cron::Schedule::from_str("0 * * * * *").expect("valid"),
+        // Every ten seconds: alerts should not wait long for the mail server.
+        schedule: cron::Schedule::from_str("*/10 * * * * *").expect("valid"),
         tz: Tz::UTC,
     });
     Ok(jobs)
 }
 
 /// Runs one job now (the scheduler and the one-shot commands share this).
-pub async fn run_job(pipeline: &Pipeline, mailer: &Mailer, job: &Job) -> Result<String> {
+pub async fn run_job(
+    pipeline: &Pipeline,
+    mailer: &Mailer,
+    job: &Job,
+    metrics: &Metrics,
+) -> Result<String> {
     match &job.kind {
         JobKind::Fetch { source_id } => {
             let Some(source) = pipeline.store.source(*source_id).await? else {
                 anyhow::bail!("source {source_id} no longer exists");
             };
+            Metrics::add(&metrics.fetch_runs, 1);
             let report = pipeline.fetch_source(&source).await?;
             match report.result {
-                Ok(stats) => Ok(format!(
-                    "{} new, {} updated, {} skipped",
-                    stats.new, stats.updated, report.skipped
-                )),
-                Err(e) => Err(anyhow::anyhow!("{e}")),
+                Ok(stats) => {
+                    Metrics::add(&metrics.mentions_ingested, stats.new);
+                    Ok(format!(
+                        "{} new, {} updated, {} skipped",
+                        stats.new, stats.updated, report.skipped
+                    ))
+                }
+                Err(e) => {
+                    Metrics::add(&metrics.fetch_failures, 1);
+                    Err(anyhow::anyhow!("{e}"))
+                }
             }
         }
         JobKind::Deliver => {
             let r = notify::deliver_due(&pipeline.store, mailer, &pipeline.worker).await?;
+            Metrics::add(&metrics.emails_sent, r.sent);
+            Metrics::add(&metrics.email_failures, r.retrying + r.gave_up);
             Ok(format!("{} sent, {} to retry", r.sent, r.retrying))
         }
     }
@@ -139,6 +201,7 @@ pub async fn run(
     mailer: Arc<Mailer>,
     jobs: Vec<Job>,
     opts: RunOptions,
+    metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
     let store: Store = pipeline.store.clone();
@@ -181,9 +244,14 @@ pub async fn run(
                 job.clone(),
                 opts.job_timeout,
             );
+            let metrics = metrics.clone();
             running.spawn(async move {
                 let started = Utc::now();
-                let result = tokio::time::timeout(timeout, run_job(&p, &m, &j)).await;
+                Metrics::add(&metrics.job_runs, 1);
+                let result = tokio::time::timeout(timeout, run_job(&p, &m, &j, &metrics)).await;
+                if !matches!(result, Ok(Ok(_))) {
+                    Metrics::add(&metrics.job_failures, 1);
+                }
                 let (status, error) = match result {
                     Ok(Ok(summary)) => {
                         tracing::debug!(job = %j.name, "{summary}");
@@ -242,6 +310,88 @@ pub async fn run(
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    fn runs(expr: &str, tz: &str, from: DateTime<Utc>, until: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+        let s = cron::Schedule::from_str(&crate::config::normalise_cron(expr)).unwrap();
+        let tz: Tz = tz.parse().unwrap();
+        let mut out = Vec::new();
+        let mut t = from;
+        while let Some(n) = next_after(&s, tz, t) {
+            if n >= until {
+                break;
+            }
+            out.push(n);
+            t = n;
+        }
+        out
+    }
+
+    fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap()
+    }
+
+    #[test]
+    fn spring_forward_neither_skips_nor_doubles() {
+        // Paris, 2026-03-29: 02:00 CET jumps to 03:00 CEST; 02:30 does not exist.
+        let r = runs(
+            "30 2 * * *",
+            "Europe/Paris",
+            utc(2026, 3, 27, 12, 0),
+            utc(2026, 3, 31, 0, 0),
+        );
+        assert_eq!(
+            r,
+            vec![
+                utc(2026, 3, 28, 1, 30), // 02:30 CET
+                utc(2026, 3, 29, 1, 30), // 03:30 CEST: the missing 02:30, once
+                utc(2026, 3, 30, 0, 30), // 02:30 CEST
+            ]
+        );
+        // New York, 2026-03-08, an hourly job: one run per existing wall-clock hour.
+        let r = runs(
+            "0 * * * *",
+            "America/New_York",
+            utc(2026, 3, 8, 5, 30),
+            utc(2026, 3, 8, 9, 30),
+        );
+        assert_eq!(
+            r,
+            vec![
+                utc(2026, 3, 8, 6, 0),
+                utc(2026, 3, 8, 7, 0),
+                utc(2026, 3, 8, 8, 0),
+                utc(2026, 3, 8, 9, 0)
+            ]
+        );
+    }
+
+    #[test]
+    fn fall_back_neither_skips_nor_doubles() {
+        // Paris, 2026-10-25: 03:00 CEST goes back to 02:00 CET; 02:30 happens twice.
+        let r = runs(
+            "30 2 * * *",
+            "Europe/Paris",
+            utc(2026, 10, 23, 12, 0),
+            utc(2026, 10, 27, 0, 0),
+        );
+        assert_eq!(
+            r,
+            vec![
+                utc(2026, 10, 24, 0, 30), // 02:30 CEST
+                utc(2026, 10, 25, 0, 30), // 02:30 CEST, first occurrence only
+                utc(2026, 10, 26, 1, 30), // 02:30 CET
+            ]
+        );
+        // Restarted during the repeated hour after missing the first 02:30: the catch-up
+        // run is that day's run; the second 02:30 does not run again.
+        let r = runs(
+            "30 2 * * *",
+            "Europe/Paris",
+            utc(2026, 10, 25, 1, 15),
+            utc(2026, 10, 26, 12, 0),
+        );
+        assert_eq!(r, vec![utc(2026, 10, 26, 1, 30)]);
+    }
 
     #[test]
     fn next_after_uses_the_time_zone() {

@@ -260,7 +260,7 @@ async fn run(path: &Path) -> Result<()> {
         pipeline,
         mailer,
         jobs,
-        scheduler::RunOptions::default(),
+        scheduler::RunOptions::from_config(&config.general),
         metrics,
         rx,
     )
@@ -496,8 +496,17 @@ async fn status(path: &Path, json: bool) -> Result<()> {
     let store = open_store(&config).await?;
     let list = store.source_status().await?;
     let tz = config::parse_timezone(&config.general.timezone).map_err(anyhow::Error::msg)?;
+    let jobs: Vec<_> = store
+        .jobs()
+        .await?
+        .into_iter()
+        .filter(|j| !j.name.starts_with("fetch:"))
+        .collect();
     if json {
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "sources": list, "jobs": jobs }))?
+        );
         return Ok(());
     }
     if list.is_empty() {
@@ -549,6 +558,20 @@ async fn status(path: &Path, json: bool) -> Result<()> {
             next,
             detail
         );
+    }
+    if !jobs.is_empty() {
+        println!();
+        println!("{:<34} {:<16} {:<8} {:<16}", "JOB", "LAST RUN", "RESULT", "NEXT RUN");
+        for j in jobs {
+            println!(
+                "{:<34} {:<16} {:<8} {:<16}  {}",
+                truncate(&j.name, 34),
+                j.last_run_at.map(fmt).unwrap_or_else(|| "never".into()),
+                j.last_status.as_deref().unwrap_or("-"),
+                j.next_run_at.map(fmt).unwrap_or_default(),
+                j.last_error.as_deref().unwrap_or("")
+            );
+        }
     }
     Ok(())
 }

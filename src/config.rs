@@ -48,6 +48,15 @@ pub struct General {
     /// How many days of fetch runs and sent emails to keep (mentions are kept forever).
     #[serde(default = "default_retention_days")]
     pub retention_days: u32,
+    /// Jobs (fetches, deliveries) running at once, at most.
+    #[serde(default = "default_max_concurrent_jobs")]
+    pub max_concurrent_jobs: usize,
+    /// A fetch taking longer than this is stopped and recorded as failed.
+    #[serde(default = "default_job_timeout")]
+    pub job_timeout_secs: u64,
+    /// On stop, how long running jobs may take to finish.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for General {
@@ -55,6 +64,9 @@ impl Default for General {
         General {
             timezone: default_timezone(),
             retention_days: default_retention_days(),
+            max_concurrent_jobs: default_max_concurrent_jobs(),
+            job_timeout_secs: default_job_timeout(),
+            shutdown_grace_secs: default_grace(),
         }
     }
 }
@@ -314,6 +326,15 @@ fn default_timezone() -> String {
 }
 fn default_retention_days() -> u32 {
     180
+}
+fn default_max_concurrent_jobs() -> usize {
+    4
+}
+fn default_job_timeout() -> u64 {
+    300
+}
+fn default_grace() -> u64 {
+    30
 }
 fn default_database_url() -> String {
     "sqlite://zmot.db".into()
@@ -690,6 +711,18 @@ fn validate(c: &Config) -> Vec<(Vec<Seg>, String)> {
         out.push((
             vec![k("database"), k("url")],
             format!("`{url}` is neither a sqlite: nor a postgres:// URL"),
+        ));
+    }
+    if c.general.max_concurrent_jobs == 0 {
+        out.push((
+            vec![k("general"), k("max_concurrent_jobs")],
+            "must be at least 1".into(),
+        ));
+    }
+    if c.general.job_timeout_secs == 0 {
+        out.push((
+            vec![k("general"), k("job_timeout_secs")],
+            "must be at least 1".into(),
         ));
     }
     if c.database.max_connections == 0 {

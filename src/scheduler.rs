@@ -23,6 +23,8 @@ pub enum JobKind {
     Fetch { source_id: i64 },
     /// Send what waits in the email outbox.
     Deliver,
+    /// Remove old fetch-run records and sent emails (`general.retention_days`).
+    Housekeeping,
 }
 
 #[derive(Debug, Clone)]
@@ -127,6 +129,12 @@ pub async fn plan(pipeline: &Pipeline) -> Result<Vec<Job>> {
         schedule: cron::Schedule::from_str("*/10 * * * * *").expect("valid"),
         tz: Tz::UTC,
     });
+    jobs.push(Job {
+        name: "housekeeping".into(),
+        kind: JobKind::Housekeeping,
+        schedule: cron::Schedule::from_str("0 17 3 * * *").expect("valid"),
+        tz: Tz::UTC,
+    });
     Ok(jobs)
 }
 
@@ -164,6 +172,14 @@ pub async fn run_job(
             Metrics::add(&metrics.email_failures, r.retrying + r.gave_up);
             Ok(format!("{} sent, {} to retry", r.sent, r.retrying))
         }
+        JobKind::Housekeeping => {
+            let days = i64::from(pipeline.config.general.retention_days);
+            let before = now_ms() - days * 86_400_000;
+            let (runs, emails) = pipeline.store.prune(before).await?;
+            Ok(format!(
+                "removed {runs} old fetch runs and {emails} sent emails"
+            ))
+        }
     }
 }
 
@@ -180,6 +196,19 @@ pub struct RunOptions {
     pub grace: Duration,
     /// How often to look for due jobs.
     pub poll: Duration,
+}
+
+impl RunOptions {
+    pub fn from_config(general: &crate::config::General) -> RunOptions {
+        RunOptions {
+            concurrency: general.max_concurrent_jobs,
+            job_timeout: Duration::from_secs(general.job_timeout_secs),
+            grace: Duration::from_secs(general.shutdown_grace_secs),
+            // A lease outlives the longest job, so only a dead worker loses one.
+            lease: Duration::from_secs(general.job_timeout_secs * 2 + 60),
+            ..RunOptions::default()
+        }
+    }
 }
 
 impl Default for RunOptions {

@@ -431,3 +431,26 @@ async fn postgres_runs_when_configured() {
         );
     }
 }
+
+#[tokio::test]
+async fn pruning_keeps_mentions_and_the_latest_run() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let source = setup(store).await;
+        store
+            .ingest(&source, &[mention("a", "x", None, 1)], None)
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            let run = store.start_fetch_run(source.id, "w").await.unwrap();
+            store
+                .fail_fetch(run, FetchErrorKind::Network, "down")
+                .await
+                .unwrap();
+        }
+        let (runs, _) = store.prune(i64::MAX).await.unwrap();
+        assert_eq!(runs, 2, "{}", db.label);
+        assert_eq!(store.fetch_runs(source.id, 10).await.unwrap().len(), 1);
+        assert_eq!(store.count_mentions(None).await.unwrap(), 1);
+    }
+}

@@ -132,3 +132,24 @@ impl Store {
             .collect()
     }
 }
+
+impl Store {
+    /// Removes fetch-run records and sent emails older than `before` (epoch ms). The
+    /// latest run of every source is kept whatever its age; mentions are never removed.
+    pub async fn prune(&self, before: i64) -> Result<(u64, u64)> {
+        let runs = sqlx::query(
+            "DELETE FROM fetch_runs WHERE started_at < $1
+               AND id NOT IN (SELECT MAX(id) FROM fetch_runs GROUP BY source_id)",
+        )
+        .bind(before)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        let emails = sqlx::query("DELETE FROM outbox WHERE status = 'sent' AND sent_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok((runs, emails))
+    }
+}

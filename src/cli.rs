@@ -561,7 +561,10 @@ async fn status(path: &Path, json: bool) -> Result<()> {
     }
     if !jobs.is_empty() {
         println!();
-        println!("{:<34} {:<16} {:<8} {:<16}", "JOB", "LAST RUN", "RESULT", "NEXT RUN");
+        println!(
+            "{:<34} {:<16} {:<8} {:<16}",
+            "JOB", "LAST RUN", "RESULT", "NEXT RUN"
+        );
         for j in jobs {
             println!(
                 "{:<34} {:<16} {:<8} {:<16}  {}",

@@ -64,6 +64,56 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Trends of a watch: weekly and daily figures, the buyer's view, health colour.
+    Trends {
+        #[arg(long)]
+        watch: String,
+        /// How many ISO weeks, the current one included.
+        #[arg(long, default_value_t = 12)]
+        weeks: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evaluate the alert rules now and queue the alert emails.
+    Check {
+        /// Only this watch.
+        #[arg(long)]
+        watch: Option<String>,
+    },
+    /// List open alerts and those resolved in the last 14 days.
+    Alerts {
+        #[arg(long)]
+        watch: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Score texts: JSON lines `{"id", "text"}` in, `{"id", "label", "score",
+    /// "confidence"}` out, in the same order.
+    Analyze {
+        /// Read from this file instead of standard input.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Sentiment model (default: the configuration's, else minilm).
+        #[arg(long, value_enum)]
+        model: Option<config::ModelKind>,
+    },
+    /// Accuracy, macro-F1 and confusion matrix on labelled JSON lines (`text`, `label`).
+    Eval {
+        file: PathBuf,
+        #[arg(long, value_enum)]
+        model: Option<config::ModelKind>,
+    },
+    /// Train the sentiment head from the data fetched by scripts/fetch-training-data.sh.
+    Train {
+        /// Folder with the training data.
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+        /// Folder with the model files; the head is written here.
+        #[arg(long, default_value = "models")]
+        models: PathBuf,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
     /// Measure speed and memory; prints what it measured.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -85,6 +135,15 @@ pub enum BenchCommand {
         /// PostgreSQL database URL to measure as well (its tables are created if missing).
         #[arg(long)]
         postgres: Option<String>,
+    },
+    /// Sentiment: texts per second and peak memory, batch 1 and 32, short to long texts.
+    Sentiment {
+        /// Only this model (default: both).
+        #[arg(long, value_enum)]
+        model: Option<config::ModelKind>,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
     },
 }
 
@@ -172,7 +231,210 @@ pub async fn main(cli: Cli) -> Result<()> {
             sqlite,
             postgres,
         }) => crate::bench::run_ingest(count, batch, sqlite, postgres).await,
+        Command::Bench(BenchCommand::Sentiment { model, seconds }) => {
+            let settings = sentiment_settings(&cli.config)?;
+            let kinds = match model {
+                Some(m) => vec![m],
+                None => vec![config::ModelKind::Lexicon, config::ModelKind::Minilm],
+            };
+            let mut loaded = Vec::new();
+            for kind in kinds {
+                crate::bench::reset_peak_rss();
+                let a = sentiment::load(&config::SentimentSettings {
+                    model: kind,
+                    ..settings.clone()
+                })?;
+                println!(
+                    "{}: loaded, peak RSS {:.1} MiB",
+                    a.model_id(),
+                    crate::bench::peak_rss_mib().unwrap_or(f64::NAN)
+                );
+                loaded.push(a);
+            }
+            let named: Vec<(&str, &dyn Analyzer)> =
+                loaded.iter().map(|a| (a.model_id(), a.as_ref())).collect();
+            sentiment::commands::bench(&named, seconds)
+        }
+        Command::Trends { watch, weeks, json } => trends(&cli.config, &watch, weeks, json).await,
+        Command::Check { watch } => check(&cli.config, watch.as_deref()).await,
+        Command::Alerts { watch, json } => alerts(&cli.config, watch.as_deref(), json).await,
+        Command::Analyze { input, model } => {
+            let analyzer = analyzer_for(&cli.config, model)?;
+            let stdout = std::io::stdout().lock();
+            let out = std::io::BufWriter::new(stdout);
+            let bad = match input {
+                Some(p) => {
+                    let f = std::fs::File::open(&p)
+                        .with_context(|| format!("cannot open {}", p.display()))?;
+                    sentiment::commands::analyze(
+                        analyzer.as_ref(),
+                        std::io::BufReader::new(f),
+                        out,
+                    )?
+                }
+                None => sentiment::commands::analyze(
+                    analyzer.as_ref(),
+                    std::io::stdin().lock(),
+                    out,
+                )?,
+            };
+            if bad > 0 {
+                eprintln!("{bad} input line(s) could not be scored (see their \"error\")");
+            }
+            Ok(())
+        }
+        Command::Eval { file, model } => {
+            let analyzer = analyzer_for(&cli.config, model)?;
+            let e = sentiment::commands::eval_file(analyzer.as_ref(), &file)?;
+            println!("model {} {}", analyzer.model_id(), analyzer.model_version());
+            print!("{e}");
+            Ok(())
+        }
+        Command::Train { data, models, seed } => {
+            sentiment::train::run(&sentiment::train::TrainSettings {
+                data_dir: data,
+                models_dir: models,
+                seed,
+                ..Default::default()
+            })
+        }
     }
+}
+
+async fn trends(path: &Path, watch: &str, weeks: usize, json: bool) -> Result<()> {
+    let config = load_config(path)?;
+    let store = open_store(&config).await?;
+    let row = store
+        .watch_by_name(watch)
+        .await?
+        .with_context(|| format!("no watch named `{watch}` in {}", path.display()))?;
+    let wcfg = config.watch(watch).context("watch not in the configuration")?;
+    let tz = config::parse_timezone(wcfg.timezone(&config.general)).map_err(anyhow::Error::msg)?;
+    let t = crate::trends::watch_trends(
+        &store,
+        row.id,
+        &row.name,
+        tz,
+        &wcfg.alerts,
+        weeks,
+        Utc::now(),
+    )
+    .await?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &t)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(out, "{}: {} ({})", t.watch, t.health.as_str().to_uppercase(), t.reasons.join("; "))?;
+    writeln!(out, "\nBuyer's view (the {} most recent reviews per rated source):", wcfg.alerts.buyer_view_size)?;
+    if t.buyer_views.is_empty() {
+        writeln!(out, "  no rated reviews yet")?;
+    }
+    for v in &t.buyer_views {
+        writeln!(
+            out,
+            "  {:<20} {} reviews, average {}, negative {}{}",
+            v.source,
+            v.reviews.len(),
+            v.average_rating.map(|a| format!("{a:.2} stars")).unwrap_or("-".into()),
+            v.negative_share.map(|s| format!("{:.0}%", s * 100.0)).unwrap_or("-".into()),
+            v.published
+                .as_ref()
+                .map(|p| format!(", the source shows {:.2}", p.rating))
+                .unwrap_or_default()
+        )?;
+    }
+    writeln!(
+        out,
+        "\n{:<10} {:>8} {:>6} {:>6} {:>6} {:>9} {:>7} {:>7}",
+        "week", "mentions", "neg%", "neu%", "pos%", "sentiment", "stars", "replied"
+    )?;
+    let pct = |n: i64, d: i64| if d > 0 { format!("{:.0}", 100.0 * n as f64 / d as f64) } else { "-".into() };
+    for p in &t.weeks {
+        let s = &p.stats;
+        writeln!(
+            out,
+            "{:<10} {:>8} {:>6} {:>6} {:>6} {:>9} {:>7} {:>7}",
+            p.label,
+            s.mentions,
+            pct(s.negative, s.scored()),
+            pct(s.neutral, s.scored()),
+            pct(s.positive, s.scored()),
+            s.mean_sentiment.map(|v| format!("{v:+.2}")).unwrap_or("-".into()),
+            s.mean_rating.map(|v| format!("{v:.2}")).unwrap_or("-".into()),
+            s.reply_rate().map(|v| format!("{:.0}%", v * 100.0)).unwrap_or("-".into()),
+        )?;
+    }
+    Ok(())
+}
+
+async fn check(path: &Path, watch: Option<&str>) -> Result<()> {
+    let config = load_config(path)?;
+    let store = open_store(&config).await?;
+    let names: Vec<String> = match watch {
+        Some(w) => vec![w.to_string()],
+        None => config.watches.iter().map(|w| w.name.clone()).collect(),
+    };
+    for name in names {
+        let r = crate::alerts::check_watch(&store, &config, &name, Utc::now()).await?;
+        println!(
+            "{name}: {} opened, {} reminded, {} resolved, {} still open{}",
+            r.opened,
+            r.reminded,
+            r.resolved,
+            r.persisting,
+            if r.email_id.is_some() { "; email queued" } else { "" }
+        );
+    }
+    Ok(())
+}
+
+async fn alerts(path: &Path, watch: Option<&str>, json: bool) -> Result<()> {
+    let config = load_config(path)?;
+    let store = open_store(&config).await?;
+    let watch_id = match watch {
+        Some(w) => Some(
+            store
+                .watch_by_name(w)
+                .await?
+                .with_context(|| format!("no watch named `{w}`"))?
+                .id,
+        ),
+        None => None,
+    };
+    let list = store
+        .alerts(watch_id, Utc::now() - chrono::Duration::days(14))
+        .await?;
+    if json {
+        let mut out = std::io::stdout().lock();
+        for a in &list {
+            serde_json::to_writer(&mut out, a)?;
+            writeln!(out)?;
+        }
+        return Ok(());
+    }
+    let tz = config::parse_timezone(&config.general.timezone).map_err(anyhow::Error::msg)?;
+    print!("{}", crate::alerts::format_table(&list, tz));
+    Ok(())
+}
+
+/// The sentiment settings of the configuration, or the defaults when there is no
+/// configuration file (so `zmot analyze` works before `zmot init`).
+fn sentiment_settings(path: &Path) -> Result<config::SentimentSettings> {
+    if path.exists() {
+        Ok(load_config(path)?.sentiment)
+    } else {
+        Ok(config::SentimentSettings::default())
+    }
+}
+
+fn analyzer_for(path: &Path, model: Option<config::ModelKind>) -> Result<Box<dyn Analyzer>> {
+    let mut settings = sentiment_settings(path)?;
+    if let Some(m) = model {
+        settings.model = m;
+    }
+    sentiment::load(&settings)
 }
 
 fn init(path: &Path, force: bool) -> Result<()> {

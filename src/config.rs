@@ -161,7 +161,7 @@ impl Smtp {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelKind {
     /// The MiniLM encoder with its trained head (needs the model files).
@@ -268,6 +268,178 @@ pub struct Watch {
     pub timezone: Option<String>,
     #[serde(default, rename = "source")]
     pub sources: Vec<Source>,
+    /// Alert rules of this watch; every rule is on with the defaults below.
+    #[serde(default)]
+    pub alerts: AlertSettings,
+}
+
+/// How sensitive the negative-spike test is: the probability of a count at least this
+/// high under the baseline below which the spike alerts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Sensitivity {
+    /// p < 0.0001: only storms.
+    Low,
+    /// p < 0.001.
+    #[default]
+    Normal,
+    /// p < 0.01: early warning, more false alarms.
+    High,
+}
+
+impl Sensitivity {
+    pub fn alpha(self) -> f64 {
+        match self {
+            Sensitivity::Low => 1e-4,
+            Sensitivity::Normal => 1e-3,
+            Sensitivity::High => 1e-2,
+        }
+    }
+}
+
+/// Alert rules and their thresholds, per watch (`[watch.alerts]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertSettings {
+    /// Rules switched off by name: buyer_view_rating, negative_spike, severe_mention,
+    /// sentiment_drop, keyword.
+    pub disabled: Vec<String>,
+    /// Reviews in the buyer's view: the most recent N rated reviews of a source.
+    pub buyer_view_size: usize,
+    /// The buyer's view is judged only once it holds this many reviews.
+    pub buyer_view_min_reviews: usize,
+    /// Alert when the buyer's-view average falls below this many stars.
+    pub buyer_view_threshold: f64,
+    /// The spike window, in hours, and the baseline before it, in days.
+    pub spike_window_hours: u32,
+    pub spike_baseline_days: u32,
+    /// A spike needs at least this many negative mentions in the window.
+    pub spike_min_count: u32,
+    pub spike_sensitivity: Sensitivity,
+    /// A severe mention: at most this many stars, or a sentiment score at or under
+    /// `severe_score`...
+    pub severe_max_stars: u8,
+    pub severe_score: f32,
+    /// ...and visible: at least this much engagement, or on a source whose weight is at
+    /// least `severe_min_source_weight`.
+    pub severe_min_engagement: i64,
+    pub severe_min_source_weight: f32,
+    /// Source weights by kind, over the defaults (review stores 1.0, feeds 0.6, Hacker
+    /// News 0.5, Mastodon and Bluesky 0.4, imports 0.5).
+    pub source_weights: std::collections::BTreeMap<String, f32>,
+    /// Severe and keyword mentions count while published within this many days.
+    pub recent_days: u32,
+    /// Alert when this week's mean sentiment is more than this below the four weeks before.
+    pub sentiment_drop: f32,
+    /// Mentions needed this week for the drop to count.
+    pub sentiment_drop_min_mentions: u32,
+    /// Crisis terms for the keyword rule (case-insensitive, whole words).
+    pub crisis_terms: Vec<String>,
+    /// After a condition was notified, the same condition is not notified again for
+    /// this many hours, even if it clears and comes back.
+    pub cooldown_hours: u32,
+    /// A condition that persists is reminded at most this often (at least 24 hours).
+    pub reminder_hours: u32,
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        AlertSettings {
+            disabled: Vec::new(),
+            buyer_view_size: 10,
+            buyer_view_min_reviews: 5,
+            buyer_view_threshold: 4.3,
+            spike_window_hours: 24,
+            spike_baseline_days: 28,
+            spike_min_count: 5,
+            spike_sensitivity: Sensitivity::Normal,
+            severe_max_stars: 2,
+            severe_score: -0.75,
+            severe_min_engagement: 10,
+            severe_min_source_weight: 0.8,
+            source_weights: Default::default(),
+            recent_days: 3,
+            sentiment_drop: 0.2,
+            sentiment_drop_min_mentions: 10,
+            crisis_terms: [
+                "refund",
+                "scam",
+                "lawsuit",
+                "recall",
+                "data breach",
+                "fraud",
+                "class action",
+                "hacked",
+                "unsafe",
+                "fire hazard",
+            ]
+            .map(String::from)
+            .to_vec(),
+            cooldown_hours: 24,
+            reminder_hours: 24,
+        }
+    }
+}
+
+/// Every alert rule, by name.
+pub const ALERT_RULES: &[&str] = &[
+    "buyer_view_rating",
+    "negative_spike",
+    "severe_mention",
+    "sentiment_drop",
+    "keyword",
+];
+
+impl AlertSettings {
+    pub fn enabled(&self, rule: &str) -> bool {
+        !self.disabled.iter().any(|d| d == rule)
+    }
+
+    /// How much a source kind counts for visibility.
+    pub fn source_weight(&self, kind: &str) -> f32 {
+        if let Some(w) = self.source_weights.get(kind) {
+            return *w;
+        }
+        match kind {
+            "appstore" | "googleplay" | "page" => 1.0,
+            "feed" => 0.6,
+            "hackernews" => 0.5,
+            "mastodon" | "bluesky" => 0.4,
+            _ => 0.5,
+        }
+    }
+
+    /// What is wrong with these settings, if anything.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        for d in &self.disabled {
+            if !ALERT_RULES.contains(&d.as_str()) {
+                p.push(format!(
+                    "unknown rule `{d}` in alerts.disabled; rules: {}",
+                    ALERT_RULES.join(", ")
+                ));
+            }
+        }
+        if self.buyer_view_size == 0 {
+            p.push("alerts.buyer_view_size must be at least 1".into());
+        }
+        if !(1.0..=5.0).contains(&self.buyer_view_threshold) {
+            p.push("alerts.buyer_view_threshold must be between 1 and 5 stars".into());
+        }
+        if self.spike_window_hours == 0 || self.spike_baseline_days == 0 {
+            p.push("alerts.spike_window_hours and spike_baseline_days must be positive".into());
+        }
+        if !(1..=5).contains(&self.severe_max_stars) {
+            p.push("alerts.severe_max_stars must be between 1 and 5".into());
+        }
+        if !(-1.0..=1.0).contains(&self.severe_score) {
+            p.push("alerts.severe_score must be between -1 and 1".into());
+        }
+        if self.reminder_hours < 24 {
+            p.push("alerts.reminder_hours must be at least 24 (one reminder a day at most)".into());
+        }
+        p
+    }
 }
 
 /// One place mentions come from.
@@ -785,6 +957,9 @@ fn validate(c: &Config) -> Vec<(Vec<Seg>, String)> {
             if let Err(e) = parse_timezone(tz) {
                 out.push((wp("timezone"), e));
             }
+        }
+        for problem in w.alerts.problems() {
+            out.push((wp("alerts"), problem));
         }
         for (ri, r) in w.recipients.iter().enumerate() {
             if let Err(e) = r.parse::<lettre::message::Mailbox>() {

@@ -5,6 +5,7 @@
 //! writes SQL) keeps them, trends and rules read the store and decide alerts, [`notify`]
 //! sends email through a persisted outbox; the [`scheduler`] drives it and the CLI reads it.
 
+pub mod alerts;
 pub mod bench;
 pub mod cli;
 pub mod config;
@@ -13,8 +14,10 @@ pub mod health;
 pub mod import;
 pub mod notify;
 pub mod pipeline;
+pub mod rules;
 pub mod scheduler;
 pub mod sentiment;
 pub mod sources;
 pub mod store;
 pub mod testutil;
+pub mod trends;

@@ -25,6 +25,9 @@ pub enum JobKind {
     Deliver,
     /// Remove old fetch-run records and sent emails (`general.retention_days`).
     Housekeeping,
+    /// Evaluate a watch's alert rules (also run right after a fetch that brought new
+    /// mentions; hourly so conditions that clear with time are resolved).
+    Check { watch: String },
 }
 
 #[derive(Debug, Clone)]
@@ -129,6 +132,16 @@ pub async fn plan(pipeline: &Pipeline) -> Result<Vec<Job>> {
         schedule: cron::Schedule::from_str("*/10 * * * * *").expect("valid"),
         tz: Tz::UTC,
     });
+    for w in &config.watches {
+        jobs.push(Job {
+            name: format!("check:{}", w.name),
+            kind: JobKind::Check {
+                watch: w.name.clone(),
+            },
+            schedule: cron::Schedule::from_str("0 7 * * * *").expect("valid"),
+            tz: Tz::UTC,
+        });
+    }
     jobs.push(Job {
         name: "housekeeping".into(),
         kind: JobKind::Housekeeping,
@@ -155,10 +168,26 @@ pub async fn run_job(
             match report.result {
                 Ok(stats) => {
                     Metrics::add(&metrics.mentions_ingested, stats.new);
-                    Ok(format!(
+                    let mut summary = format!(
                         "{} new, {} updated, {} skipped",
                         stats.new, stats.updated, report.skipped
-                    ))
+                    );
+                    if stats.new + stats.updated > 0 {
+                        // New mentions may raise (or clear) alerts: evaluate now rather
+                        // than at the next hourly check.
+                        let r = crate::alerts::check_watch(
+                            &pipeline.store,
+                            &pipeline.config,
+                            &source.watch_name,
+                            Utc::now(),
+                        )
+                        .await?;
+                        summary.push_str(&format!(
+                            "; alerts: {} opened, {} resolved",
+                            r.opened, r.resolved
+                        ));
+                    }
+                    Ok(summary)
                 }
                 Err(e) => {
                     Metrics::add(&metrics.fetch_failures, 1);
@@ -171,6 +200,15 @@ pub async fn run_job(
             Metrics::add(&metrics.emails_sent, r.sent);
             Metrics::add(&metrics.email_failures, r.retrying + r.gave_up);
             Ok(format!("{} sent, {} to retry", r.sent, r.retrying))
+        }
+        JobKind::Check { watch } => {
+            let r =
+                crate::alerts::check_watch(&pipeline.store, &pipeline.config, watch, Utc::now())
+                    .await?;
+            Ok(format!(
+                "{} opened, {} reminded, {} resolved",
+                r.opened, r.reminded, r.resolved
+            ))
         }
         JobKind::Housekeeping => {
             let days = i64::from(pipeline.config.general.retention_days);

@@ -77,6 +77,9 @@ async fn run_serves_health_delivers_the_outbox_and_stops_cleanly_on_sigterm() {
             .map(|d| {
                 d.filter_map(|e| e.ok())
                     .map(|e| e.file_name().to_string_lossy().into_owned())
+                    // A file being written is a hidden `.tmp` that is renamed
+                    // into place when complete; only finished messages count.
+                    .filter(|name| !name.starts_with('.'))
                     .collect()
             })
             .unwrap_or_default();

@@ -13,11 +13,18 @@ use super::{Backend, Store};
 
 /// Every migration, in order: (version, description, portable SQL).
 /// A test checks that this list and the `migrations/` folder agree.
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/0001_initial.sql"),
-)];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/0001_initial.sql"),
+    ),
+    (
+        2,
+        "alerts",
+        include_str!("../../migrations/0002_alerts.sql"),
+    ),
+];
 
 /// Rewrites portable SQL for one backend.
 pub fn render(sql: &str, backend: Backend) -> String {

@@ -2,17 +2,21 @@
 //! reached through sqlx's `Any` driver so the same queries (with `$1` parameters, which
 //! both accept) run on either. Times are Unix epoch milliseconds.
 
+mod alerts;
 mod ingest;
 mod jobs;
 mod migrate;
 mod outbox;
 mod runs;
+mod trends;
 
+pub use alerts::{AlertChange, AlertRow, ApplyOutcome, Evidence, NewAlert};
 pub use ingest::IngestStats;
 pub use ingest::ModelInfo;
 pub use jobs::JobState;
 pub use outbox::{NewEmail, OutboxEmail, OutboxStats};
 pub use runs::{fetch_job_name, FetchRun, RunOutcome, SourceStatus};
+pub use trends::{median, PeriodStats};
 
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, TimeZone, Utc};
@@ -144,6 +148,10 @@ pub struct MentionQuery {
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
     pub limit: Option<i64>,
+    /// Only mentions with a star rating.
+    pub rated_only: bool,
+    /// Only mentions whose latest sentiment has this label.
+    pub label: Option<Label>,
 }
 
 impl Store {
@@ -404,8 +412,10 @@ impl Store {
              WHERE ($1 = 0 OR m.watch_id = $2)
                AND ($3 = 0 OR m.source_id = $4)
                AND m.published_at >= $5 AND m.published_at < $6
+               AND ($7 = 0 OR m.rating IS NOT NULL)
+               AND ($8 = '' OR st.label = $9)
              ORDER BY m.published_at DESC, m.id DESC
-             LIMIT $7",
+             LIMIT $10",
         )
         .bind(i64::from(q.watch_id.is_some()))
         .bind(q.watch_id.unwrap_or(0))
@@ -413,6 +423,9 @@ impl Store {
         .bind(q.source_id.unwrap_or(0))
         .bind(q.since.map(to_ms).unwrap_or(i64::MIN))
         .bind(q.until.map(to_ms).unwrap_or(i64::MAX))
+        .bind(i64::from(q.rated_only))
+        .bind(q.label.map(|l| l.as_str()).unwrap_or(""))
+        .bind(q.label.map(|l| l.as_str()).unwrap_or(""))
         .bind(q.limit.unwrap_or(i64::MAX).max(0))
         .fetch_all(&self.pool)
         .await?;

@@ -121,6 +121,16 @@ impl Store {
         Ok(claimed)
     }
 
+    /// Makes every queued email due now (after the mail server was fixed, rather than
+    /// waiting for the backoff). Returns how many.
+    pub async fn retry_queued_now(&self) -> Result<u64> {
+        let r = sqlx::query("UPDATE outbox SET next_attempt_at = $1 WHERE status = 'queued'")
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
     /// Marks an email sent (the server accepted it).
     pub async fn mark_email_sent(&self, id: i64) -> Result<()> {
         sqlx::query(

@@ -1,0 +1,395 @@
+//! Alert hygiene: turns the rules' findings into alert episodes and one email per
+//! watch and evaluation.
+//!
+//! - A condition (same watch, same condition key) with an open alert is not announced
+//!   again while it persists; a reminder goes out at most every `reminder_hours`.
+//! - When it clears, the alert is resolved and one "resolved" line goes out.
+//! - After a notification (opened, reminder or resolved), the same condition is not
+//!   notified again within `cooldown_hours`, even if it cleared and came back in
+//!   between (flapping): it is recorded and announced once the cooldown is over.
+//! - Everything that changes in one evaluation of a watch goes out as one email, queued
+//!   in the same transaction as the alert rows (see the store's `apply_alert_changes`).
+
+use std::fmt::Write as _;
+
+use anyhow::Result;
+use chrono::{DateTime, Duration, Utc};
+use html_escape::encode_text as esc;
+
+use crate::config::{AlertSettings, Config};
+use crate::store::{AlertChange, AlertRow, ApplyOutcome, Evidence, NewAlert, NewEmail, Store};
+
+/// What one evaluation of a watch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckReport {
+    pub opened: usize,
+    pub reminded: usize,
+    pub resolved: usize,
+    /// Open alerts that persist without a reminder yet.
+    pub persisting: usize,
+    pub email_id: Option<i64>,
+    /// Another worker evaluated the same watch at the same moment; this one stood down.
+    pub conflict: bool,
+}
+
+/// One line of the email.
+#[derive(Debug, Clone)]
+enum Notice<'a> {
+    Opened(&'a NewAlert),
+    Reminder(&'a NewAlert, DateTime<Utc>),
+    Resolved(&'a AlertRow),
+}
+
+fn severity_rank(s: &str) -> u8 {
+    match s {
+        "red" => 2,
+        "amber" => 1,
+        _ => 0,
+    }
+}
+
+/// Decides the changes from the open alerts and the findings.
+pub async fn plan(
+    store: &Store,
+    watch_id: i64,
+    settings: &AlertSettings,
+    open: &[AlertRow],
+    findings: &[NewAlert],
+    now: DateTime<Utc>,
+) -> Result<Vec<(AlertChange, bool)>> {
+    let cooldown = Duration::hours(i64::from(settings.cooldown_hours));
+    let reminder = Duration::hours(i64::from(settings.reminder_hours.max(24)));
+    let mut changes = Vec::new();
+    for f in findings {
+        match open.iter().find(|a| a.condition_key == f.condition_key) {
+            Some(a) => {
+                let since = a.last_notified_at.unwrap_or(a.opened_at);
+                // Worse than announced: say so now rather than wait for the reminder.
+                let escalated = severity_rank(&f.severity) > severity_rank(&a.severity);
+                let unannounced = a.last_notified_at.is_none()
+                    && store
+                        .last_notified(watch_id, &f.condition_key)
+                        .await?
+                        .is_none_or(|t| now - t >= cooldown);
+                let remind = now - since >= reminder || escalated || unannounced;
+                changes.push((
+                    AlertChange::Persist {
+                        id: a.id,
+                        alert: f.clone(),
+                        remind,
+                        last_notified: a.last_notified_at,
+                    },
+                    remind,
+                ));
+            }
+            None => {
+                let last = store.last_notified(watch_id, &f.condition_key).await?;
+                let notify = last.is_none_or(|t| now - t >= cooldown);
+                changes.push((
+                    AlertChange::Open {
+                        alert: f.clone(),
+                        notify,
+                    },
+                    notify,
+                ));
+            }
+        }
+    }
+    for a in open {
+        if !findings.iter().any(|f| f.condition_key == a.condition_key) {
+            // A resolution is worth a line only if the opening was announced. A severe
+            // mention leaves the list when answered or when it ages out of the window:
+            // neither needs an email of its own.
+            let announce = a.last_notified_at.is_some() && a.rule != "severe_mention";
+            changes.push((
+                AlertChange::Resolve {
+                    id: a.id,
+                    notify: announce,
+                },
+                announce,
+            ));
+        }
+    }
+    Ok(changes)
+}
+
+/// Evaluates the rules of one watch as of `now`, records the alerts and queues the
+/// email. Safe to run on several workers at once: at most one of them writes.
+pub async fn check_watch(
+    store: &Store,
+    config: &Config,
+    watch_name: &str,
+    now: DateTime<Utc>,
+) -> Result<CheckReport> {
+    let watch = store
+        .watch_by_name(watch_name)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no watch named `{watch_name}`"))?;
+    let wcfg = config
+        .watch(watch_name)
+        .ok_or_else(|| anyhow::anyhow!("watch `{watch_name}` is not in the configuration"))?;
+    let settings = &wcfg.alerts;
+    let findings = crate::rules::Evaluation {
+        store,
+        watch_id: watch.id,
+        settings,
+        now,
+    }
+    .findings()
+    .await?;
+    let open = store.open_alerts(watch.id).await?;
+    let planned = plan(store, watch.id, settings, &open, &findings, now).await?;
+    let mut report = CheckReport::default();
+    let mut notices = Vec::new();
+    for (change, notify) in &planned {
+        match change {
+            AlertChange::Open { alert, .. } => {
+                report.opened += 1;
+                if *notify {
+                    notices.push(Notice::Opened(alert));
+                }
+            }
+            AlertChange::Persist { alert, id, .. } => {
+                if *notify {
+                    report.reminded += 1;
+                    let opened = open
+                        .iter()
+                        .find(|a| a.id == *id)
+                        .map(|a| a.opened_at)
+                        .unwrap_or(now);
+                    notices.push(Notice::Reminder(alert, opened));
+                } else {
+                    report.persisting += 1;
+                }
+            }
+            AlertChange::Resolve { id, .. } => {
+                report.resolved += 1;
+                if *notify {
+                    if let Some(a) = open.iter().find(|a| a.id == *id) {
+                        notices.push(Notice::Resolved(a));
+                    }
+                }
+            }
+        }
+    }
+    let changes: Vec<AlertChange> = planned.iter().map(|(c, _)| c.clone()).collect();
+    if changes.is_empty() {
+        return Ok(report);
+    }
+    let recipients = &wcfg.recipients;
+    let email = if notices.is_empty() || recipients.is_empty() {
+        if !notices.is_empty() {
+            tracing::warn!(watch = %watch_name, "alerts changed but the watch has no recipients");
+        }
+        None
+    } else {
+        let (subject, text, html) = render(watch_name, &notices, now);
+        let message = crate::notify::compose(&config.email.from, recipients, &subject, &text, &html, Vec::new())?;
+        Some((subject, message))
+    };
+    // The same evaluation content gives the same key: a retried evaluation cannot queue
+    // the email twice even if its alert writes were somehow repeated.
+    let dedup = format!(
+        "alert:{}:{}:{}",
+        watch.id,
+        now.timestamp_millis(),
+        notices.len()
+    );
+    let new_email = email.as_ref().map(|(subject, message)| NewEmail {
+        kind: "alert",
+        dedup_key: Some(&dedup),
+        watch_id: Some(watch.id),
+        recipients,
+        subject,
+        message,
+    });
+    match store
+        .apply_alert_changes(watch.id, &changes, now, new_email.as_ref())
+        .await?
+    {
+        ApplyOutcome::Applied { email_id } => report.email_id = email_id,
+        ApplyOutcome::Conflict => {
+            tracing::info!(watch = %watch_name, "another worker recorded these alerts first");
+            return Ok(CheckReport {
+                conflict: true,
+                ..Default::default()
+            });
+        }
+    }
+    Ok(report)
+}
+
+fn colour(sev: &str) -> &'static str {
+    match sev {
+        "red" => "#c62828",
+        "amber" => "#ef8f00",
+        _ => "#2e7d32",
+    }
+}
+
+fn stars(r: u8) -> String {
+    "★".repeat(r as usize) + &"☆".repeat(5usize.saturating_sub(r as usize))
+}
+
+fn evidence_text(out: &mut String, e: &Evidence) {
+    let _ = write!(out, "    - {}", e.source);
+    if let Some(r) = e.rating {
+        let _ = write!(out, ", {r}/5");
+    }
+    if let Some(a) = &e.author {
+        let _ = write!(out, ", {a}");
+    }
+    let _ = writeln!(out, ", {}: \"{}\"", e.published_at.format("%Y-%m-%d"), e.excerpt);
+    if let Some(u) = &e.url {
+        let _ = writeln!(out, "      {u}");
+    }
+}
+
+fn evidence_html(out: &mut String, e: &Evidence) {
+    let _ = write!(
+        out,
+        "<li style=\"margin:0 0 8px 0\"><span style=\"color:#555\">{}",
+        esc(&e.source)
+    );
+    if let Some(r) = e.rating {
+        let _ = write!(out, " <span style=\"color:#f5a623\">{}</span>", stars(r));
+    }
+    if let Some(a) = &e.author {
+        let _ = write!(out, " · {}", esc(a));
+    }
+    let _ = write!(out, " · {}</span><br>“{}”", e.published_at.format("%Y-%m-%d"), esc(&e.excerpt));
+    if let Some(u) = e.url.as_deref().filter(|u| u.starts_with("http://") || u.starts_with("https://")) {
+        let _ = write!(
+            out,
+            " <a href=\"{}\" style=\"color:#1565c0\">open</a>",
+            html_escape::encode_double_quoted_attribute(u)
+        );
+    }
+    out.push_str("</li>");
+}
+
+/// Subject, plain text and HTML of an alert email.
+fn render(watch: &str, notices: &[Notice<'_>], now: DateTime<Utc>) -> (String, String, String) {
+    let worst = notices
+        .iter()
+        .filter_map(|n| match n {
+            Notice::Opened(a) | Notice::Reminder(a, _) => Some(a.severity.as_str()),
+            Notice::Resolved(_) => None,
+        })
+        .max_by_key(|s| severity_rank(s));
+    let lead = notices
+        .iter()
+        .find_map(|n| match n {
+            Notice::Opened(a) | Notice::Reminder(a, _) if Some(a.severity.as_str()) == worst => {
+                Some(a.title.clone())
+            }
+            _ => None,
+        })
+        .or_else(|| {
+            notices.iter().find_map(|n| match n {
+                Notice::Resolved(a) => Some(format!("resolved: {}", a.title)),
+                _ => None,
+            })
+        })
+        .unwrap_or_default();
+    let more = notices.len().saturating_sub(1);
+    let subject = format!(
+        "[zmot] {watch} {}: {lead}{}",
+        match worst {
+            Some("red") => "RED",
+            Some("amber") => "AMBER",
+            _ => "resolved",
+        },
+        if more > 0 { format!(" (+{more} more)") } else { String::new() }
+    );
+
+    let mut text = format!("{watch}: alerts as of {} UTC\n\n", now.format("%Y-%m-%d %H:%M"));
+    let mut html = String::from(
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>zmot alert</title></head>\
+         <body style=\"margin:0;padding:16px;font-family:Arial,Helvetica,sans-serif;color:#222;background:#f6f6f6\">\
+         <table role=\"presentation\" width=\"100%\" style=\"max-width:640px;margin:0 auto;background:#fff;border-collapse:collapse\"><tr><td style=\"padding:16px\">",
+    );
+    let _ = write!(
+        html,
+        "<h1 style=\"font-size:18px;margin:0 0 12px 0\">{}: alerts</h1>",
+        esc(watch)
+    );
+    for n in notices {
+        let (tag, a_sev, title, summary, action, evidence) = match n {
+            Notice::Opened(a) => ("NEW", a.severity.as_str(), &a.title, &a.summary, &a.action, &a.evidence),
+            Notice::Reminder(a, _) => ("STILL OPEN", a.severity.as_str(), &a.title, &a.summary, &a.action, &a.evidence),
+            Notice::Resolved(a) => ("RESOLVED", "green", &a.title, &a.summary, &a.action, &a.evidence),
+        };
+        let since = match n {
+            Notice::Reminder(_, opened) => format!(" (open since {})", opened.format("%Y-%m-%d")),
+            _ => String::new(),
+        };
+        let _ = writeln!(text, "[{tag}{}] {title}{since}", if tag == "RESOLVED" { String::new() } else { format!(", {}", a_sev.to_uppercase()) });
+        if let Notice::Resolved(_) = n {
+            let _ = writeln!(text, "  The condition has cleared.\n");
+        } else {
+            let _ = writeln!(text, "  {summary}\n  What to do: {action}");
+            if !evidence.is_empty() {
+                let _ = writeln!(text, "  Evidence:");
+                for e in evidence.iter() {
+                    evidence_text(&mut text, e);
+                }
+            }
+            text.push('\n');
+        }
+        let _ = write!(
+            html,
+            "<div style=\"border-left:6px solid {c};padding:8px 12px;margin:0 0 16px 0;background:#fafafa\">\
+             <div style=\"font-size:12px;font-weight:bold;color:{c}\">{tag}{since}</div>\
+             <div style=\"font-size:16px;font-weight:bold;margin:4px 0\">{}</div>",
+            esc(title),
+            c = colour(a_sev),
+            since = esc(&since),
+        );
+        if let Notice::Resolved(_) = n {
+            html.push_str("<div>The condition has cleared.</div>");
+        } else {
+            let _ = write!(
+                html,
+                "<div style=\"margin:4px 0\">{}</div><div style=\"margin:4px 0\"><b>What to do:</b> {}</div>",
+                esc(summary),
+                esc(action)
+            );
+            if !evidence.is_empty() {
+                html.push_str("<ul style=\"padding-left:18px;margin:8px 0\">");
+                for e in evidence.iter() {
+                    evidence_html(&mut html, e);
+                }
+                html.push_str("</ul>");
+            }
+        }
+        html.push_str("</div>");
+    }
+    text.push_str("-- \nzmot: you receive this because you are a recipient of this watch.\n");
+    html.push_str(
+        "<p style=\"font-size:12px;color:#777\">zmot: you receive this because you are a recipient of this watch.</p>\
+         </td></tr></table></body></html>",
+    );
+    (subject, text, html)
+}
+
+/// `zmot alerts`: a one-line-per-alert table.
+pub fn format_table(alerts: &[AlertRow], tz: chrono_tz::Tz) -> String {
+    let mut out = String::new();
+    if alerts.is_empty() {
+        out.push_str("No open or recent alerts.\n");
+        return out;
+    }
+    for a in alerts {
+        let _ = writeln!(
+            out,
+            "{:<8} {:<6} {:<9} {:<16} {}",
+            a.status,
+            a.severity,
+            a.watch,
+            a.opened_at.with_timezone(&tz).format("%Y-%m-%d %H:%M"),
+            a.title
+        );
+    }
+    out
+}

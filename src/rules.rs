@@ -1,0 +1,443 @@
+//! Alert rules: read the store, decide which conditions hold for a watch right now.
+//! A rule knows nothing of email or HTTP; it returns findings, each with a condition
+//! key that names "the same condition" for deduplication, a severity, the evidence and
+//! a suggested action.
+//!
+//! The negative-spike statistic: the negative mentions of the last window (24 h) are
+//! compared with a Poisson expectation λ from the baseline (the 28 days before): half
+//! the mean count of all baseline windows, half the mean of the windows at the same
+//! time on the same weekday (7, 14, 21, 28 days back), so Monday's usual rush is not a
+//! spike. λ is floored at 0.5. The window alerts when it holds at least
+//! `spike_min_count` negatives and P(X ≥ observed | λ) is under the sensitivity's
+//! level (0.0001, 0.001 or 0.01); red when the count is also three times λ or more.
+
+use anyhow::Result;
+use chrono::{DateTime, Duration, Utc};
+
+use crate::config::AlertSettings;
+use crate::domain::Label;
+use crate::store::{Evidence, MentionQuery, NewAlert, Store, StoredMention};
+use crate::trends;
+
+/// Evidence items kept per alert.
+const MAX_EVIDENCE: usize = 5;
+
+fn excerpt(text: &str, max: usize) -> String {
+    let t: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if t.chars().count() <= max {
+        t
+    } else {
+        let cut: String = t.chars().take(max).collect();
+        format!("{}…", cut.trim_end())
+    }
+}
+
+pub fn evidence(m: &StoredMention) -> Evidence {
+    let text = match &m.mention.title {
+        Some(t) if !t.trim().is_empty() && !m.mention.text.starts_with(t.as_str()) => {
+            format!("{t}: {}", m.mention.text)
+        }
+        _ => m.mention.text.clone(),
+    };
+    Evidence {
+        mention_id: m.id,
+        source: m.source.clone(),
+        url: m.mention.url.clone(),
+        author: m.mention.author.clone(),
+        rating: m.mention.rating,
+        score: m.sentiment.map(|s| s.score),
+        excerpt: excerpt(&text, 280),
+        published_at: m.mention.published_at,
+    }
+}
+
+/// P(X ≥ k) for X ~ Poisson(λ).
+pub fn poisson_tail(k: u64, lambda: f64) -> f64 {
+    if k == 0 {
+        return 1.0;
+    }
+    // 1 - P(X ≤ k-1), summed in log space for stability.
+    let mut term = (-lambda).exp();
+    let mut cdf = term;
+    for i in 1..k {
+        term *= lambda / i as f64;
+        cdf += term;
+    }
+    (1.0 - cdf).max(0.0)
+}
+
+/// Expected negatives in the window from the baseline counts, as documented above.
+/// `counts[i]` is the count of the window that ended `i + 1` windows before the current
+/// one; `per_week` windows make one week.
+pub fn spike_baseline(counts: &[u64], per_week: usize) -> f64 {
+    if counts.is_empty() {
+        return 0.5;
+    }
+    let all = counts.iter().sum::<u64>() as f64 / counts.len() as f64;
+    let same: Vec<u64> = counts
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| per_week > 0 && (i + 1) % per_week == 0)
+        .map(|(_, c)| *c)
+        .collect();
+    let lambda = if same.is_empty() {
+        all
+    } else {
+        0.5 * all + 0.5 * same.iter().sum::<u64>() as f64 / same.len() as f64
+    };
+    lambda.max(0.5)
+}
+
+fn contains_term(text: &str, term: &str) -> bool {
+    let text = text.to_lowercase();
+    let term = term.to_lowercase();
+    let mut start = 0;
+    while let Some(pos) = text[start..].find(&term) {
+        let at = start + pos;
+        let before = text[..at].chars().next_back();
+        let after = text[at + term.len()..].chars().next();
+        let boundary = |c: Option<char>| c.is_none_or(|c| !c.is_alphanumeric());
+        // "refunds" and "refunded" count for "refund"; "prefund" does not.
+        let after_ok = boundary(after)
+            || text[at + term.len()..].starts_with('s')
+            || text[at + term.len()..].starts_with("ed");
+        if boundary(before) && after_ok {
+            return true;
+        }
+        start = at + term.len().max(1);
+    }
+    false
+}
+
+/// Rules as of `now` for one watch.
+pub struct Evaluation<'a> {
+    pub store: &'a Store,
+    pub watch_id: i64,
+    pub settings: &'a AlertSettings,
+    pub now: DateTime<Utc>,
+}
+
+impl Evaluation<'_> {
+    /// Every condition that holds now, from every enabled rule.
+    pub async fn findings(&self) -> Result<Vec<NewAlert>> {
+        let mut out = Vec::new();
+        let s = self.settings;
+        if s.enabled("buyer_view_rating") {
+            out.extend(self.buyer_view_rating().await?);
+        }
+        if s.enabled("negative_spike") {
+            out.extend(self.negative_spike().await?);
+        }
+        if s.enabled("severe_mention") {
+            out.extend(self.severe_mentions().await?);
+        }
+        if s.enabled("sentiment_drop") {
+            out.extend(self.sentiment_drop().await?);
+        }
+        if s.enabled("keyword") {
+            out.extend(self.keywords().await?);
+        }
+        Ok(out)
+    }
+
+    async fn recent(&self, days: i64) -> Result<Vec<StoredMention>> {
+        self.store
+            .mentions(&MentionQuery {
+                watch_id: Some(self.watch_id),
+                since: Some(self.now - Duration::days(days)),
+                until: Some(self.now + Duration::minutes(1)),
+                ..Default::default()
+            })
+            .await
+    }
+
+    /// Rule 1: the buyer's view of a rated source averages under the threshold.
+    pub async fn buyer_view_rating(&self) -> Result<Vec<NewAlert>> {
+        let s = self.settings;
+        let mut out = Vec::new();
+        for view in trends::buyer_views(self.store, self.watch_id, s.buyer_view_size).await? {
+            let Some(avg) = view.average_rating else {
+                continue;
+            };
+            if view.reviews.len() < s.buyer_view_min_reviews || avg >= s.buyer_view_threshold {
+                continue;
+            }
+            let low: Vec<&StoredMention> = view
+                .reviews
+                .iter()
+                .filter(|m| m.mention.rating.is_some_and(|r| r <= 2))
+                .collect();
+            let severity = if avg < s.buyer_view_threshold - 0.3 {
+                "red"
+            } else {
+                "amber"
+            };
+            out.push(NewAlert {
+                rule: "buyer_view_rating".into(),
+                condition_key: format!("buyer_view_rating:{}", view.source_id),
+                severity: severity.into(),
+                title: format!(
+                    "{}: buyers now see {avg:.1} stars (under {:.1})",
+                    view.source, s.buyer_view_threshold
+                ),
+                summary: format!(
+                    "The {} most recent reviews on {} average {avg:.1} stars; {} of them have 1 or 2 stars.{}",
+                    view.reviews.len(),
+                    view.source,
+                    low.len(),
+                    view.published
+                        .as_ref()
+                        .map(|p| format!(" The source shows {:.1} overall.", p.rating))
+                        .unwrap_or_default()
+                ),
+                action: "Reply to the low-star reviews buyers see first, fix what they report, \
+                         and invite recent happy customers to review."
+                    .into(),
+                evidence: low.iter().take(MAX_EVIDENCE).map(|m| evidence(m)).collect(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Rule 2: negative mentions in the last window clearly above their baseline.
+    pub async fn negative_spike(&self) -> Result<Vec<NewAlert>> {
+        let s = self.settings;
+        let window = Duration::hours(i64::from(s.spike_window_hours));
+        let baseline_days = i64::from(s.spike_baseline_days);
+        let start = self.now - window;
+        let base_from = start - Duration::days(baseline_days);
+        let times = self
+            .store
+            .negative_times(self.watch_id, base_from, self.now)
+            .await?;
+        let w = window.num_milliseconds();
+        let start_ms = start.timestamp_millis();
+        let observed = times.iter().filter(|&&t| t >= start_ms).count() as u64;
+        if observed < u64::from(s.spike_min_count) {
+            return Ok(Vec::new());
+        }
+        let n_windows = (Duration::days(baseline_days).num_milliseconds() / w).max(1) as usize;
+        let mut counts = vec![0u64; n_windows];
+        for &t in times.iter().filter(|&&t| t < start_ms) {
+            let back = ((start_ms - 1 - t) / w) as usize;
+            if back < n_windows {
+                counts[back] += 1;
+            }
+        }
+        let per_week = (Duration::days(7).num_milliseconds() / w) as usize;
+        let lambda = spike_baseline(&counts, per_week);
+        let p = poisson_tail(observed, lambda);
+        if p >= s.spike_sensitivity.alpha() {
+            return Ok(Vec::new());
+        }
+        let mut negatives: Vec<StoredMention> = self
+            .store
+            .mentions(&MentionQuery {
+                watch_id: Some(self.watch_id),
+                since: Some(start),
+                until: Some(self.now + Duration::minutes(1)),
+                label: Some(Label::Negative),
+                ..Default::default()
+            })
+            .await?;
+        negatives.sort_by_key(|m| std::cmp::Reverse(m.mention.engagement.total()));
+        let hours = s.spike_window_hours;
+        Ok(vec![NewAlert {
+            rule: "negative_spike".into(),
+            condition_key: "negative_spike".into(),
+            severity: if observed as f64 >= 3.0 * lambda { "red" } else { "amber" }.into(),
+            title: format!("{observed} negative mentions in {hours} h, {:.1}x the usual", observed as f64 / lambda),
+            summary: format!(
+                "{observed} negative mentions in the last {hours} hours against about {lambda:.1} expected \
+                 from the {baseline_days} days before (chance under the usual rate: {p:.1e})."
+            ),
+            action: "Look for a shared cause (an outage, a release, a delivery problem), \
+                     answer publicly once, and reply to the most visible posts."
+                .into(),
+            evidence: negatives.iter().take(MAX_EVIDENCE).map(evidence).collect(),
+        }])
+    }
+
+    /// Rule 3: single very negative mentions that many will see, not yet answered.
+    pub async fn severe_mentions(&self) -> Result<Vec<NewAlert>> {
+        let s = self.settings;
+        let mut out = Vec::new();
+        for m in self.recent(i64::from(s.recent_days)).await? {
+            let stars_bad = m.mention.rating.is_some_and(|r| r <= s.severe_max_stars);
+            let text_bad = m.sentiment.is_some_and(|x| x.score <= s.severe_score);
+            let severe = match m.mention.rating {
+                // With stars, the stars decide; the text only makes it worse.
+                Some(_) => stars_bad,
+                None => text_bad,
+            };
+            let engagement = m.mention.engagement.total();
+            let weight = s.source_weight(&m.source_kind);
+            let visible =
+                engagement >= s.severe_min_engagement || weight >= s.severe_min_source_weight;
+            if !severe || !visible || m.mention.owner_reply.is_some() {
+                continue;
+            }
+            let who = m.mention.author.as_deref().unwrap_or("someone");
+            let what = match m.mention.rating {
+                Some(r) => format!("a {r}-star review"),
+                None => "a very negative post".to_string(),
+            };
+            out.push(NewAlert {
+                rule: "severe_mention".into(),
+                condition_key: format!("severe_mention:{}", m.id),
+                severity: if engagement >= s.severe_min_engagement && (stars_bad && text_bad || m.mention.rating == Some(1)) {
+                    "red"
+                } else {
+                    "amber"
+                }
+                .into(),
+                title: format!("{}: {what} by {who}", m.source),
+                summary: format!(
+                    "{what} on {} ({} likes, replies and shares), not answered yet: \"{}\"",
+                    m.source,
+                    engagement,
+                    excerpt(&m.mention.text, 140)
+                ),
+                action: "Reply publicly and promptly, acknowledge the problem and offer to fix it; \
+                         other buyers read the answer too."
+                    .into(),
+                evidence: vec![evidence(&m)],
+            });
+        }
+        Ok(out)
+    }
+
+    /// Rule 4: this week's mean sentiment well under the four weeks before.
+    pub async fn sentiment_drop(&self) -> Result<Vec<NewAlert>> {
+        let s = self.settings;
+        let week_start = self.now - Duration::days(7);
+        let this = self
+            .store
+            .period_stats(self.watch_id, None, week_start, self.now + Duration::minutes(1))
+            .await?;
+        let before = self
+            .store
+            .period_stats(self.watch_id, None, week_start - Duration::days(28), week_start)
+            .await?;
+        let (Some(now_mean), Some(base_mean)) = (this.mean_sentiment, before.mean_sentiment) else {
+            return Ok(Vec::new());
+        };
+        let drop = base_mean - now_mean;
+        if this.scored() < i64::from(s.sentiment_drop_min_mentions) || drop <= f64::from(s.sentiment_drop) {
+            return Ok(Vec::new());
+        }
+        let worst = self
+            .store
+            .mentions(&MentionQuery {
+                watch_id: Some(self.watch_id),
+                since: Some(week_start),
+                label: Some(Label::Negative),
+                ..Default::default()
+            })
+            .await?;
+        let mut worst = worst;
+        worst.sort_by(|a, b| {
+            let sa = a.sentiment.map(|x| x.score).unwrap_or(0.0);
+            let sb = b.sentiment.map(|x| x.score).unwrap_or(0.0);
+            sa.total_cmp(&sb)
+        });
+        Ok(vec![NewAlert {
+            rule: "sentiment_drop".into(),
+            condition_key: "sentiment_drop".into(),
+            severity: if drop > 2.0 * f64::from(s.sentiment_drop) { "red" } else { "amber" }.into(),
+            title: format!("Sentiment down {drop:.2} this week ({base_mean:+.2} to {now_mean:+.2})"),
+            summary: format!(
+                "The mean sentiment of the last 7 days ({} mentions) is {now_mean:+.2}, against \
+                 {base_mean:+.2} over the four weeks before ({} mentions).",
+                this.scored(),
+                before.scored()
+            ),
+            action: "Read the most negative mentions below for a common cause and brief the product or \
+                     support team."
+                .into(),
+            evidence: worst.iter().take(MAX_EVIDENCE).map(evidence).collect(),
+        }])
+    }
+
+    /// Rule 5: mentions with a crisis term.
+    pub async fn keywords(&self) -> Result<Vec<NewAlert>> {
+        let s = self.settings;
+        if s.crisis_terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let recent = self.recent(i64::from(s.recent_days)).await?;
+        let mut out = Vec::new();
+        for term in &s.crisis_terms {
+            let mut hits: Vec<&StoredMention> = recent
+                .iter()
+                .filter(|m| {
+                    contains_term(&m.mention.text, term)
+                        || m.mention.title.as_deref().is_some_and(|t| contains_term(t, term))
+                })
+                .collect();
+            if hits.is_empty() {
+                continue;
+            }
+            hits.sort_by_key(|m| std::cmp::Reverse(m.mention.engagement.total()));
+            let reach: i64 = hits.iter().map(|m| m.mention.engagement.total()).sum();
+            let red = hits.len() >= 3 || hits.iter().any(|m| m.mention.engagement.total() >= s.severe_min_engagement);
+            out.push(NewAlert {
+                rule: "keyword".into(),
+                condition_key: format!("keyword:{}", term.to_lowercase()),
+                severity: if red { "red" } else { "amber" }.into(),
+                title: format!(
+                    "\"{term}\" in {} mention{}",
+                    hits.len(),
+                    if hits.len() == 1 { "" } else { "s" }
+                ),
+                summary: format!(
+                    "{} mention{} in the last {} days use \"{term}\" ({reach} likes, replies and shares in all).",
+                    hits.len(),
+                    if hits.len() == 1 { "" } else { "s" },
+                    s.recent_days
+                ),
+                action: "Check whether this is a real incident; if it is, involve legal or PR before \
+                         replying, and answer each author directly."
+                    .into(),
+                evidence: hits.iter().take(MAX_EVIDENCE).map(|m| evidence(m)).collect(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poisson_tail_matches_known_values() {
+        // P(X >= 1 | 1) = 1 - e^-1
+        assert!((poisson_tail(1, 1.0) - (1.0 - (-1.0f64).exp())).abs() < 1e-12);
+        // P(X >= 10 | 2) ≈ 4.65e-5
+        let p = poisson_tail(10, 2.0);
+        assert!((p - 4.6498e-5).abs() < 1e-7, "{p}");
+        assert_eq!(poisson_tail(0, 3.0), 1.0);
+    }
+
+    #[test]
+    fn baseline_weighs_the_same_weekday() {
+        // 28 daily windows, all 1 except the same weekday (every 7th), which are 8.
+        let counts: Vec<u64> = (0..28).map(|i| if (i + 1) % 7 == 0 { 8 } else { 1 }).collect();
+        let l = spike_baseline(&counts, 7);
+        let all = (24.0 + 32.0) / 28.0;
+        assert!((l - (0.5 * all + 0.5 * 8.0)).abs() < 1e-9, "{l}");
+        assert_eq!(spike_baseline(&[0; 28], 7), 0.5);
+    }
+
+    #[test]
+    fn crisis_terms_match_whole_words_and_simple_inflections() {
+        assert!(contains_term("I want a REFUND now", "refund"));
+        assert!(contains_term("still no refunds.", "refund"));
+        assert!(contains_term("They refunded me", "refund"));
+        assert!(!contains_term("prefunding round", "refund"));
+        assert!(contains_term("a data breach again", "data breach"));
+        assert!(contains_term("total scams", "scam"));
+        assert!(!contains_term("scampi", "scam"));
+    }
+}

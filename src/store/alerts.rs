@@ -1,0 +1,245 @@
+//! Alerts as stored: one row per episode of a condition (opened, seen again while it
+//! persists, resolved). An evaluation's changes and the email announcing them are
+//! written in one transaction, with guards that make a second worker's identical
+//! evaluation fail as a whole instead of sending twice.
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{from_ms, to_ms, NewEmail, Store};
+
+/// One piece of evidence: a mention that caused the alert.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Evidence {
+    pub mention_id: i64,
+    pub source: String,
+    pub url: Option<String>,
+    pub author: Option<String>,
+    pub rating: Option<u8>,
+    pub score: Option<f32>,
+    pub excerpt: String,
+    pub published_at: DateTime<Utc>,
+}
+
+/// An alert as stored.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AlertRow {
+    pub id: i64,
+    pub watch_id: i64,
+    pub watch: String,
+    pub rule: String,
+    pub condition_key: String,
+    pub severity: String,
+    pub status: String,
+    pub title: String,
+    pub summary: String,
+    pub action: String,
+    pub evidence: Vec<Evidence>,
+    pub opened_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub last_notified_at: Option<DateTime<Utc>>,
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+/// What an alert to open says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAlert {
+    pub rule: String,
+    pub condition_key: String,
+    pub severity: String,
+    pub title: String,
+    pub summary: String,
+    pub action: String,
+    pub evidence: Vec<Evidence>,
+}
+
+/// One change decided by an evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlertChange {
+    /// A condition with no open alert: open one (notified or, inside the cooldown, not).
+    Open { alert: NewAlert, notify: bool },
+    /// An open alert whose condition persists: refresh what it says; `remind` when a
+    /// reminder goes out now (the guard: it was last notified at `notified_before`).
+    Persist {
+        id: i64,
+        alert: NewAlert,
+        remind: bool,
+        last_notified: Option<DateTime<Utc>>,
+    },
+    /// An open alert whose condition cleared; `notify` when the resolution is announced
+    /// (which starts the cooldown like any notification).
+    Resolve { id: i64, notify: bool },
+}
+
+/// Why an evaluation could not be written.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    Applied { email_id: Option<i64> },
+    /// Another worker changed the same alerts first; nothing was written.
+    Conflict,
+}
+
+const COLUMNS: &str = "a.id, a.watch_id, w.name AS watch_name, a.rule, a.condition_key, a.severity,
+    a.status, a.title, a.summary, a.action, a.evidence, a.opened_at, a.last_seen_at,
+    a.last_notified_at, a.resolved_at";
+
+fn alert_row(r: &AnyRow) -> Result<AlertRow> {
+    let evidence: String = r.try_get("evidence")?;
+    Ok(AlertRow {
+        id: r.try_get("id")?,
+        watch_id: r.try_get("watch_id")?,
+        watch: r.try_get("watch_name")?,
+        rule: r.try_get("rule")?,
+        condition_key: r.try_get("condition_key")?,
+        severity: r.try_get("severity")?,
+        status: r.try_get("status")?,
+        title: r.try_get("title")?,
+        summary: r.try_get("summary")?,
+        action: r.try_get("action")?,
+        evidence: serde_json::from_str(&evidence).unwrap_or_default(),
+        opened_at: from_ms(r.try_get("opened_at")?),
+        last_seen_at: from_ms(r.try_get("last_seen_at")?),
+        last_notified_at: r.try_get::<Option<i64>, _>("last_notified_at")?.map(from_ms),
+        resolved_at: r.try_get::<Option<i64>, _>("resolved_at")?.map(from_ms),
+    })
+}
+
+impl Store {
+    /// Open alerts of a watch.
+    pub async fn open_alerts(&self, watch_id: i64) -> Result<Vec<AlertRow>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM alerts a JOIN watches w ON w.id = a.watch_id
+             WHERE a.watch_id = $1 AND a.status = 'open' ORDER BY a.opened_at, a.id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(watch_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(alert_row).collect()
+    }
+
+    /// Open alerts, and alerts resolved since `since`, of one watch or all, newest first.
+    pub async fn alerts(&self, watch_id: Option<i64>, since: DateTime<Utc>) -> Result<Vec<AlertRow>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM alerts a JOIN watches w ON w.id = a.watch_id
+             WHERE ($1 = 0 OR a.watch_id = $2)
+               AND (a.status = 'open' OR a.last_seen_at >= $3)
+             ORDER BY CASE WHEN a.status = 'open' THEN 0 ELSE 1 END, a.last_seen_at DESC, a.id DESC"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(i64::from(watch_id.is_some()))
+            .bind(watch_id.unwrap_or(0))
+            .bind(to_ms(since))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(alert_row).collect()
+    }
+
+    /// When a condition of a watch was last notified, in any episode.
+    pub async fn last_notified(&self, watch_id: i64, condition_key: &str) -> Result<Option<DateTime<Utc>>> {
+        let row = sqlx::query(
+            "SELECT MAX(last_notified_at) AS t FROM alerts WHERE watch_id = $1 AND condition_key = $2",
+        )
+        .bind(watch_id)
+        .bind(condition_key)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<Option<i64>, _>("t")?.map(from_ms))
+    }
+
+    /// Writes an evaluation's changes and, when given, the email announcing them, in one
+    /// transaction. Every change is guarded by the state it was decided from; if another
+    /// worker got there first, nothing is written.
+    pub async fn apply_alert_changes(
+        &self,
+        watch_id: i64,
+        changes: &[AlertChange],
+        now: DateTime<Utc>,
+        email: Option<&NewEmail<'_>>,
+    ) -> Result<ApplyOutcome> {
+        let now = to_ms(now);
+        let mut tx = self.pool.begin().await?;
+        for change in changes {
+            let ok = match change {
+                AlertChange::Open { alert, notify } => {
+                    let r = sqlx::query(
+                        "INSERT INTO alerts (watch_id, rule, condition_key, severity, status, title,
+                            summary, action, evidence, opened_at, last_seen_at, last_notified_at)
+                         VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $8, $9, $9, $10)",
+                    )
+                    .bind(watch_id)
+                    .bind(&alert.rule)
+                    .bind(&alert.condition_key)
+                    .bind(&alert.severity)
+                    .bind(&alert.title)
+                    .bind(&alert.summary)
+                    .bind(&alert.action)
+                    .bind(serde_json::to_string(&alert.evidence)?)
+                    .bind(now)
+                    .bind(notify.then_some(now))
+                    .execute(&mut *tx)
+                    .await;
+                    match r {
+                        Ok(_) => true,
+                        // The unique index on open conditions: another worker opened it.
+                        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => false,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                AlertChange::Persist {
+                    id,
+                    alert,
+                    remind,
+                    last_notified,
+                } => {
+                    let r = sqlx::query(
+                        "UPDATE alerts SET severity = $1, title = $2, summary = $3, action = $4,
+                            evidence = $5, last_seen_at = $6,
+                            last_notified_at = CASE WHEN $7 = 1 THEN $8 ELSE last_notified_at END
+                         WHERE id = $9 AND status = 'open'
+                           AND COALESCE(last_notified_at, -1) = $10",
+                    )
+                    .bind(&alert.severity)
+                    .bind(&alert.title)
+                    .bind(&alert.summary)
+                    .bind(&alert.action)
+                    .bind(serde_json::to_string(&alert.evidence)?)
+                    .bind(now)
+                    .bind(i64::from(*remind))
+                    .bind(now)
+                    .bind(*id)
+                    .bind(last_notified.map(to_ms).unwrap_or(-1))
+                    .execute(&mut *tx)
+                    .await?;
+                    r.rows_affected() == 1
+                }
+                AlertChange::Resolve { id, notify } => {
+                    let r = sqlx::query(
+                        "UPDATE alerts SET status = 'resolved', resolved_at = $1, last_seen_at = $1,
+                            last_notified_at = CASE WHEN $2 = 1 THEN $3 ELSE last_notified_at END
+                         WHERE id = $4 AND status = 'open'",
+                    )
+                    .bind(now)
+                    .bind(i64::from(*notify))
+                    .bind(now)
+                    .bind(*id)
+                    .execute(&mut *tx)
+                    .await?;
+                    r.rows_affected() == 1
+                }
+            };
+            if !ok {
+                tx.rollback().await?;
+                return Ok(ApplyOutcome::Conflict);
+            }
+        }
+        let email_id = match email {
+            Some(e) => Self::enqueue_email_in(&mut tx, e).await?,
+            None => None,
+        };
+        tx.commit().await?;
+        Ok(ApplyOutcome::Applied { email_id })
+    }
+}

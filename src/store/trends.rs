@@ -1,0 +1,184 @@
+//! Read-only aggregates for trends, rules and digests. SQL does the counting and
+//! averaging; callers choose the periods (time zones and ISO weeks are decided in Rust,
+//! so both databases see plain epoch-millisecond ranges).
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::{to_ms, Store};
+
+/// The latest sentiment of each mention (a mention may have been scored by several
+/// models over time; the newest score counts).
+const LATEST_SENTIMENT: &str = "LEFT JOIN sentiments st ON st.mention_id = m.id
+    AND st.scored_at = (SELECT MAX(s2.scored_at) FROM sentiments s2 WHERE s2.mention_id = m.id)";
+
+/// Figures for one period of one watch (optionally one source).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct PeriodStats {
+    pub mentions: i64,
+    pub negative: i64,
+    pub neutral: i64,
+    pub positive: i64,
+    /// Mean sentiment score (-1..1) of the scored mentions.
+    pub mean_sentiment: Option<f64>,
+    /// Mentions with a star rating.
+    pub rated: i64,
+    pub mean_rating: Option<f64>,
+    /// How many 1, 2, 3, 4 and 5-star mentions.
+    pub rating_counts: [i64; 5],
+    /// Mentions on sources that show owner replies (those with at least one reply ever).
+    pub replyable: i64,
+    /// Of those, how many have an owner reply.
+    pub replied: i64,
+    /// Median hours from publication to the owner's reply.
+    pub median_reply_hours: Option<f64>,
+}
+
+impl PeriodStats {
+    pub fn scored(&self) -> i64 {
+        self.negative + self.neutral + self.positive
+    }
+
+    /// Share of scored mentions that are negative.
+    pub fn negative_share(&self) -> Option<f64> {
+        (self.scored() > 0).then(|| self.negative as f64 / self.scored() as f64)
+    }
+
+    pub fn reply_rate(&self) -> Option<f64> {
+        (self.replyable > 0).then(|| self.replied as f64 / self.replyable as f64)
+    }
+}
+
+impl Store {
+    /// Counts, shares, means and the rating distribution for mentions of a watch (one
+    /// source, or all) published in `[from, to)`.
+    pub async fn period_stats(
+        &self,
+        watch_id: i64,
+        source_id: Option<i64>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<PeriodStats> {
+        let sql = format!(
+            "SELECT COUNT(*) AS n,
+                COALESCE(SUM(CASE WHEN st.label = 'negative' THEN 1 ELSE 0 END), 0) AS neg,
+                COALESCE(SUM(CASE WHEN st.label = 'neutral' THEN 1 ELSE 0 END), 0) AS neu,
+                COALESCE(SUM(CASE WHEN st.label = 'positive' THEN 1 ELSE 0 END), 0) AS pos,
+                CAST(AVG(st.score) AS DOUBLE PRECISION) AS mean_score,
+                COALESCE(SUM(CASE WHEN m.rating IS NOT NULL THEN 1 ELSE 0 END), 0) AS rated,
+                CAST(AVG(CAST(m.rating AS DOUBLE PRECISION)) AS DOUBLE PRECISION) AS mean_rating,
+                COALESCE(SUM(CASE WHEN m.rating = 1 THEN 1 ELSE 0 END), 0) AS r1,
+                COALESCE(SUM(CASE WHEN m.rating = 2 THEN 1 ELSE 0 END), 0) AS r2,
+                COALESCE(SUM(CASE WHEN m.rating = 3 THEN 1 ELSE 0 END), 0) AS r3,
+                COALESCE(SUM(CASE WHEN m.rating = 4 THEN 1 ELSE 0 END), 0) AS r4,
+                COALESCE(SUM(CASE WHEN m.rating = 5 THEN 1 ELSE 0 END), 0) AS r5
+             FROM mentions m {LATEST_SENTIMENT}
+             WHERE m.watch_id = $1 AND ($2 = 0 OR m.source_id = $3)
+               AND m.published_at >= $4 AND m.published_at < $5"
+        );
+        let r = sqlx::query(&sql)
+            .bind(watch_id)
+            .bind(i64::from(source_id.is_some()))
+            .bind(source_id.unwrap_or(0))
+            .bind(to_ms(from))
+            .bind(to_ms(to))
+            .fetch_one(&self.pool)
+            .await?;
+        // SUM of an integer CASE is BIGINT on both databases.
+        let int = |name: &str| -> Result<i64> { Ok(r.try_get::<i64, _>(name)?) };
+        let mut stats = PeriodStats {
+            mentions: int("n")?,
+            negative: int("neg")?,
+            neutral: int("neu")?,
+            positive: int("pos")?,
+            mean_sentiment: r.try_get("mean_score")?,
+            rated: int("rated")?,
+            mean_rating: r.try_get("mean_rating")?,
+            rating_counts: [int("r1")?, int("r2")?, int("r3")?, int("r4")?, int("r5")?],
+            ..Default::default()
+        };
+
+        // Replies: only sources that show them count (a feed of posts has no replies).
+        let rows = sqlx::query(
+            "SELECT m.published_at, m.owner_reply_at,
+                    CAST(CASE WHEN m.owner_reply IS NOT NULL THEN 1 ELSE 0 END AS BIGINT) AS has_reply
+             FROM mentions m
+             WHERE m.watch_id = $1 AND ($2 = 0 OR m.source_id = $3)
+               AND m.published_at >= $4 AND m.published_at < $5
+               AND m.source_id IN (SELECT DISTINCT r.source_id FROM mentions r
+                                   WHERE r.watch_id = $6 AND r.owner_reply IS NOT NULL)",
+        )
+        .bind(watch_id)
+        .bind(i64::from(source_id.is_some()))
+        .bind(source_id.unwrap_or(0))
+        .bind(to_ms(from))
+        .bind(to_ms(to))
+        .bind(watch_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut delays = Vec::new();
+        for row in &rows {
+            stats.replyable += 1;
+            if row.try_get::<i64, _>("has_reply")? == 1 {
+                stats.replied += 1;
+                let published: i64 = row.try_get("published_at")?;
+                if let Some(at) = row.try_get::<Option<i64>, _>("owner_reply_at")? {
+                    delays.push((at - published).max(0) as f64 / 3_600_000.0);
+                }
+            }
+        }
+        stats.median_reply_hours = median(&mut delays);
+        Ok(stats)
+    }
+
+    /// Publication times (epoch ms) of negative mentions of a watch in `[from, to)`.
+    pub async fn negative_times(
+        &self,
+        watch_id: i64,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<i64>> {
+        let sql = format!(
+            "SELECT m.published_at FROM mentions m {LATEST_SENTIMENT}
+             WHERE m.watch_id = $1 AND st.label = 'negative'
+               AND m.published_at >= $2 AND m.published_at < $3
+             ORDER BY m.published_at"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(watch_id)
+            .bind(to_ms(from))
+            .bind(to_ms(to))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get("published_at")?))
+            .collect()
+    }
+
+    /// Sources of a watch that have rated mentions: the ones a buyer sees stars on.
+    pub async fn rated_sources(&self, watch_id: i64) -> Result<Vec<i64>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT source_id FROM mentions
+             WHERE watch_id = $1 AND rating IS NOT NULL ORDER BY source_id",
+        )
+        .bind(watch_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("source_id")?)).collect()
+    }
+}
+
+/// Median of a list (sorted in place); `None` when empty.
+pub fn median(values: &mut [f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    Some(if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    })
+}

@@ -1,0 +1,378 @@
+//! Trends: the health of a watch's zero moment of truth, read from the store. Per day
+//! and per ISO week (in the watch's time zone), per source and overall, plus the
+//! buyer's view: the reviews a prospective buyer sees first on each rated source.
+//!
+//! Health colour, from these documented thresholds (the first that applies wins):
+//! - **red**: a buyer's view averages under `buyer_view_threshold - 0.3` stars (4.0 by
+//!   default), or 40 % or more of this week's scored mentions are negative (at least 5
+//!   mentions), or a red alert is open;
+//! - **amber**: a buyer's view averages under `buyer_view_threshold` (4.3), or 25 % or
+//!   more of this week's mentions are negative (at least 5), or the negative share rose
+//!   by 10 points or more against the four weeks before, or any alert is open;
+//! - **green** otherwise.
+
+use anyhow::Result;
+use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+
+use crate::config::AlertSettings;
+use crate::domain::AggregateRating;
+use crate::store::{MentionQuery, PeriodStats, SourceRow, Store, StoredMention};
+
+/// Green, amber or red.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Green,
+    Amber,
+    Red,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Green => "green",
+            Health::Amber => "amber",
+            Health::Red => "red",
+        }
+    }
+}
+
+/// One period's figures with its label.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Period {
+    /// "2026-W47" or "2026-11-23".
+    pub label: String,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    #[serde(flatten)]
+    pub stats: PeriodStats,
+}
+
+/// The reviews a buyer sees first on one rated source.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BuyerView {
+    pub source_id: i64,
+    pub source: String,
+    pub kind: String,
+    /// Newest first, at most N.
+    pub reviews: Vec<StoredMention>,
+    pub average_rating: Option<f64>,
+    pub negative_share: Option<f64>,
+    /// The rating the source itself shows, when known.
+    pub published: Option<AggregateRating>,
+}
+
+/// Weekly series of one source.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SourceTrend {
+    pub source_id: i64,
+    pub source: String,
+    pub kind: String,
+    pub weeks: Vec<Period>,
+}
+
+/// Everything `zmot trends` shows for a watch.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WatchTrends {
+    pub watch: String,
+    pub timezone: String,
+    pub generated_at: DateTime<Utc>,
+    pub health: Health,
+    /// Why the colour is what it is, one sentence each.
+    pub reasons: Vec<String>,
+    /// Oldest first; the last one is the current (possibly partial) week.
+    pub weeks: Vec<Period>,
+    /// The last 14 days, oldest first.
+    pub days: Vec<Period>,
+    pub sources: Vec<SourceTrend>,
+    pub buyer_views: Vec<BuyerView>,
+}
+
+/// Midnight of a local date in a zone, as UTC (the earliest instant if the day starts
+/// in a DST gap or overlap).
+pub fn local_midnight(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
+    let naive = date.and_hms_opt(0, 0, 0).expect("midnight exists");
+    match tz.from_local_datetime(&naive) {
+        chrono::LocalResult::Single(t) => t.with_timezone(&Utc),
+        chrono::LocalResult::Ambiguous(a, _) => a.with_timezone(&Utc),
+        chrono::LocalResult::None => tz
+            .from_local_datetime(&(naive + Duration::hours(1)))
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_else(|| Utc.from_utc_datetime(&naive)),
+    }
+}
+
+/// The ISO week containing `now` in `tz` and the `n - 1` weeks before: (label, from, to),
+/// oldest first. Weeks start Monday 00:00 local time.
+pub fn iso_weeks(tz: Tz, now: DateTime<Utc>, n: usize) -> Vec<(String, DateTime<Utc>, DateTime<Utc>)> {
+    let today = now.with_timezone(&tz).date_naive();
+    let monday = today - Duration::days(i64::from(today.weekday().num_days_from_monday()));
+    (0..n)
+        .rev()
+        .map(|i| {
+            let start = monday - Duration::weeks(i as i64);
+            let iso = start.iso_week();
+            (
+                format!("{}-W{:02}", iso.year(), iso.week()),
+                local_midnight(tz, start),
+                local_midnight(tz, start + Duration::weeks(1)),
+            )
+        })
+        .collect()
+}
+
+/// The last `n` local days up to and including today, oldest first.
+pub fn days(tz: Tz, now: DateTime<Utc>, n: usize) -> Vec<(String, DateTime<Utc>, DateTime<Utc>)> {
+    let today = now.with_timezone(&tz).date_naive();
+    (0..n)
+        .rev()
+        .map(|i| {
+            let d = today - Duration::days(i as i64);
+            (
+                d.to_string(),
+                local_midnight(tz, d),
+                local_midnight(tz, d + Duration::days(1)),
+            )
+        })
+        .collect()
+}
+
+async fn periods(
+    store: &Store,
+    watch_id: i64,
+    source_id: Option<i64>,
+    spans: &[(String, DateTime<Utc>, DateTime<Utc>)],
+) -> Result<Vec<Period>> {
+    let mut out = Vec::with_capacity(spans.len());
+    for (label, from, to) in spans {
+        out.push(Period {
+            label: label.clone(),
+            from: *from,
+            to: *to,
+            stats: store.period_stats(watch_id, source_id, *from, *to).await?,
+        });
+    }
+    Ok(out)
+}
+
+/// The buyer's view of one source: its `n` most recent rated reviews.
+pub async fn buyer_view(store: &Store, source: &SourceRow, n: usize) -> Result<BuyerView> {
+    let reviews = store
+        .mentions(&MentionQuery {
+            source_id: Some(source.id),
+            rated_only: true,
+            limit: Some(n as i64),
+            ..Default::default()
+        })
+        .await?;
+    let ratings: Vec<f64> = reviews
+        .iter()
+        .filter_map(|m| m.mention.rating)
+        .map(f64::from)
+        .collect();
+    let scored: Vec<_> = reviews.iter().filter_map(|m| m.sentiment).collect();
+    Ok(BuyerView {
+        source_id: source.id,
+        source: source.name.clone(),
+        kind: source.kind.clone(),
+        average_rating: (!ratings.is_empty())
+            .then(|| ratings.iter().sum::<f64>() / ratings.len() as f64),
+        negative_share: (!scored.is_empty()).then(|| {
+            scored
+                .iter()
+                .filter(|s| s.label == crate::domain::Label::Negative)
+                .count() as f64
+                / scored.len() as f64
+        }),
+        published: store.latest_aggregate(source.id).await?,
+        reviews,
+    })
+}
+
+/// The buyer's views of every rated source of a watch.
+pub async fn buyer_views(store: &Store, watch_id: i64, n: usize) -> Result<Vec<BuyerView>> {
+    let rated = store.rated_sources(watch_id).await?;
+    let mut out = Vec::new();
+    for s in store.sources(Some(watch_id)).await? {
+        if rated.contains(&s.id) {
+            out.push(buyer_view(store, &s, n).await?);
+        }
+    }
+    Ok(out)
+}
+
+/// Health colour and reasons from the figures and the open alerts' severities.
+pub fn health(
+    settings: &AlertSettings,
+    this_week: &PeriodStats,
+    baseline: &PeriodStats,
+    views: &[BuyerView],
+    open_alert_severities: &[String],
+) -> (Health, Vec<String>) {
+    let mut colour = Health::Green;
+    let mut reasons = Vec::new();
+    let mut raise = |c: Health, why: String| {
+        colour = colour.max(c);
+        reasons.push(why);
+    };
+    for v in views {
+        if v.reviews.len() < settings.buyer_view_min_reviews {
+            continue;
+        }
+        if let Some(avg) = v.average_rating {
+            if avg < settings.buyer_view_threshold - 0.3 {
+                raise(
+                    Health::Red,
+                    format!(
+                        "{}: the {} reviews buyers see first average {avg:.1} stars",
+                        v.source,
+                        v.reviews.len()
+                    ),
+                );
+            } else if avg < settings.buyer_view_threshold {
+                raise(
+                    Health::Amber,
+                    format!(
+                        "{}: the {} reviews buyers see first average {avg:.1} stars, under {:.1}",
+                        v.source,
+                        v.reviews.len(),
+                        settings.buyer_view_threshold
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(share) = this_week.negative_share().filter(|_| this_week.scored() >= 5) {
+        let pct = share * 100.0;
+        if share >= 0.40 {
+            raise(Health::Red, format!("{pct:.0}% of this week's mentions are negative"));
+        } else if share >= 0.25 {
+            raise(Health::Amber, format!("{pct:.0}% of this week's mentions are negative"));
+        } else if let Some(before) = baseline.negative_share() {
+            if share - before >= 0.10 {
+                raise(
+                    Health::Amber,
+                    format!(
+                        "negative share up from {:.0}% to {pct:.0}% against the four weeks before",
+                        before * 100.0
+                    ),
+                );
+            }
+        }
+    }
+    let reds = open_alert_severities.iter().filter(|s| *s == "red").count();
+    let others = open_alert_severities.len() - reds;
+    if reds > 0 {
+        raise(Health::Red, format!("{reds} red alert(s) open"));
+    }
+    if others > 0 {
+        raise(Health::Amber, format!("{others} alert(s) open"));
+    }
+    if reasons.is_empty() {
+        reasons.push("buyer's views and this week's sentiment are within thresholds".into());
+    }
+    (colour, reasons)
+}
+
+/// The trends of a watch as of `now`.
+pub async fn watch_trends(
+    store: &Store,
+    watch_id: i64,
+    watch_name: &str,
+    tz: Tz,
+    settings: &AlertSettings,
+    weeks: usize,
+    now: DateTime<Utc>,
+) -> Result<WatchTrends> {
+    let week_spans = iso_weeks(tz, now, weeks.max(1));
+    let weekly = periods(store, watch_id, None, &week_spans).await?;
+    let daily = periods(store, watch_id, None, &days(tz, now, 14)).await?;
+    let mut sources = Vec::new();
+    for s in store.sources(Some(watch_id)).await? {
+        sources.push(SourceTrend {
+            source_id: s.id,
+            source: s.name.clone(),
+            kind: s.kind.clone(),
+            weeks: periods(store, watch_id, Some(s.id), &week_spans).await?,
+        });
+    }
+    let views = buyer_views(store, watch_id, settings.buyer_view_size).await?;
+    // Health looks at the last seven days against the 28 before, whatever the weekday.
+    let this_week = store
+        .period_stats(watch_id, None, now - Duration::days(7), now)
+        .await?;
+    let baseline = store
+        .period_stats(watch_id, None, now - Duration::days(35), now - Duration::days(7))
+        .await?;
+    let severities: Vec<String> = store
+        .open_alerts(watch_id)
+        .await?
+        .into_iter()
+        .map(|a| a.severity)
+        .collect();
+    let (health, reasons) = health(settings, &this_week, &baseline, &views, &severities);
+    Ok(WatchTrends {
+        watch: watch_name.to_string(),
+        timezone: tz.name().to_string(),
+        generated_at: now,
+        health,
+        reasons,
+        weeks: weekly,
+        days: daily,
+        sources,
+        buyer_views: views,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_weeks_start_on_local_mondays() {
+        let tz: Tz = "Europe/Paris".parse().unwrap();
+        // Wednesday 25 November 2026, 10:00 UTC.
+        let now = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap();
+        let w = iso_weeks(tz, now, 2);
+        assert_eq!(w[1].0, "2026-W48");
+        assert_eq!(w[1].1, Utc.with_ymd_and_hms(2026, 11, 22, 23, 0, 0).unwrap());
+        assert_eq!(w[0].0, "2026-W47");
+        assert_eq!(w[0].2, w[1].1);
+        // A week across the autumn change is 169 hours long in Paris.
+        let now = Utc.with_ymd_and_hms(2026, 10, 21, 12, 0, 0).unwrap(); // clocks go back on the 25th
+        let w = iso_weeks(tz, now, 1);
+        assert_eq!((w[0].2 - w[0].1).num_hours(), 169);
+    }
+
+    fn stats(neg: i64, neu: i64, pos: i64) -> PeriodStats {
+        PeriodStats {
+            mentions: neg + neu + pos,
+            negative: neg,
+            neutral: neu,
+            positive: pos,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn health_follows_the_documented_thresholds() {
+        let s = AlertSettings::default();
+        let (h, _) = health(&s, &stats(1, 5, 14), &stats(2, 10, 28), &[], &[]);
+        assert_eq!(h, Health::Green);
+        let (h, why) = health(&s, &stats(6, 4, 10), &stats(2, 10, 28), &[], &[]);
+        assert_eq!(h, Health::Amber);
+        assert!(why[0].contains("30% of this week"), "{why:?}");
+        let (h, _) = health(&s, &stats(8, 4, 8), &stats(2, 10, 28), &[], &[]);
+        assert_eq!(h, Health::Red);
+        // Four mentions are too few to judge a share.
+        let (h, _) = health(&s, &stats(4, 0, 0), &stats(0, 0, 0), &[], &[]);
+        assert_eq!(h, Health::Green);
+        // A rise of ten points against the baseline is amber even under 25 %.
+        let (h, why) = health(&s, &stats(4, 6, 10), &stats(2, 18, 30), &[], &[]);
+        assert_eq!(h, Health::Amber, "{why:?}");
+        let (h, _) = health(&s, &stats(0, 0, 10), &stats(0, 0, 0), &[], &["red".into()]);
+        assert_eq!(h, Health::Red);
+    }
+}

@@ -1,0 +1,117 @@
+//! A small but real SMTP server on 127.0.0.1 for tests: it speaks the protocol over
+//! TCP (EHLO, MAIL, RCPT, DATA with dot-unstuffing, RSET, NOOP, QUIT) and keeps every
+//! message it accepted, so tests can parse what a client really delivered.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+/// One accepted message.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub from: String,
+    pub to: Vec<String>,
+    pub data: String,
+}
+
+pub struct SmtpServer {
+    pub port: u16,
+    pub received: Arc<Mutex<Vec<Received>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl SmtpServer {
+    /// Starts on a free port.
+    pub async fn start() -> SmtpServer {
+        Self::start_on(0).await
+    }
+
+    /// Starts on a given port (to bring a server "back up" where a client expects it).
+    pub async fn start_on(port: u16) -> SmtpServer {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind SMTP");
+        let port = listener.local_addr().unwrap().port();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let store = received.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else { return };
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let _ = session(sock, store).await;
+                });
+            }
+        });
+        SmtpServer { port, received, task }
+    }
+
+    pub fn messages(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+async fn session(
+    sock: tokio::net::TcpStream,
+    store: Arc<Mutex<Vec<Received>>>,
+) -> std::io::Result<()> {
+    let (r, mut w) = sock.into_split();
+    let mut r = BufReader::new(r);
+    w.write_all(b"220 localhost test SMTP ready\r\n").await?;
+    let mut from = String::new();
+    let mut to = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let cmd = line.trim_end().to_string();
+        let upper = cmd.to_ascii_uppercase();
+        if upper.starts_with("EHLO") {
+            w.write_all(b"250-localhost\r\n250-8BITMIME\r\n250 SIZE 10485760\r\n").await?;
+        } else if upper.starts_with("HELO") {
+            w.write_all(b"250 localhost\r\n").await?;
+        } else if upper.starts_with("MAIL FROM:") {
+            from = cmd[10..].trim().trim_matches(['<', '>']).split_whitespace().next().unwrap_or("").trim_matches(['<', '>']).to_string();
+            to.clear();
+            w.write_all(b"250 OK\r\n").await?;
+        } else if upper.starts_with("RCPT TO:") {
+            to.push(cmd[8..].trim().trim_matches(['<', '>']).to_string());
+            w.write_all(b"250 OK\r\n").await?;
+        } else if upper == "DATA" {
+            w.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await?;
+            let mut data = String::new();
+            loop {
+                line.clear();
+                if r.read_line(&mut line).await? == 0 {
+                    return Ok(());
+                }
+                if line == ".\r\n" || line == ".\n" {
+                    break;
+                }
+                let l = line.strip_prefix('.').unwrap_or(&line);
+                data.push_str(l);
+            }
+            store.lock().unwrap().push(Received {
+                from: from.clone(),
+                to: to.clone(),
+                data,
+            });
+            w.write_all(b"250 OK queued\r\n").await?;
+        } else if upper == "RSET" || upper == "NOOP" {
+            w.write_all(b"250 OK\r\n").await?;
+        } else if upper == "QUIT" {
+            w.write_all(b"221 bye\r\n").await?;
+            return Ok(());
+        } else {
+            w.write_all(b"502 not implemented\r\n").await?;
+        }
+    }
+}

@@ -7,6 +7,19 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{AggregateRating, FetchErrorKind, Mention};
 
+pub mod appstore;
+pub mod bluesky;
+pub mod cursor;
+pub mod feed;
+pub mod googleplay;
+pub mod hackernews;
+pub mod http;
+pub mod mastodon;
+pub mod page;
+pub mod robots;
+pub mod schema;
+pub mod text;
+
 /// Every kind of source zmot knows, as written in the configuration.
 pub const KINDS: &[&str] = &[
     "appstore",
@@ -75,24 +88,145 @@ pub fn is_known_kind(kind: &str) -> bool {
     KINDS.contains(&kind)
 }
 
-/// Builds the connector for a source from its settings.
+/// Builds the connector for a source from its settings. Building validates the settings
+/// and touches no network, so [`check_params`] is the same code path.
 pub fn build(kind: &str, params: &toml::Table) -> Result<Box<dyn Connector>, String> {
-    let _ = params;
-    if !is_known_kind(kind) {
-        return Err(unknown_kind(kind));
-    }
-    Err(format!(
-        "the `{kind}` connector is not available in this build"
-    ))
+    let p = Params::new(kind, params);
+    Ok(match kind {
+        "appstore" => Box::new(appstore::AppStore::from_params(&p)?),
+        "googleplay" => Box::new(googleplay::GooglePlay::from_params(&p)?),
+        "feed" => Box::new(feed::Feed::from_params(&p)?),
+        "mastodon" => Box::new(mastodon::Mastodon::from_params(&p)?),
+        "bluesky" => Box::new(bluesky::Bluesky::from_params(&p)?),
+        "hackernews" => Box::new(hackernews::HackerNews::from_params(&p)?),
+        "page" => Box::new(page::Page::from_params(&p)?),
+        _ => return Err(unknown_kind(kind)),
+    })
 }
 
 /// Checks a source's settings without building anything that touches the network.
 pub fn check_params(kind: &str, params: &toml::Table) -> Result<(), String> {
-    if !is_known_kind(kind) {
-        return Err(unknown_kind(kind));
+    build(kind, params).map(|_| ())
+}
+
+/// Typed access to a source's free-form `params` table, with messages that name the
+/// kind and the key, so `zmot config check` can say exactly what to fix.
+pub struct Params<'a> {
+    kind: &'static str,
+    table: &'a toml::Table,
+}
+
+impl<'a> Params<'a> {
+    pub fn new(kind: &str, table: &'a toml::Table) -> Self {
+        let kind = KINDS
+            .iter()
+            .copied()
+            .find(|k| *k == kind)
+            .unwrap_or("source");
+        Params { kind, table }
     }
-    let _ = params;
-    Ok(())
+
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// Refuses keys the connector does not read: a typo (`app-id`) would otherwise be
+    /// ignored silently and the source would fetch the wrong thing or nothing.
+    pub fn only(&self, known: &[&str]) -> Result<(), String> {
+        let common = http::COMMON_PARAMS;
+        for key in self.table.keys() {
+            if !known.contains(&key.as_str()) && !common.contains(&key.as_str()) {
+                let mut all: Vec<&str> = known.iter().chain(common).copied().collect();
+                all.sort_unstable();
+                return Err(format!(
+                    "{} source has no setting `{key}`; known settings: {}",
+                    self.kind,
+                    all.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn str(&self, key: &str) -> Result<Option<&'a str>, String> {
+        match self.table.get(key) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) if s.trim().is_empty() => Ok(None),
+            Some(toml::Value::String(s)) => Ok(Some(s.trim())),
+            Some(_) => Err(format!("{} source: `{key}` must be a string", self.kind)),
+        }
+    }
+
+    pub fn required_str(&self, key: &str) -> Result<&'a str, String> {
+        self.str(key)?
+            .ok_or_else(|| format!("{} source needs `{key}`", self.kind))
+    }
+
+    pub fn str_or(&self, key: &str, default: &'a str) -> Result<&'a str, String> {
+        Ok(self.str(key)?.unwrap_or(default))
+    }
+
+    pub fn u64_or(&self, key: &str, default: u64) -> Result<u64, String> {
+        match self.table.get(key) {
+            None => Ok(default),
+            Some(toml::Value::Integer(i)) if *i >= 0 => Ok(*i as u64),
+            Some(_) => Err(format!(
+                "{} source: `{key}` must be a whole number, 0 or more",
+                self.kind
+            )),
+        }
+    }
+
+    /// A whole number within `range`, for page counts and sizes the service caps.
+    pub fn u64_in(
+        &self,
+        key: &str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<u64, String> {
+        let v = self.u64_or(key, default)?;
+        if range.contains(&v) {
+            Ok(v)
+        } else {
+            Err(format!(
+                "{} source: `{key}` must be between {} and {}",
+                self.kind,
+                range.start(),
+                range.end()
+            ))
+        }
+    }
+
+    pub fn bool_or(&self, key: &str, default: bool) -> Result<bool, String> {
+        match self.table.get(key) {
+            None => Ok(default),
+            Some(toml::Value::Boolean(b)) => Ok(*b),
+            Some(_) => Err(format!(
+                "{} source: `{key}` must be true or false",
+                self.kind
+            )),
+        }
+    }
+
+    /// An http(s) URL; every service address is a setting so tests and mirrors can
+    /// point a connector elsewhere.
+    pub fn url_or(&self, key: &str, default: &str) -> Result<url::Url, String> {
+        let raw = self.str_or(key, default)?;
+        let u = url::Url::parse(raw)
+            .map_err(|e| format!("{} source: `{key}` `{raw}` is not a URL: {e}", self.kind))?;
+        if !matches!(u.scheme(), "http" | "https") {
+            return Err(format!(
+                "{} source: `{key}` must be an http or https URL",
+                self.kind
+            ));
+        }
+        Ok(u)
+    }
+
+    pub fn required_url(&self, key: &str) -> Result<url::Url, String> {
+        let raw = self.required_str(key)?;
+        self.url_or(key, raw)
+    }
 }
 
 fn unknown_kind(kind: &str) -> String {

@@ -1,0 +1,178 @@
+//! Hacker News stories and comments through the Algolia search API, newest first
+//! (`/search_by_date`), restricted on the server to items at or after the last seen
+//! `created_at_i` so a run reads only what is new.
+//!
+//! The query is the source's `query`, or else each of the watch's keywords in turn.
+
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+use chrono::DateTime;
+use serde_json::{json, Value};
+use url::Url;
+
+use super::cursor::{self, Skips, Watermark, Window};
+use super::http::{join, Http, HttpOptions};
+use super::text::html_to_text;
+use super::{Connector, FetchContext, FetchError, Fetched, Params};
+use crate::domain::{Engagement, FetchErrorKind, Mention};
+
+const DEFAULT_BASE: &str = "https://hn.algolia.com/api/v1";
+const ITEM_URL: &str = "https://news.ycombinator.com/item?id=";
+
+#[derive(Debug, Clone)]
+pub struct HackerNews {
+    base: Url,
+    query: Option<String>,
+    tags: String,
+    page_size: u32,
+    max_pages: u32,
+    http: HttpOptions,
+}
+
+impl HackerNews {
+    pub fn from_params(p: &Params) -> Result<Self, String> {
+        p.only(&["query", "tags", "base_url", "page_size", "max_pages"])?;
+        Ok(HackerNews {
+            base: p.url_or("base_url", DEFAULT_BASE)?,
+            query: p.str("query")?.map(str::to_string),
+            tags: p.str_or("tags", "(story,comment)")?.to_string(),
+            page_size: p.u64_in("page_size", 100, 1..=1000)? as u32,
+            max_pages: p.u64_in("max_pages", 5, 1..=50)? as u32,
+            http: HttpOptions::from_params(p)?,
+        })
+    }
+}
+
+#[async_trait]
+impl Connector for HackerNews {
+    fn kind(&self) -> &'static str {
+        "hackernews"
+    }
+
+    async fn fetch(&self, ctx: &FetchContext, cursor: Option<&str>) -> Result<Fetched, FetchError> {
+        let queries: Vec<String> = match &self.query {
+            Some(q) => vec![q.clone()],
+            None => ctx
+                .keywords
+                .iter()
+                .filter(|k| !k.trim().is_empty())
+                .cloned()
+                .collect(),
+        };
+        if queries.is_empty() {
+            return Err(FetchError::new(
+                FetchErrorKind::Config,
+                "hackernews source needs `query` (or keywords on its watch)",
+            ));
+        }
+        let http = Http::new(&ctx.http, &self.http);
+        let mut window = Window::new(cursor::load::<Watermark>("hackernews", cursor), ctx);
+        let since = window.lower_bound().timestamp();
+        let mut skips = Skips::default();
+        let mut seen = HashSet::new();
+        let mut mentions = Vec::new();
+
+        for q in &queries {
+            for page in 0..self.max_pages {
+                let mut url = join(&self.base, "search_by_date");
+                url.query_pairs_mut()
+                    .append_pair("query", q)
+                    .append_pair("tags", &self.tags)
+                    .append_pair("numericFilters", &format!("created_at_i>={since}"))
+                    .append_pair("hitsPerPage", &self.page_size.to_string())
+                    .append_pair("page", &page.to_string());
+                let body: Value = http.get(&url).await?.json()?;
+                let hits = body.get("hits").and_then(Value::as_array).ok_or_else(|| {
+                    FetchError::new(FetchErrorKind::Malformed, format!("{url}: no `hits` list"))
+                })?;
+                for (i, h) in hits.iter().enumerate() {
+                    let m = match hit(h) {
+                        Ok(m) => m,
+                        Err(why) => {
+                            skips.add(format!("{q:?} page {page} hit {}: {why}", i + 1));
+                            continue;
+                        }
+                    };
+                    let new = window.admits(m.published_at, &m.external_id)
+                        && seen.insert(m.external_id.clone());
+                    window.saw(m.published_at, &m.external_id);
+                    if new {
+                        mentions.push(m);
+                    }
+                }
+                let pages = body.get("nbPages").and_then(Value::as_u64).unwrap_or(0);
+                if hits.is_empty() || u64::from(page) + 1 >= pages {
+                    break;
+                }
+            }
+        }
+
+        Ok(Fetched {
+            mentions,
+            cursor: Some(cursor::save(window.watermark())?),
+            skipped: skips.count,
+            note: skips.note(),
+            aggregate: None,
+        })
+    }
+}
+
+fn hit(h: &Value) -> Result<Mention, String> {
+    let str_of = |k: &str| {
+        h.get(k)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    };
+    let id = str_of("objectID").ok_or("no objectID")?;
+    let at = h
+        .get("created_at_i")
+        .and_then(Value::as_i64)
+        .and_then(|t| DateTime::from_timestamp(t, 0))
+        .ok_or("no created_at_i")?;
+    let tags: Vec<&str> = h
+        .get("_tags")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let is_comment = tags.contains(&"comment") || str_of("comment_text").is_some();
+    let (title, text) = if is_comment {
+        let text = str_of("comment_text")
+            .map(html_to_text)
+            .ok_or("comment without text")?;
+        (None, text)
+    } else {
+        let title = str_of("title")
+            .map(html_to_text)
+            .ok_or("story without title")?;
+        let text = str_of("story_text")
+            .map(html_to_text)
+            .unwrap_or_else(|| title.clone());
+        (Some(title), text)
+    };
+    let count = |k: &str| h.get(k).and_then(Value::as_i64).unwrap_or(0);
+    Ok(Mention {
+        external_id: id.to_string(),
+        url: Some(format!("{ITEM_URL}{id}")),
+        author: str_of("author").map(str::to_string),
+        title,
+        text,
+        rating: None,
+        engagement: Engagement {
+            likes: count("points"),
+            replies: count("num_comments"),
+            reposts: 0,
+        },
+        language: None,
+        published_at: at,
+        owner_reply: None,
+        owner_reply_at: None,
+        extra: Some(json!({
+            "type": if is_comment { "comment" } else { "story" },
+            "link": str_of("url"),
+            "story_id": h.get("story_id"),
+            "story_title": str_of("story_title"),
+        })),
+    })
+}

@@ -80,6 +80,18 @@ pub enum Command {
         #[arg(long)]
         watch: Option<String>,
     },
+    /// Queue the weekly digest of the week just ended (once per week), or preview it.
+    Digest {
+        /// Only this watch (default: every watch).
+        #[arg(long)]
+        watch: Option<String>,
+        /// Write the digest to this HTML file (charts beside it) instead of sending it.
+        #[arg(long)]
+        preview: Option<PathBuf>,
+        /// An earlier ISO week, like 2026-W47 (default: the week that ended last).
+        #[arg(long)]
+        week: Option<String>,
+    },
     /// List open alerts and those resolved in the last 14 days.
     Alerts {
         #[arg(long)]
@@ -257,6 +269,11 @@ pub async fn main(cli: Cli) -> Result<()> {
         }
         Command::Trends { watch, weeks, json } => trends(&cli.config, &watch, weeks, json).await,
         Command::Check { watch } => check(&cli.config, watch.as_deref()).await,
+        Command::Digest {
+            watch,
+            preview,
+            week,
+        } => digest(&cli.config, watch.as_deref(), preview.as_deref(), week.as_deref()).await,
         Command::Alerts { watch, json } => alerts(&cli.config, watch.as_deref(), json).await,
         Command::Analyze { input, model } => {
             let analyzer = analyzer_for(&cli.config, model)?;
@@ -386,6 +403,45 @@ async fn check(path: &Path, watch: Option<&str>) -> Result<()> {
             r.persisting,
             if r.email_id.is_some() { "; email queued" } else { "" }
         );
+    }
+    Ok(())
+}
+
+async fn digest(
+    path: &Path,
+    watch: Option<&str>,
+    preview: Option<&Path>,
+    week: Option<&str>,
+) -> Result<()> {
+    let config = load_config(path)?;
+    let store = open_store(&config).await?;
+    let names: Vec<String> = match watch {
+        Some(w) => vec![w.to_string()],
+        None => config.watches.iter().map(|w| w.name.clone()).collect(),
+    };
+    if preview.is_some() && names.len() > 1 {
+        bail!("--preview needs --watch");
+    }
+    for name in names {
+        if let Some(out) = preview {
+            let d = crate::digest::preview(&store, &config, &name, week, Utc::now(), out).await?;
+            println!(
+                "{name} {}: {} mentions; written to {}",
+                d.week,
+                d.this_week.mentions,
+                out.display()
+            );
+            continue;
+        }
+        match crate::digest::queue(&store, &config, &name, week, Utc::now()).await? {
+            crate::digest::Queued::Queued { email_id } => {
+                println!("{name}: digest queued (outbox #{email_id})")
+            }
+            crate::digest::Queued::AlreadySent => {
+                println!("{name}: this week's digest was already queued")
+            }
+            crate::digest::Queued::Skipped(why) => println!("{name}: skipped, {why}"),
+        }
     }
     Ok(())
 }

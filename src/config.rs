@@ -271,6 +271,34 @@ pub struct Watch {
     /// Alert rules of this watch; every rule is on with the defaults below.
     #[serde(default)]
     pub alerts: AlertSettings,
+    /// The weekly digest of this watch.
+    #[serde(default)]
+    pub digest: DigestSettings,
+}
+
+/// The weekly trend digest (`[watch.digest]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DigestSettings {
+    pub enabled: bool,
+    /// Cron expression in the watch's time zone; default Monday 08:00.
+    pub schedule: String,
+    /// Who receives it; empty means the watch's recipients.
+    pub recipients: Vec<String>,
+    /// Keywords added to the customer-journey stages (or new stages), e.g.
+    /// `journey = { delivery_setup = ["courier"], onboarding = ["tutorial"] }`.
+    pub journey: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl Default for DigestSettings {
+    fn default() -> Self {
+        DigestSettings {
+            enabled: true,
+            schedule: "0 8 * * Mon".into(),
+            recipients: Vec::new(),
+            journey: Default::default(),
+        }
+    }
 }
 
 /// How sensitive the negative-spike test is: the probability of a count at least this
@@ -485,12 +513,50 @@ impl Source {
 
 /// Accepts the 5-field crontab form by adding a seconds field.
 pub fn normalise_cron(expr: &str) -> String {
-    let fields = expr.split_whitespace().count();
-    if fields == 5 {
-        format!("0 {}", expr.trim())
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    if fields.len() == 5 {
+        // Classic cron numbers weekdays 0-7 from Sunday (1 = Monday); the cron crate
+        // numbers them 1-7 from Sunday. Names mean the same to both.
+        format!(
+            "0 {} {} {} {} {}",
+            fields[0],
+            fields[1],
+            fields[2],
+            fields[3],
+            weekday_names(fields[4])
+        )
     } else {
         expr.trim().to_string()
     }
+}
+
+/// Classic cron weekday numbers as names (`1-5` is `MON-FRI`); steps stay numbers.
+fn weekday_names(field: &str) -> String {
+    const NAMES: [&str; 8] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"];
+    let mut out = String::new();
+    let mut digits = String::new();
+    let mut after_slash = false;
+    let flush = |digits: &mut String, out: &mut String, after_slash: bool| {
+        if digits.is_empty() {
+            return;
+        }
+        match digits.parse::<usize>() {
+            Ok(n) if n < NAMES.len() && !after_slash => out.push_str(NAMES[n]),
+            _ => out.push_str(digits),
+        }
+        digits.clear();
+    };
+    for c in field.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+        } else {
+            flush(&mut digits, &mut out, after_slash);
+            after_slash = c == '/';
+            out.push(c);
+        }
+    }
+    flush(&mut digits, &mut out, after_slash);
+    out
 }
 
 fn default_timezone() -> String {
@@ -961,6 +1027,9 @@ fn validate(c: &Config) -> Vec<(Vec<Seg>, String)> {
         for problem in w.alerts.problems() {
             out.push((wp("alerts"), problem));
         }
+        if let Err(e) = parse_schedule(&w.digest.schedule) {
+            out.push((vec![k("watch"), Seg::Index(wi), k("digest"), k("schedule")], e));
+        }
         for (ri, r) in w.recipients.iter().enumerate() {
             if let Err(e) = r.parse::<lettre::message::Mailbox>() {
                 out.push((
@@ -1040,6 +1109,20 @@ pub const STARTER: &str = include_str!("../config/zmot.toml");
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn classic_cron_weekday_numbers_mean_what_they_mean_in_crontab() {
+        assert_eq!(normalise_cron("0 8 * * 1"), "0 0 8 * * MON");
+        assert_eq!(normalise_cron("*/15 9-17 * * 1-5"), "0 */15 9-17 * * MON-FRI");
+        assert_eq!(normalise_cron("0 8 * * 0,7"), "0 0 8 * * SUN,SUN");
+        assert_eq!(normalise_cron("0 8 * * */2"), "0 0 8 * * */2");
+        assert_eq!(normalise_cron("0 8 * * Mon"), "0 0 8 * * Mon");
+        // Monday 23 November 2026 is the next Monday after Saturday the 21st.
+        let s = parse_schedule("0 8 * * 1").unwrap();
+        let after = chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 11, 21, 0, 0, 0).unwrap();
+        let next = s.after(&after).next().unwrap();
+        assert_eq!(next.to_rfc3339(), "2026-11-23T08:00:00+00:00");
+    }
 
     #[test]
     fn starter_config_is_valid() {

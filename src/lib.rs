@@ -9,6 +9,7 @@ pub mod alerts;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod digest;
 pub mod domain;
 pub mod health;
 pub mod import;

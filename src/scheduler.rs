@@ -28,6 +28,8 @@ pub enum JobKind {
     /// Evaluate a watch's alert rules (also run right after a fetch that brought new
     /// mentions; hourly so conditions that clear with time are resolved).
     Check { watch: String },
+    /// Queue a watch's weekly digest (once per week, whatever the number of workers).
+    Digest { watch: String },
 }
 
 #[derive(Debug, Clone)]
@@ -142,6 +144,20 @@ pub async fn plan(pipeline: &Pipeline) -> Result<Vec<Job>> {
             tz: Tz::UTC,
         });
     }
+    for w in config.watches.iter().filter(|w| w.digest.enabled) {
+        let tz = crate::config::parse_timezone(w.timezone(&config.general))
+            .map_err(anyhow::Error::msg)?;
+        let schedule = crate::config::parse_schedule(&w.digest.schedule)
+            .map_err(|e| anyhow::anyhow!("watch {}: digest schedule: {e}", w.name))?;
+        jobs.push(Job {
+            name: format!("digest:{}", w.name),
+            kind: JobKind::Digest {
+                watch: w.name.clone(),
+            },
+            schedule,
+            tz,
+        });
+    }
     jobs.push(Job {
         name: "housekeeping".into(),
         kind: JobKind::Housekeeping,
@@ -209,6 +225,17 @@ pub async fn run_job(
                 "{} opened, {} reminded, {} resolved",
                 r.opened, r.reminded, r.resolved
             ))
+        }
+        JobKind::Digest { watch } => {
+            match crate::digest::queue(&pipeline.store, &pipeline.config, watch, None, Utc::now())
+                .await?
+            {
+                crate::digest::Queued::Queued { email_id } => {
+                    Ok(format!("digest queued (outbox #{email_id})"))
+                }
+                crate::digest::Queued::AlreadySent => Ok("already queued this week".into()),
+                crate::digest::Queued::Skipped(why) => Ok(format!("skipped: {why}")),
+            }
         }
         JobKind::Housekeeping => {
             let days = i64::from(pipeline.config.general.retention_days);

@@ -137,6 +137,31 @@ impl Store {
         rows.iter().map(alert_row).collect()
     }
 
+    /// Alerts of a watch opened or resolved in `[from, to)`, oldest first.
+    pub async fn alerts_between(
+        &self,
+        watch_id: i64,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<AlertRow>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM alerts a JOIN watches w ON w.id = a.watch_id
+             WHERE a.watch_id = $1
+               AND ((a.opened_at >= $2 AND a.opened_at < $3)
+                 OR (a.resolved_at >= $4 AND a.resolved_at < $5))
+             ORDER BY a.opened_at, a.id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(watch_id)
+            .bind(to_ms(from))
+            .bind(to_ms(to))
+            .bind(to_ms(from))
+            .bind(to_ms(to))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(alert_row).collect()
+    }
+
     /// When a condition of a watch was last notified, in any episode.
     pub async fn last_notified(&self, watch_id: i64, condition_key: &str) -> Result<Option<DateTime<Utc>>> {
         let row = sqlx::query(

@@ -121,6 +121,15 @@ impl Store {
         Ok(claimed)
     }
 
+    /// Whether an email with this dedup key was ever queued (sent or not).
+    pub async fn email_exists(&self, dedup_key: &str) -> Result<bool> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE dedup_key = $1")
+            .bind(dedup_key)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>("n")? > 0)
+    }
+
     /// Makes every queued email due now (after the mail server was fixed, rather than
     /// waiting for the backoff). Returns how many.
     pub async fn retry_queued_now(&self) -> Result<u64> {

@@ -1,0 +1,318 @@
+//! The weekly digest on a fixed dataset: golden figures, valid HTML that escapes hostile
+//! text and references every inline chart it carries, PNGs that decode, delivery to a
+//! real SMTP server on 127.0.0.1, and one digest per watch and week.
+
+mod support;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use zmot::config::{self, Config};
+use zmot::digest::{self, Queued};
+use zmot::domain::{Engagement, Label, Mention, ScoredMention, Sentiment};
+use zmot::notify::{self, Mailer};
+use zmot::store::{SourceRow, Store};
+use zmot::testutil;
+
+use mail_parser::MimeHeaders;
+use support::smtp::SmtpServer;
+
+const CONFIG: &str = r#"
+[email]
+from = "zmot <digest@acme.test>"
+
+[[watch]]
+name = "Acme"
+competitors = "kettles"
+recipients = ["lead@acme.test"]
+
+[[watch]]
+name = "Rival"
+competitors = "kettles"
+recipients = ["rival@acme.test"]
+
+[[watch]]
+name = "Empty"
+recipients = ["empty@acme.test"]
+"#;
+
+/// Wednesday 25 November 2026: the week that ended last is 2026-W47 (16 to 22 November).
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 25, 9, 0, 0).unwrap()
+}
+
+fn day(d: u32, h: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, d, h, 0, 0).unwrap()
+}
+
+fn review(id: &str, text: &str, stars: u8, score: f32, at: DateTime<Utc>) -> ScoredMention {
+    let label = if score <= -0.3 {
+        Label::Negative
+    } else if score >= 0.3 {
+        Label::Positive
+    } else {
+        Label::Neutral
+    };
+    ScoredMention {
+        mention: Mention {
+            external_id: id.into(),
+            url: Some(format!("https://reviews.test/{id}")),
+            author: Some("Sam".into()),
+            title: None,
+            text: text.into(),
+            rating: Some(stars),
+            engagement: Engagement::default(),
+            language: Some("en".into()),
+            published_at: at,
+            owner_reply: (id == "w1").then(|| "Sorry, we are sending a new one.".to_string()),
+            owner_reply_at: (id == "w1").then(|| at + Duration::hours(5)),
+            extra: None,
+        },
+        sentiment: Some(Sentiment {
+            label,
+            score,
+            confidence: 0.9,
+        }),
+    }
+}
+
+async fn setup(store: &Store, config: &Config) -> (SourceRow, SourceRow) {
+    store.sync_config(config).await.unwrap();
+    let acme = store.watch_by_name("Acme").await.unwrap().unwrap();
+    let rival = store.watch_by_name("Rival").await.unwrap().unwrap();
+    let a = store.push_source(acme.id, "store").await.unwrap();
+    let r = store.push_source(rival.id, "store").await.unwrap();
+    // Week 47, Acme: 4 negative, 2 neutral, 4 positive; one hostile text.
+    let this_week = vec![
+        review("w1", "Battery drain is terrible, dead by noon.", 1, -0.9, day(16, 10)),
+        review("w2", "Awful battery drain after the update, I want a refund.", 2, -0.7, day(17, 11)),
+        review("w3", "The battery drain makes it useless. <script>alert(1)</script>", 1, -0.8, day(18, 12)),
+        review("w4", "Asked for a refund twice, no answer.", 2, -0.6, day(19, 13)),
+        review("w5", "It is fine, nothing special.", 3, 0.0, day(20, 9)),
+        review("w6", "Does the job.", 3, 0.1, day(20, 15)),
+        review("w7", "Love the design, boils fast.", 5, 0.9, day(21, 8)),
+        review("w8", "Great kettle, quiet and quick.", 5, 0.8, day(21, 18)),
+        review("w9", "Excellent value, would buy again.", 5, 0.85, day(22, 10)),
+        review("w10", "Very happy with it.", 5, 0.7, day(22, 20)),
+    ];
+    // Week 46: 5 mentions, 1 negative. Weeks before: quiet and positive.
+    let mut before = vec![
+        review("p1", "Lid is a bit stiff.", 2, -0.4, day(9, 10)),
+        review("p2", "Lovely kettle.", 5, 0.8, day(10, 10)),
+        review("p3", "Works great.", 5, 0.7, day(11, 10)),
+        review("p4", "Quick to boil.", 4, 0.6, day(12, 10)),
+        review("p5", "Nice colour, good price.", 5, 0.7, day(13, 10)),
+    ];
+    for d in 1..=6 {
+        before.push(review(&format!("o{d}"), "Good kettle, quiet.", 5, 0.6, day(d, 7)));
+    }
+    store.ingest(&a, &this_week, Some(("test", "1"))).await.unwrap();
+    store.ingest(&a, &before, Some(("test", "1"))).await.unwrap();
+    let rival_week = vec![
+        review("r1", "Rival kettle is okay.", 4, 0.4, day(17, 10)),
+        review("r2", "Rival kettle broke.", 1, -0.8, day(18, 10)),
+    ];
+    store.ingest(&r, &rival_week, Some(("test", "1"))).await.unwrap();
+    (a, r)
+}
+
+fn config(extra: &str) -> Config {
+    config::parse(&format!("{CONFIG}{extra}"), "test.toml", &[]).unwrap()
+}
+
+#[tokio::test]
+async fn golden_figures_of_a_fixed_week() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let c = config("");
+        setup(store, &c).await;
+        // An alert opened during the week shows up as fired.
+        zmot::alerts::check_watch(store, &c, "Acme", day(20, 12)).await.unwrap();
+        let tz = chrono_tz::UTC;
+        let d = digest::compute(store, &c, "Acme", digest::report::last_full_week(tz, now()))
+            .await
+            .unwrap();
+        assert_eq!(d.week, "2026-W47", "{}", db.label);
+        assert_eq!(d.from, day(16, 0));
+        assert_eq!(d.to, day(23, 0));
+        let t = &d.this_week;
+        assert_eq!((t.mentions, t.negative, t.neutral, t.positive), (10, 4, 2, 4));
+        assert!((t.mean_rating.unwrap() - 3.2).abs() < 1e-9);
+        assert_eq!(t.rating_counts, [2, 2, 2, 0, 4]);
+        assert_eq!((t.replyable, t.replied), (10, 1));
+        assert!((t.median_reply_hours.unwrap() - 5.0).abs() < 1e-9);
+        assert_eq!(d.last_week.mentions, 5);
+        assert_eq!(d.last_week.negative, 1);
+        assert_eq!(d.weeks.len(), 12);
+        assert_eq!(d.weeks.last().unwrap().label, "2026-W47");
+        assert_eq!(d.weeks[10].stats.mentions, 5);
+        assert_eq!(d.weeks[9].stats.mentions, 5); // 2 to 6 November
+        assert_eq!(d.weeks[8].stats.mentions, 1); // Sunday 1 November
+        assert_eq!(d.volume_by_source, vec![("store".to_string(), 10)]);
+        assert_eq!(d.ratings.len(), 1);
+        assert_eq!(d.ratings[0].points.last().unwrap().0, "W47");
+        // Drivers: the planted phrases, with their journey stage and an example.
+        let terms: Vec<&str> = d.drivers.iter().map(|x| x.term.as_str()).collect();
+        assert_eq!(terms.first(), Some(&"battery drain"), "{terms:?}");
+        assert!(terms.contains(&"refund"), "{terms:?}");
+        let battery = &d.drivers[0];
+        assert_eq!(battery.mentions, 3);
+        assert_eq!(battery.stage.as_deref(), Some("use"));
+        assert!(battery.example.excerpt.starts_with("Battery drain is terrible"));
+        let refund = d.drivers.iter().find(|x| x.term == "refund").unwrap();
+        assert_eq!(refund.stage.as_deref(), Some("support"));
+        // Best and worst.
+        let worst: Vec<f32> = d.most_negative.iter().map(|m| m.score).collect();
+        assert_eq!(worst, vec![-0.9, -0.8, -0.7]);
+        assert!(d.most_negative[0].replied);
+        let best: Vec<f32> = d.most_positive.iter().map(|m| m.score).collect();
+        assert_eq!(best, vec![0.9, 0.85, 0.8]);
+        // The buyer's view: the ten most recent reviews are this week's: 3.2 stars.
+        assert_eq!(d.buyer_views.len(), 1);
+        assert!((d.buyer_views[0].average.unwrap() - 3.2).abs() < 1e-9);
+        assert_eq!(d.health, zmot::trends::Health::Red);
+        assert!(!d.alerts_fired.is_empty(), "{}", db.label);
+        assert!(d.alerts_fired.iter().any(|a| a.rule == "buyer_view_rating"));
+        // Competitors: both watches of the group.
+        assert_eq!(d.competitors.len(), 2);
+        let rival = d.competitors.iter().find(|c| c.watch == "Rival").unwrap();
+        assert_eq!(rival.mentions, 2);
+        assert!((rival.mean_rating.unwrap() - 2.5).abs() < 1e-9);
+        assert_eq!(rival.negative_share, Some(0.5));
+    }
+}
+
+#[tokio::test]
+async fn html_is_valid_escapes_hostile_text_and_carries_every_chart() {
+    let db = testutil::sqlite().await.unwrap();
+    let store = &db.store;
+    let c = config("");
+    setup(store, &c).await;
+    let d = digest::compute(store, &c, "Acme", digest::report::last_full_week(chrono_tz::UTC, now()))
+        .await
+        .unwrap();
+    let (subject, text, html, charts) = digest::render(&d);
+    assert_eq!(
+        subject,
+        "[zmot] Acme weekly digest 2026-W47: RED, 10 mentions (+5, +100%), 40% negative"
+    );
+    let parsed = scraper::Html::parse_document(&html);
+    assert!(parsed.errors.is_empty(), "HTML errors: {:?}", parsed.errors);
+    assert!(!html.contains("<script>"));
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(text.contains("<script>alert(1)</script>"), "plain text keeps the text as is");
+    // Every chart is referenced once, with its size and alt text; nothing else is.
+    let img = scraper::Selector::parse("img").unwrap();
+    let srcs: Vec<String> = parsed
+        .select(&img)
+        .map(|e| e.value().attr("src").unwrap().to_string())
+        .collect();
+    let ids: Vec<String> = charts.iter().map(|(id, _)| format!("cid:{id}")).collect();
+    assert_eq!(srcs, ids);
+    assert_eq!(charts.len(), 3);
+    for e in parsed.select(&img) {
+        assert!(!e.value().attr("alt").unwrap().is_empty());
+    }
+    for (id, chart) in &charts {
+        let decoder = png::Decoder::new(std::io::Cursor::new(chart.png.clone()));
+        let reader = decoder.read_info().unwrap_or_else(|e| panic!("{id}: {e}"));
+        let info = reader.info();
+        assert_eq!((info.width, info.height), (chart.width, chart.height), "{id}");
+        assert_eq!(info.width, 600);
+        if id != "volume-by-source" {
+            assert_eq!(info.height, 260, "{id}");
+        }
+    }
+    // The plain-text part has the same facts.
+    assert!(text.contains("Mentions: 10 (+5, +100% on last week)"), "{text}");
+    assert!(text.contains("Mean rating: 3.20★"), "{text}");
+    assert!(text.contains("\"battery drain\" [use]: 3 negative mentions"), "{text}");
+}
+
+#[tokio::test]
+async fn an_empty_week_says_so_in_one_line() {
+    let db = testutil::sqlite().await.unwrap();
+    let store = &db.store;
+    let c = config("");
+    setup(store, &c).await;
+    let d = digest::compute(store, &c, "Empty", digest::report::last_full_week(chrono_tz::UTC, now()))
+        .await
+        .unwrap();
+    assert!(d.is_empty());
+    let (subject, text, html, charts) = digest::render(&d);
+    assert!(subject.ends_with("no mentions this week"), "{subject}");
+    assert!(charts.is_empty());
+    assert!(text.contains("No mentions this week."));
+    assert!(!html.contains("<img"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sent_over_smtp_once_per_week_even_with_two_workers() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let smtp = SmtpServer::start().await;
+        let c = config(&format!(
+            "\n[email.smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n",
+            smtp.port
+        ));
+        setup(store, &c).await;
+        let other = Store::connect(&db.url, 2).await.unwrap();
+        let (a, b) = tokio::join!(
+            digest::queue(store, &c, "Acme", None, now()),
+            digest::queue(&other, &c, "Acme", None, now())
+        );
+        let outcomes = [a.unwrap(), b.unwrap()];
+        let queued = outcomes
+            .iter()
+            .filter(|o| matches!(o, Queued::Queued { .. }))
+            .count();
+        assert_eq!(queued, 1, "{outcomes:?} on {}", db.label);
+        // Later the same week, a restart: still once.
+        let again = digest::queue(store, &c, "Acme", None, now() + Duration::days(2))
+            .await
+            .unwrap();
+        assert_eq!(again, Queued::AlreadySent);
+        let mailer = Mailer::from_config(&c.email).unwrap();
+        assert_eq!(notify::deliver_due(store, &mailer, "w1").await.unwrap().sent, 1);
+        let got = smtp.messages();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].to, vec!["lead@acme.test"]);
+        let msg = mail_parser::MessageParser::default()
+            .parse(got[0].data.as_bytes())
+            .unwrap();
+        assert!(msg.subject().unwrap().contains("weekly digest 2026-W47"));
+        let html = msg.body_html(0).unwrap();
+        let mut inline = 0;
+        for part in msg.attachments() {
+            let cid = part.content_id().expect("inline parts have a Content-ID");
+            let cid = cid.trim_matches(['<', '>']);
+            assert!(html.contains(&format!("cid:{cid}")), "{cid} not referenced");
+            let decoder = png::Decoder::new(std::io::Cursor::new(part.contents().to_vec()));
+            assert_eq!(decoder.read_info().unwrap().info().width, 600);
+            inline += 1;
+        }
+        assert_eq!(inline, 3);
+        assert!(msg.body_text(0).unwrap().contains("What drives negativity"));
+        // The next week is a new digest.
+        let next = digest::queue(store, &c, "Acme", None, now() + Duration::days(7))
+            .await
+            .unwrap();
+        assert!(matches!(next, Queued::Queued { .. }), "{next:?}");
+    }
+}
+
+#[tokio::test]
+async fn preview_writes_html_and_charts_without_sending() {
+    let db = testutil::sqlite().await.unwrap();
+    let store = &db.store;
+    let c = config("");
+    setup(store, &c).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("acme.html");
+    digest::preview(store, &c, "Acme", Some("2026-W47"), now(), &out)
+        .await
+        .unwrap();
+    let html = std::fs::read_to_string(&out).unwrap();
+    assert!(html.contains("src=\"acme-sentiment-trend.png\""));
+    assert!(dir.path().join("acme-sentiment-trend.png").exists());
+    assert!(!html.contains("cid:"));
+    assert_eq!(store.outbox_stats().await.unwrap().queued, 0);
+}

@@ -184,7 +184,14 @@ pub async fn check_watch(
         None
     } else {
         let (subject, text, html) = render(watch_name, &notices, now);
-        let message = crate::notify::compose(&config.email.from, recipients, &subject, &text, &html, Vec::new())?;
+        let message = crate::notify::compose(
+            &config.email.from,
+            recipients,
+            &subject,
+            &text,
+            &html,
+            Vec::new(),
+        )?;
         Some((subject, message))
     };
     // The same evaluation content gives the same key: a retried evaluation cannot queue
@@ -239,7 +246,12 @@ fn evidence_text(out: &mut String, e: &Evidence) {
     if let Some(a) = &e.author {
         let _ = write!(out, ", {a}");
     }
-    let _ = writeln!(out, ", {}: \"{}\"", e.published_at.format("%Y-%m-%d"), e.excerpt);
+    let _ = writeln!(
+        out,
+        ", {}: \"{}\"",
+        e.published_at.format("%Y-%m-%d"),
+        e.excerpt
+    );
     if let Some(u) = &e.url {
         let _ = writeln!(out, "      {u}");
     }
@@ -257,8 +269,17 @@ fn evidence_html(out: &mut String, e: &Evidence) {
     if let Some(a) = &e.author {
         let _ = write!(out, " · {}", esc(a));
     }
-    let _ = write!(out, " · {}</span><br>“{}”", e.published_at.format("%Y-%m-%d"), esc(&e.excerpt));
-    if let Some(u) = e.url.as_deref().filter(|u| u.starts_with("http://") || u.starts_with("https://")) {
+    let _ = write!(
+        out,
+        " · {}</span><br>“{}”",
+        e.published_at.format("%Y-%m-%d"),
+        esc(&e.excerpt)
+    );
+    if let Some(u) = e
+        .url
+        .as_deref()
+        .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+    {
         let _ = write!(
             out,
             " <a href=\"{}\" style=\"color:#1565c0\">open</a>",
@@ -300,10 +321,17 @@ fn render(watch: &str, notices: &[Notice<'_>], now: DateTime<Utc>) -> (String, S
             Some("amber") => "AMBER",
             _ => "resolved",
         },
-        if more > 0 { format!(" (+{more} more)") } else { String::new() }
+        if more > 0 {
+            format!(" (+{more} more)")
+        } else {
+            String::new()
+        }
     );
 
-    let mut text = format!("{watch}: alerts as of {} UTC\n\n", now.format("%Y-%m-%d %H:%M"));
+    let mut text = format!(
+        "{watch}: alerts as of {} UTC\n\n",
+        now.format("%Y-%m-%d %H:%M")
+    );
     let mut html = String::from(
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>zmot alert</title></head>\
          <body style=\"margin:0;padding:16px;font-family:Arial,Helvetica,sans-serif;color:#222;background:#f6f6f6\">\
@@ -316,15 +344,44 @@ fn render(watch: &str, notices: &[Notice<'_>], now: DateTime<Utc>) -> (String, S
     );
     for n in notices {
         let (tag, a_sev, title, summary, action, evidence) = match n {
-            Notice::Opened(a) => ("NEW", a.severity.as_str(), &a.title, &a.summary, &a.action, &a.evidence),
-            Notice::Reminder(a, _) => ("STILL OPEN", a.severity.as_str(), &a.title, &a.summary, &a.action, &a.evidence),
-            Notice::Resolved(a) => ("RESOLVED", "green", &a.title, &a.summary, &a.action, &a.evidence),
+            Notice::Opened(a) => (
+                "NEW",
+                a.severity.as_str(),
+                &a.title,
+                &a.summary,
+                &a.action,
+                &a.evidence,
+            ),
+            Notice::Reminder(a, _) => (
+                "STILL OPEN",
+                a.severity.as_str(),
+                &a.title,
+                &a.summary,
+                &a.action,
+                &a.evidence,
+            ),
+            Notice::Resolved(a) => (
+                "RESOLVED",
+                "green",
+                &a.title,
+                &a.summary,
+                &a.action,
+                &a.evidence,
+            ),
         };
         let since = match n {
             Notice::Reminder(_, opened) => format!(" (open since {})", opened.format("%Y-%m-%d")),
             _ => String::new(),
         };
-        let _ = writeln!(text, "[{tag}{}] {title}{since}", if tag == "RESOLVED" { String::new() } else { format!(", {}", a_sev.to_uppercase()) });
+        let _ = writeln!(
+            text,
+            "[{tag}{}] {title}{since}",
+            if tag == "RESOLVED" {
+                String::new()
+            } else {
+                format!(", {}", a_sev.to_uppercase())
+            }
+        );
         if let Notice::Resolved(_) = n {
             let _ = writeln!(text, "  The condition has cleared.\n");
         } else {

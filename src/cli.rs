@@ -273,7 +273,15 @@ pub async fn main(cli: Cli) -> Result<()> {
             watch,
             preview,
             week,
-        } => digest(&cli.config, watch.as_deref(), preview.as_deref(), week.as_deref()).await,
+        } => {
+            digest(
+                &cli.config,
+                watch.as_deref(),
+                preview.as_deref(),
+                week.as_deref(),
+            )
+            .await
+        }
         Command::Alerts { watch, json } => alerts(&cli.config, watch.as_deref(), json).await,
         Command::Analyze { input, model } => {
             let analyzer = analyzer_for(&cli.config, model)?;
@@ -289,11 +297,9 @@ pub async fn main(cli: Cli) -> Result<()> {
                         out,
                     )?
                 }
-                None => sentiment::commands::analyze(
-                    analyzer.as_ref(),
-                    std::io::stdin().lock(),
-                    out,
-                )?,
+                None => {
+                    sentiment::commands::analyze(analyzer.as_ref(), std::io::stdin().lock(), out)?
+                }
             };
             if bad > 0 {
                 eprintln!("{bad} input line(s) could not be scored (see their \"error\")");
@@ -325,7 +331,9 @@ async fn trends(path: &Path, watch: &str, weeks: usize, json: bool) -> Result<()
         .watch_by_name(watch)
         .await?
         .with_context(|| format!("no watch named `{watch}` in {}", path.display()))?;
-    let wcfg = config.watch(watch).context("watch not in the configuration")?;
+    let wcfg = config
+        .watch(watch)
+        .context("watch not in the configuration")?;
     let tz = config::parse_timezone(wcfg.timezone(&config.general)).map_err(anyhow::Error::msg)?;
     let t = crate::trends::watch_trends(
         &store,
@@ -343,8 +351,18 @@ async fn trends(path: &Path, watch: &str, weeks: usize, json: bool) -> Result<()
         writeln!(out)?;
         return Ok(());
     }
-    writeln!(out, "{}: {} ({})", t.watch, t.health.as_str().to_uppercase(), t.reasons.join("; "))?;
-    writeln!(out, "\nBuyer's view (the {} most recent reviews per rated source):", wcfg.alerts.buyer_view_size)?;
+    writeln!(
+        out,
+        "{}: {} ({})",
+        t.watch,
+        t.health.as_str().to_uppercase(),
+        t.reasons.join("; ")
+    )?;
+    writeln!(
+        out,
+        "\nBuyer's view (the {} most recent reviews per rated source):",
+        wcfg.alerts.buyer_view_size
+    )?;
     if t.buyer_views.is_empty() {
         writeln!(out, "  no rated reviews yet")?;
     }
@@ -354,8 +372,12 @@ async fn trends(path: &Path, watch: &str, weeks: usize, json: bool) -> Result<()
             "  {:<20} {} reviews, average {}, negative {}{}",
             v.source,
             v.reviews.len(),
-            v.average_rating.map(|a| format!("{a:.2} stars")).unwrap_or("-".into()),
-            v.negative_share.map(|s| format!("{:.0}%", s * 100.0)).unwrap_or("-".into()),
+            v.average_rating
+                .map(|a| format!("{a:.2} stars"))
+                .unwrap_or("-".into()),
+            v.negative_share
+                .map(|s| format!("{:.0}%", s * 100.0))
+                .unwrap_or("-".into()),
             v.published
                 .as_ref()
                 .map(|p| format!(", the source shows {:.2}", p.rating))
@@ -367,7 +389,13 @@ async fn trends(path: &Path, watch: &str, weeks: usize, json: bool) -> Result<()
         "\n{:<10} {:>8} {:>6} {:>6} {:>6} {:>9} {:>7} {:>7}",
         "week", "mentions", "neg%", "neu%", "pos%", "sentiment", "stars", "replied"
     )?;
-    let pct = |n: i64, d: i64| if d > 0 { format!("{:.0}", 100.0 * n as f64 / d as f64) } else { "-".into() };
+    let pct = |n: i64, d: i64| {
+        if d > 0 {
+            format!("{:.0}", 100.0 * n as f64 / d as f64)
+        } else {
+            "-".into()
+        }
+    };
     for p in &t.weeks {
         let s = &p.stats;
         writeln!(
@@ -378,9 +406,15 @@ async fn trends(path: &Path, watch: &str, weeks: usize, json: bool) -> Result<()
             pct(s.negative, s.scored()),
             pct(s.neutral, s.scored()),
             pct(s.positive, s.scored()),
-            s.mean_sentiment.map(|v| format!("{v:+.2}")).unwrap_or("-".into()),
-            s.mean_rating.map(|v| format!("{v:.2}")).unwrap_or("-".into()),
-            s.reply_rate().map(|v| format!("{:.0}%", v * 100.0)).unwrap_or("-".into()),
+            s.mean_sentiment
+                .map(|v| format!("{v:+.2}"))
+                .unwrap_or("-".into()),
+            s.mean_rating
+                .map(|v| format!("{v:.2}"))
+                .unwrap_or("-".into()),
+            s.reply_rate()
+                .map(|v| format!("{:.0}%", v * 100.0))
+                .unwrap_or("-".into()),
         )?;
     }
     Ok(())
@@ -401,7 +435,11 @@ async fn check(path: &Path, watch: Option<&str>) -> Result<()> {
             r.reminded,
             r.resolved,
             r.persisting,
-            if r.email_id.is_some() { "; email queued" } else { "" }
+            if r.email_id.is_some() {
+                "; email queued"
+            } else {
+                ""
+            }
         );
     }
     Ok(())

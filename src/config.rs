@@ -1028,7 +1028,10 @@ fn validate(c: &Config) -> Vec<(Vec<Seg>, String)> {
             out.push((wp("alerts"), problem));
         }
         if let Err(e) = parse_schedule(&w.digest.schedule) {
-            out.push((vec![k("watch"), Seg::Index(wi), k("digest"), k("schedule")], e));
+            out.push((
+                vec![k("watch"), Seg::Index(wi), k("digest"), k("schedule")],
+                e,
+            ));
         }
         for (ri, r) in w.recipients.iter().enumerate() {
             if let Err(e) = r.parse::<lettre::message::Mailbox>() {
@@ -1113,13 +1116,17 @@ mod tests {
     #[test]
     fn classic_cron_weekday_numbers_mean_what_they_mean_in_crontab() {
         assert_eq!(normalise_cron("0 8 * * 1"), "0 0 8 * * MON");
-        assert_eq!(normalise_cron("*/15 9-17 * * 1-5"), "0 */15 9-17 * * MON-FRI");
+        assert_eq!(
+            normalise_cron("*/15 9-17 * * 1-5"),
+            "0 */15 9-17 * * MON-FRI"
+        );
         assert_eq!(normalise_cron("0 8 * * 0,7"), "0 0 8 * * SUN,SUN");
         assert_eq!(normalise_cron("0 8 * * */2"), "0 0 8 * * */2");
         assert_eq!(normalise_cron("0 8 * * Mon"), "0 0 8 * * Mon");
         // Monday 23 November 2026 is the next Monday after Saturday the 21st.
         let s = parse_schedule("0 8 * * 1").unwrap();
-        let after = chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 11, 21, 0, 0, 0).unwrap();
+        let after =
+            chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 11, 21, 0, 0, 0).unwrap();
         let next = s.after(&after).next().unwrap();
         assert_eq!(next.to_rfc3339(), "2026-11-23T08:00:00+00:00");
     }

@@ -116,6 +116,14 @@ impl Pipeline {
             .and_then(|w| w.sources.iter().find(|s| s.name == source.name))
             .map(|s| s.params.clone())
             .unwrap_or_default();
+        let timeout_ms = self.config.general.job_timeout_secs as i64 * 1000;
+        let stale = self
+            .store
+            .interrupt_stale_runs(source.id, crate::store::now_ms() - timeout_ms)
+            .await?;
+        if stale > 0 {
+            tracing::warn!(source = %source.name, "closed {stale} fetch run(s) left by a stopped worker");
+        }
         let run_id = self.store.start_fetch_run(source.id, &self.worker).await?;
         let report = |result, skipped| FetchReport {
             watch: source.watch_name.clone(),
@@ -198,6 +206,14 @@ impl Pipeline {
         skipped: u64,
         note: Option<&str>,
     ) -> Result<IngestStats> {
+        let timeout_ms = self.config.general.job_timeout_secs as i64 * 1000;
+        let stale = self
+            .store
+            .interrupt_stale_runs(source.id, crate::store::now_ms() - timeout_ms)
+            .await?;
+        if stale > 0 {
+            tracing::warn!(source = %source.name, "closed {stale} fetch run(s) left by a stopped worker");
+        }
         let run_id = self.store.start_fetch_run(source.id, &self.worker).await?;
         let scored = match self.score(mentions).await {
             Ok(s) => s,

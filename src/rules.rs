@@ -285,7 +285,9 @@ impl Evaluation<'_> {
             out.push(NewAlert {
                 rule: "severe_mention".into(),
                 condition_key: format!("severe_mention:{}", m.id),
-                severity: if engagement >= s.severe_min_engagement && (stars_bad && text_bad || m.mention.rating == Some(1)) {
+                severity: if engagement >= s.severe_min_engagement
+                    && (stars_bad && text_bad || m.mention.rating == Some(1))
+                {
                     "red"
                 } else {
                     "amber"
@@ -298,9 +300,10 @@ impl Evaluation<'_> {
                     engagement,
                     excerpt(&m.mention.text, 140)
                 ),
-                action: "Reply publicly and promptly, acknowledge the problem and offer to fix it; \
+                action:
+                    "Reply publicly and promptly, acknowledge the problem and offer to fix it; \
                          other buyers read the answer too."
-                    .into(),
+                        .into(),
                 evidence: vec![evidence(&m)],
             });
         }
@@ -313,17 +316,29 @@ impl Evaluation<'_> {
         let week_start = self.now - Duration::days(7);
         let this = self
             .store
-            .period_stats(self.watch_id, None, week_start, self.now + Duration::minutes(1))
+            .period_stats(
+                self.watch_id,
+                None,
+                week_start,
+                self.now + Duration::minutes(1),
+            )
             .await?;
         let before = self
             .store
-            .period_stats(self.watch_id, None, week_start - Duration::days(28), week_start)
+            .period_stats(
+                self.watch_id,
+                None,
+                week_start - Duration::days(28),
+                week_start,
+            )
             .await?;
         let (Some(now_mean), Some(base_mean)) = (this.mean_sentiment, before.mean_sentiment) else {
             return Ok(Vec::new());
         };
         let drop = base_mean - now_mean;
-        if this.scored() < i64::from(s.sentiment_drop_min_mentions) || drop <= f64::from(s.sentiment_drop) {
+        if this.scored() < i64::from(s.sentiment_drop_min_mentions)
+            || drop <= f64::from(s.sentiment_drop)
+        {
             return Ok(Vec::new());
         }
         let worst = self
@@ -344,17 +359,25 @@ impl Evaluation<'_> {
         Ok(vec![NewAlert {
             rule: "sentiment_drop".into(),
             condition_key: "sentiment_drop".into(),
-            severity: if drop > 2.0 * f64::from(s.sentiment_drop) { "red" } else { "amber" }.into(),
-            title: format!("Sentiment down {drop:.2} this week ({base_mean:+.2} to {now_mean:+.2})"),
+            severity: if drop > 2.0 * f64::from(s.sentiment_drop) {
+                "red"
+            } else {
+                "amber"
+            }
+            .into(),
+            title: format!(
+                "Sentiment down {drop:.2} this week ({base_mean:+.2} to {now_mean:+.2})"
+            ),
             summary: format!(
                 "The mean sentiment of the last 7 days ({} mentions) is {now_mean:+.2}, against \
                  {base_mean:+.2} over the four weeks before ({} mentions).",
                 this.scored(),
                 before.scored()
             ),
-            action: "Read the most negative mentions below for a common cause and brief the product or \
+            action:
+                "Read the most negative mentions below for a common cause and brief the product or \
                      support team."
-                .into(),
+                    .into(),
             evidence: worst.iter().take(MAX_EVIDENCE).map(evidence).collect(),
         }])
     }
@@ -372,7 +395,10 @@ impl Evaluation<'_> {
                 .iter()
                 .filter(|m| {
                     contains_term(&m.mention.text, term)
-                        || m.mention.title.as_deref().is_some_and(|t| contains_term(t, term))
+                        || m.mention
+                            .title
+                            .as_deref()
+                            .is_some_and(|t| contains_term(t, term))
                 })
                 .collect();
             if hits.is_empty() {
@@ -380,7 +406,10 @@ impl Evaluation<'_> {
             }
             hits.sort_by_key(|m| std::cmp::Reverse(m.mention.engagement.total()));
             let reach: i64 = hits.iter().map(|m| m.mention.engagement.total()).sum();
-            let red = hits.len() >= 3 || hits.iter().any(|m| m.mention.engagement.total() >= s.severe_min_engagement);
+            let red = hits.len() >= 3
+                || hits
+                    .iter()
+                    .any(|m| m.mention.engagement.total() >= s.severe_min_engagement);
             out.push(NewAlert {
                 rule: "keyword".into(),
                 condition_key: format!("keyword:{}", term.to_lowercase()),
@@ -423,7 +452,9 @@ mod tests {
     #[test]
     fn baseline_weighs_the_same_weekday() {
         // 28 daily windows, all 1 except the same weekday (every 7th), which are 8.
-        let counts: Vec<u64> = (0..28).map(|i| if (i + 1) % 7 == 0 { 8 } else { 1 }).collect();
+        let counts: Vec<u64> = (0..28)
+            .map(|i| if (i + 1) % 7 == 0 { 8 } else { 1 })
+            .collect();
         let l = spike_baseline(&counts, 7);
         let all = (24.0 + 32.0) / 28.0;
         assert!((l - (0.5 * all + 0.5 * 8.0)).abs() < 1e-9, "{l}");

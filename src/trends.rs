@@ -106,7 +106,11 @@ pub fn local_midnight(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
 
 /// The ISO week containing `now` in `tz` and the `n - 1` weeks before: (label, from, to),
 /// oldest first. Weeks start Monday 00:00 local time.
-pub fn iso_weeks(tz: Tz, now: DateTime<Utc>, n: usize) -> Vec<(String, DateTime<Utc>, DateTime<Utc>)> {
+pub fn iso_weeks(
+    tz: Tz,
+    now: DateTime<Utc>,
+    n: usize,
+) -> Vec<(String, DateTime<Utc>, DateTime<Utc>)> {
     let today = now.with_timezone(&tz).date_naive();
     let monday = today - Duration::days(i64::from(today.weekday().num_days_from_monday()));
     (0..n)
@@ -244,12 +248,21 @@ pub fn health(
             }
         }
     }
-    if let Some(share) = this_week.negative_share().filter(|_| this_week.scored() >= 5) {
+    if let Some(share) = this_week
+        .negative_share()
+        .filter(|_| this_week.scored() >= 5)
+    {
         let pct = share * 100.0;
         if share >= 0.40 {
-            raise(Health::Red, format!("{pct:.0}% of this week's mentions are negative"));
+            raise(
+                Health::Red,
+                format!("{pct:.0}% of this week's mentions are negative"),
+            );
         } else if share >= 0.25 {
-            raise(Health::Amber, format!("{pct:.0}% of this week's mentions are negative"));
+            raise(
+                Health::Amber,
+                format!("{pct:.0}% of this week's mentions are negative"),
+            );
         } else if let Some(before) = baseline.negative_share() {
             if share - before >= 0.10 {
                 raise(
@@ -304,7 +317,12 @@ pub async fn watch_trends(
         .period_stats(watch_id, None, now - Duration::days(7), now)
         .await?;
     let baseline = store
-        .period_stats(watch_id, None, now - Duration::days(35), now - Duration::days(7))
+        .period_stats(
+            watch_id,
+            None,
+            now - Duration::days(35),
+            now - Duration::days(7),
+        )
         .await?;
     let severities: Vec<String> = store
         .open_alerts(watch_id)
@@ -337,7 +355,10 @@ mod tests {
         let now = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap();
         let w = iso_weeks(tz, now, 2);
         assert_eq!(w[1].0, "2026-W48");
-        assert_eq!(w[1].1, Utc.with_ymd_and_hms(2026, 11, 22, 23, 0, 0).unwrap());
+        assert_eq!(
+            w[1].1,
+            Utc.with_ymd_and_hms(2026, 11, 22, 23, 0, 0).unwrap()
+        );
         assert_eq!(w[0].0, "2026-W47");
         assert_eq!(w[0].2, w[1].1);
         // A week across the autumn change is 169 hours long in Paris.

@@ -139,7 +139,16 @@ async fn buyer_view_rating_fires_stays_quiet_and_clears() {
         let t = now();
         // Ten good reviews: nothing to say.
         let good: Vec<M> = (0..10)
-            .map(|i| m(&format!("g{i}"), "Lovely", Some(5), Label::Positive, 0.9, t - Duration::days(20 - i)))
+            .map(|i| {
+                m(
+                    &format!("g{i}"),
+                    "Lovely",
+                    Some(5),
+                    Label::Positive,
+                    0.9,
+                    t - Duration::days(20 - i),
+                )
+            })
             .collect();
         put(store, &src, &good).await;
         let r = check_watch(store, &c, "Quiet", t).await.unwrap();
@@ -147,7 +156,16 @@ async fn buyer_view_rating_fires_stays_quiet_and_clears() {
 
         // Six recent bad ones push the ten most recent under 4.3 (4 x 5 + 6 x 2 = 3.2).
         let bad: Vec<M> = (0..6)
-            .map(|i| m(&format!("b{i}"), "Leaks everywhere", Some(2), Label::Negative, -0.8, t - Duration::days(5 - i)))
+            .map(|i| {
+                m(
+                    &format!("b{i}"),
+                    "Leaks everywhere",
+                    Some(2),
+                    Label::Negative,
+                    -0.8,
+                    t - Duration::days(5 - i),
+                )
+            })
             .collect();
         put(store, &src, &bad).await;
         let r = check_watch(store, &c, "Quiet", t).await.unwrap();
@@ -161,12 +179,26 @@ async fn buyer_view_rating_fires_stays_quiet_and_clears() {
 
         // Eight fresh five-star reviews: the view is 5,5,5,5,5,5,5,5,2,2 = 4.4. Clears.
         let recovery: Vec<M> = (0..8)
-            .map(|i| m(&format!("r{i}"), "Fixed, great now", Some(5), Label::Positive, 0.8, t + Duration::hours(i + 1)))
+            .map(|i| {
+                m(
+                    &format!("r{i}"),
+                    "Fixed, great now",
+                    Some(5),
+                    Label::Positive,
+                    0.8,
+                    t + Duration::hours(i + 1),
+                )
+            })
             .collect();
         put(store, &src, &recovery).await;
         let later = t + Duration::hours(10);
         let r = check_watch(store, &c, "Quiet", later).await.unwrap();
-        assert_eq!((r.resolved, r.email_id.is_some()), (1, true), "{}", db.label);
+        assert_eq!(
+            (r.resolved, r.email_id.is_some()),
+            (1, true),
+            "{}",
+            db.label
+        );
         assert!(open_rules(store, "Quiet").await.is_empty());
     }
 }
@@ -180,19 +212,52 @@ async fn negative_spike_against_its_own_baseline() {
         let t = now();
         // One negative post a day for the 28 days before the window.
         let base: Vec<M> = (1..=28)
-            .map(|d| m(&format!("n{d}"), "meh, slow again", None, Label::Negative, -0.4, t - Duration::hours(24 * d + 5)))
+            .map(|d| {
+                m(
+                    &format!("n{d}"),
+                    "meh, slow again",
+                    None,
+                    Label::Negative,
+                    -0.4,
+                    t - Duration::hours(24 * d + 5),
+                )
+            })
             .collect();
         put(store, &src, &base).await;
         // Three today: within the usual.
         let few: Vec<M> = (0..3)
-            .map(|i| m(&format!("f{i}"), "app is slow", None, Label::Negative, -0.4, t - Duration::hours(i + 1)))
+            .map(|i| {
+                m(
+                    &format!("f{i}"),
+                    "app is slow",
+                    None,
+                    Label::Negative,
+                    -0.4,
+                    t - Duration::hours(i + 1),
+                )
+            })
             .collect();
         put(store, &src, &few).await;
         check_watch(store, &c, "Acme", t).await.unwrap();
-        assert!(!open_rules(store, "Acme").await.contains(&"negative_spike".to_string()), "{}", db.label);
+        assert!(
+            !open_rules(store, "Acme")
+                .await
+                .contains(&"negative_spike".to_string()),
+            "{}",
+            db.label
+        );
         // Nine: P(X >= 9 | λ = 1) is about 1e-6: a spike.
         let more: Vec<M> = (3..9)
-            .map(|i| m(&format!("f{i}"), "app is down", None, Label::Negative, -0.5, t - Duration::minutes(10 * i)))
+            .map(|i| {
+                m(
+                    &format!("f{i}"),
+                    "app is down",
+                    None,
+                    Label::Negative,
+                    -0.5,
+                    t - Duration::minutes(10 * i),
+                )
+            })
             .collect();
         put(store, &src, &more).await;
         check_watch(store, &c, "Acme", t).await.unwrap();
@@ -205,10 +270,18 @@ async fn negative_spike_against_its_own_baseline() {
             .find(|a| a.rule == "negative_spike")
             .unwrap_or_else(|| panic!("no spike on {}", db.label));
         assert_eq!(spike.severity, "red");
-        assert!(spike.title.starts_with("9 negative mentions in 24 h"), "{}", spike.title);
+        assert!(
+            spike.title.starts_with("9 negative mentions in 24 h"),
+            "{}",
+            spike.title
+        );
         // A day later the window is quiet again: resolved.
-        check_watch(store, &c, "Acme", t + Duration::hours(30)).await.unwrap();
-        assert!(!open_rules(store, "Acme").await.contains(&"negative_spike".to_string()));
+        check_watch(store, &c, "Acme", t + Duration::hours(30))
+            .await
+            .unwrap();
+        assert!(!open_rules(store, "Acme")
+            .await
+            .contains(&"negative_spike".to_string()));
     }
 }
 
@@ -224,26 +297,67 @@ async fn severe_mentions_need_visibility_and_clear_when_answered() {
             &src,
             &[
                 // Very negative but seen by nobody on a low-weight source: no alert.
-                m("quiet", "This is the worst kettle ever made", None, Label::Negative, -0.9, t - Duration::hours(2)).likes(1),
+                m(
+                    "quiet",
+                    "This is the worst kettle ever made",
+                    None,
+                    Label::Negative,
+                    -0.9,
+                    t - Duration::hours(2),
+                )
+                .likes(1),
                 // Very negative and widely shared: alert.
-                m("loud", "Worst purchase of my life, it caught fire", None, Label::Negative, -0.95, t - Duration::hours(1)).likes(250),
+                m(
+                    "loud",
+                    "Worst purchase of my life, it caught fire",
+                    None,
+                    Label::Negative,
+                    -0.95,
+                    t - Duration::hours(1),
+                )
+                .likes(250),
                 // Widely shared but mild: no alert.
-                m("mild", "A bit noisy but fine", None, Label::Neutral, -0.1, t - Duration::hours(1)).likes(300),
+                m(
+                    "mild",
+                    "A bit noisy but fine",
+                    None,
+                    Label::Neutral,
+                    -0.1,
+                    t - Duration::hours(1),
+                )
+                .likes(300),
             ],
         )
         .await;
         check_watch(store, &c, "Acme", t).await.unwrap();
         let open = open_rules(store, "Acme").await;
-        let severe: Vec<_> = open.iter().filter(|k| k.starts_with("severe_mention")).collect();
+        let severe: Vec<_> = open
+            .iter()
+            .filter(|k| k.starts_with("severe_mention"))
+            .collect();
         assert_eq!(severe.len(), 1, "{open:?} on {}", db.label);
         // The business answers: the condition clears (quietly: no email for it).
-        let mut answered = m("loud", "Worst purchase of my life, it caught fire", None, Label::Negative, -0.95, t - Duration::hours(1)).likes(250);
+        let mut answered = m(
+            "loud",
+            "Worst purchase of my life, it caught fire",
+            None,
+            Label::Negative,
+            -0.95,
+            t - Duration::hours(1),
+        )
+        .likes(250);
         answered.reply = Some("We are so sorry, we have sent a replacement.".into());
         put(store, &src, &[answered]).await;
         let before = outbox_count(store);
-        let r = check_watch(store, &c, "Acme", t + Duration::hours(1)).await.unwrap();
+        let r = check_watch(store, &c, "Acme", t + Duration::hours(1))
+            .await
+            .unwrap();
         assert_eq!(r.resolved, 1);
-        assert_eq!(outbox_count(store), before, "no email for a severe mention answered");
+        assert_eq!(
+            outbox_count(store),
+            before,
+            "no email for a severe mention answered"
+        );
     }
 }
 
@@ -256,20 +370,43 @@ async fn sentiment_drop_and_crisis_keywords() {
         let t = now();
         let mut items = Vec::new();
         for d in 8..36 {
-            items.push(m(&format!("old{d}"), "works well", None, Label::Positive, 0.5, t - Duration::days(d)));
+            items.push(m(
+                &format!("old{d}"),
+                "works well",
+                None,
+                Label::Positive,
+                0.5,
+                t - Duration::days(d),
+            ));
         }
         put(store, &src, &items).await;
         check_watch(store, &c, "Acme", t).await.unwrap();
         assert!(open_rules(store, "Acme").await.is_empty(), "{}", db.label);
 
         let week: Vec<M> = (0..12)
-            .map(|i| m(&format!("wk{i}"), "it stopped working", None, Label::Negative, -0.3, t - Duration::hours(6 * i + 1)))
+            .map(|i| {
+                m(
+                    &format!("wk{i}"),
+                    "it stopped working",
+                    None,
+                    Label::Negative,
+                    -0.3,
+                    t - Duration::hours(6 * i + 1),
+                )
+            })
             .collect();
         put(store, &src, &week).await;
         put(
             store,
             &src,
-            &[m("kw", "I was promised a Refund two weeks ago. Still nothing.", None, Label::Negative, -0.6, t - Duration::hours(3))],
+            &[m(
+                "kw",
+                "I was promised a Refund two weeks ago. Still nothing.",
+                None,
+                Label::Negative,
+                -0.6,
+                t - Duration::hours(3),
+            )],
         )
         .await;
         check_watch(store, &c, "Acme", t).await.unwrap();
@@ -287,37 +424,75 @@ async fn dedup_reminder_resolution_and_cooldown_over_days() {
         let c = config_with("");
         let src = source(store, &c, "Acme", "posts").await;
         let t0 = now();
-        put(store, &src, &[m("s1", "Total scam, avoid", None, Label::Negative, -0.9, t0 - Duration::hours(1))]).await;
+        put(
+            store,
+            &src,
+            &[m(
+                "s1",
+                "Total scam, avoid",
+                None,
+                Label::Negative,
+                -0.9,
+                t0 - Duration::hours(1),
+            )],
+        )
+        .await;
 
         let r = check_watch(store, &c, "Acme", t0).await.unwrap();
         assert_eq!((r.opened, r.email_id.is_some()), (1, true), "{}", db.label);
         let emails = || outbox_count(store);
         assert_eq!(emails(), 1);
         // An hour later the condition persists: nothing new is sent.
-        let r = check_watch(store, &c, "Acme", t0 + Duration::hours(1)).await.unwrap();
+        let r = check_watch(store, &c, "Acme", t0 + Duration::hours(1))
+            .await
+            .unwrap();
         assert_eq!((r.opened, r.reminded, r.email_id), (0, 0, None));
         assert_eq!(emails(), 1);
         // A day later: one reminder.
-        let r = check_watch(store, &c, "Acme", t0 + Duration::hours(25)).await.unwrap();
+        let r = check_watch(store, &c, "Acme", t0 + Duration::hours(25))
+            .await
+            .unwrap();
         assert_eq!(r.reminded, 1);
         assert_eq!(emails(), 2);
-        let r = check_watch(store, &c, "Acme", t0 + Duration::hours(26)).await.unwrap();
+        let r = check_watch(store, &c, "Acme", t0 + Duration::hours(26))
+            .await
+            .unwrap();
         assert_eq!(r.reminded, 0);
         assert_eq!(emails(), 2);
         // The mention ages out of the 3-day window: resolved, one email.
-        let r = check_watch(store, &c, "Acme", t0 + Duration::hours(74)).await.unwrap();
+        let r = check_watch(store, &c, "Acme", t0 + Duration::hours(74))
+            .await
+            .unwrap();
         assert_eq!(r.resolved, 1);
         assert_eq!(emails(), 3);
         // It comes back 6 hours after the resolution was announced: recorded, not sent.
-        put(store, &src, &[m("s2", "another scam story", None, Label::Negative, -0.9, t0 + Duration::hours(80))]).await;
-        let r = check_watch(store, &c, "Acme", t0 + Duration::hours(80)).await.unwrap();
+        put(
+            store,
+            &src,
+            &[m(
+                "s2",
+                "another scam story",
+                None,
+                Label::Negative,
+                -0.9,
+                t0 + Duration::hours(80),
+            )],
+        )
+        .await;
+        let r = check_watch(store, &c, "Acme", t0 + Duration::hours(80))
+            .await
+            .unwrap();
         assert_eq!((r.opened, r.email_id), (1, None), "inside the cooldown");
         assert_eq!(emails(), 3);
         // Still there once the cooldown is over: announced once, as still open.
-        let r = check_watch(store, &c, "Acme", t0 + Duration::hours(99)).await.unwrap();
+        let r = check_watch(store, &c, "Acme", t0 + Duration::hours(99))
+            .await
+            .unwrap();
         assert_eq!(r.reminded, 1);
         assert_eq!(emails(), 4);
-        let r = check_watch(store, &c, "Acme", t0 + Duration::hours(100)).await.unwrap();
+        let r = check_watch(store, &c, "Acme", t0 + Duration::hours(100))
+            .await
+            .unwrap();
         assert_eq!((r.reminded, r.email_id), (0, None));
         assert_eq!(emails(), 4);
     }
@@ -337,9 +512,15 @@ async fn one_email_per_evaluation_delivered_over_smtp_with_hostile_text_escaped(
         put(
             store,
             &src,
-            &[
-                m("x1", "<script>alert('pwned')</script> total SCAM & lawsuit coming", None, Label::Negative, -0.9, t - Duration::hours(1)).likes(40),
-            ],
+            &[m(
+                "x1",
+                "<script>alert('pwned')</script> total SCAM & lawsuit coming",
+                None,
+                Label::Negative,
+                -0.9,
+                t - Duration::hours(1),
+            )
+            .likes(40)],
         )
         .await;
         // Three conditions at once (scam, lawsuit, a severe mention): one email.
@@ -362,11 +543,20 @@ async fn one_email_per_evaluation_delivered_over_smtp_with_hostile_text_escaped(
         let text = msg.body_text(0).unwrap();
         assert!(!html.contains("<script>"), "hostile text escaped");
         assert!(html.contains("&lt;script&gt;"));
-        assert!(text.contains("<script>alert('pwned')</script>"), "plain text keeps it");
+        assert!(
+            text.contains("<script>alert('pwned')</script>"),
+            "plain text keeps it"
+        );
         assert!(html.contains("https://reviews.test/x1"));
         assert!(text.contains("What to do:"));
         // Delivering again sends nothing more.
-        assert_eq!(notify::deliver_due(store, &mailer, "w1").await.unwrap().sent, 0);
+        assert_eq!(
+            notify::deliver_due(store, &mailer, "w1")
+                .await
+                .unwrap()
+                .sent,
+            0
+        );
         assert_eq!(smtp.messages().len(), 1);
     }
 }
@@ -376,18 +566,38 @@ async fn smtp_down_then_up_delivers_once_and_a_crashed_sender_loses_nothing() {
     for db in testutil::all().await.unwrap() {
         let store = &db.store;
         // Reserve a port, then close it: the server is "down".
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let c = config_with(&format!(
             "\n[email.smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\ntimeout_secs = 2\n"
         ));
         let src = source(store, &c, "Acme", "posts").await;
         let t = Utc::now();
-        put(store, &src, &[m("d1", "they never sent my refund", None, Label::Negative, -0.7, t - Duration::hours(1))]).await;
+        put(
+            store,
+            &src,
+            &[m(
+                "d1",
+                "they never sent my refund",
+                None,
+                Label::Negative,
+                -0.7,
+                t - Duration::hours(1),
+            )],
+        )
+        .await;
         check_watch(store, &c, "Acme", t).await.unwrap();
         let mailer = Mailer::from_config(&c.email).unwrap();
         let r = notify::deliver_due(store, &mailer, "w1").await.unwrap();
         assert_eq!((r.sent, r.retrying), (0, 1), "{}", db.label);
-        assert_eq!(store.outbox_stats().await.unwrap().queued, 1, "still queued");
+        assert_eq!(
+            store.outbox_stats().await.unwrap().queued,
+            1,
+            "still queued"
+        );
 
         // The server comes up; an operator retries now instead of waiting the backoff.
         let smtp = SmtpServer::start_on(port).await;
@@ -397,19 +607,53 @@ async fn smtp_down_then_up_delivers_once_and_a_crashed_sender_loses_nothing() {
         assert_eq!(smtp.messages().len(), 1);
 
         // A second alert is queued; a sender claims it and dies before sending.
-        put(store, &src, &[m("d2", "this is fraud", None, Label::Negative, -0.8, t - Duration::minutes(5))]).await;
-        check_watch(store, &c, "Acme", t + Duration::minutes(1)).await.unwrap();
+        put(
+            store,
+            &src,
+            &[m(
+                "d2",
+                "this is fraud",
+                None,
+                Label::Negative,
+                -0.8,
+                t - Duration::minutes(5),
+            )],
+        )
+        .await;
+        check_watch(store, &c, "Acme", t + Duration::minutes(1))
+            .await
+            .unwrap();
         let claimed = store.claim_emails("dead-worker", 10, 50).await.unwrap();
         assert_eq!(claimed.len(), 1);
         // While its lease holds, nobody else sends it.
-        assert_eq!(notify::deliver_due(store, &mailer, "w2").await.unwrap().sent, 0);
+        assert_eq!(
+            notify::deliver_due(store, &mailer, "w2")
+                .await
+                .unwrap()
+                .sent,
+            0
+        );
         tokio::time::sleep(std::time::Duration::from_millis(80)).await;
         // The lease expired: another worker delivers it, once.
-        assert_eq!(notify::deliver_due(store, &mailer, "w2").await.unwrap().sent, 1);
-        assert_eq!(notify::deliver_due(store, &mailer, "w2").await.unwrap().sent, 0);
+        assert_eq!(
+            notify::deliver_due(store, &mailer, "w2")
+                .await
+                .unwrap()
+                .sent,
+            1
+        );
+        assert_eq!(
+            notify::deliver_due(store, &mailer, "w2")
+                .await
+                .unwrap()
+                .sent,
+            0
+        );
         assert_eq!(smtp.messages().len(), 2);
         // Evaluating again does not queue the same alerts again.
-        check_watch(store, &c, "Acme", t + Duration::minutes(2)).await.unwrap();
+        check_watch(store, &c, "Acme", t + Duration::minutes(2))
+            .await
+            .unwrap();
         assert_eq!(store.outbox_stats().await.unwrap().queued, 0);
     }
 }
@@ -421,7 +665,19 @@ async fn two_workers_evaluating_at_once_open_and_send_once() {
         let c = config_with("");
         let src = source(store, &c, "Acme", "posts").await;
         let t = now();
-        put(store, &src, &[m("r1", "I want a refund", None, Label::Negative, -0.6, t - Duration::hours(1))]).await;
+        put(
+            store,
+            &src,
+            &[m(
+                "r1",
+                "I want a refund",
+                None,
+                Label::Negative,
+                -0.6,
+                t - Duration::hours(1),
+            )],
+        )
+        .await;
         // A second connection pool: another worker process on the same database.
         let other = Store::connect(&db.url, 2).await.unwrap();
         let (a, b) = tokio::join!(
@@ -430,7 +686,15 @@ async fn two_workers_evaluating_at_once_open_and_send_once() {
         );
         let (a, b) = (a.unwrap(), b.unwrap());
         assert_eq!(a.opened + b.opened, 1, "{a:?} {b:?} on {}", db.label);
-        assert_eq!(open_rules(store, "Acme").await, vec!["keyword:refund".to_string()]);
-        assert_eq!(store.outbox_stats().await.unwrap().queued, 1, "{}", db.label);
+        assert_eq!(
+            open_rules(store, "Acme").await,
+            vec!["keyword:refund".to_string()]
+        );
+        assert_eq!(
+            store.outbox_stats().await.unwrap().queued,
+            1,
+            "{}",
+            db.label
+        );
     }
 }

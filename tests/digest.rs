@@ -82,15 +82,45 @@ async fn setup(store: &Store, config: &Config) -> (SourceRow, SourceRow) {
     let r = store.push_source(rival.id, "store").await.unwrap();
     // Week 47, Acme: 4 negative, 2 neutral, 4 positive; one hostile text.
     let this_week = vec![
-        review("w1", "Battery drain is terrible, dead by noon.", 1, -0.9, day(16, 10)),
-        review("w2", "Awful battery drain after the update, I want a refund.", 2, -0.7, day(17, 11)),
-        review("w3", "The battery drain makes it useless. <script>alert(1)</script>", 1, -0.8, day(18, 12)),
-        review("w4", "Asked for a refund twice, no answer.", 2, -0.6, day(19, 13)),
+        review(
+            "w1",
+            "Battery drain is terrible, dead by noon.",
+            1,
+            -0.9,
+            day(16, 10),
+        ),
+        review(
+            "w2",
+            "Awful battery drain after the update, I want a refund.",
+            2,
+            -0.7,
+            day(17, 11),
+        ),
+        review(
+            "w3",
+            "The battery drain makes it useless. <script>alert(1)</script>",
+            1,
+            -0.8,
+            day(18, 12),
+        ),
+        review(
+            "w4",
+            "Asked for a refund twice, no answer.",
+            2,
+            -0.6,
+            day(19, 13),
+        ),
         review("w5", "It is fine, nothing special.", 3, 0.0, day(20, 9)),
         review("w6", "Does the job.", 3, 0.1, day(20, 15)),
         review("w7", "Love the design, boils fast.", 5, 0.9, day(21, 8)),
         review("w8", "Great kettle, quiet and quick.", 5, 0.8, day(21, 18)),
-        review("w9", "Excellent value, would buy again.", 5, 0.85, day(22, 10)),
+        review(
+            "w9",
+            "Excellent value, would buy again.",
+            5,
+            0.85,
+            day(22, 10),
+        ),
         review("w10", "Very happy with it.", 5, 0.7, day(22, 20)),
     ];
     // Week 46: 5 mentions, 1 negative. Weeks before: quiet and positive.
@@ -102,15 +132,30 @@ async fn setup(store: &Store, config: &Config) -> (SourceRow, SourceRow) {
         review("p5", "Nice colour, good price.", 5, 0.7, day(13, 10)),
     ];
     for d in 1..=6 {
-        before.push(review(&format!("o{d}"), "Good kettle, quiet.", 5, 0.6, day(d, 7)));
+        before.push(review(
+            &format!("o{d}"),
+            "Good kettle, quiet.",
+            5,
+            0.6,
+            day(d, 7),
+        ));
     }
-    store.ingest(&a, &this_week, Some(("test", "1"))).await.unwrap();
-    store.ingest(&a, &before, Some(("test", "1"))).await.unwrap();
+    store
+        .ingest(&a, &this_week, Some(("test", "1")))
+        .await
+        .unwrap();
+    store
+        .ingest(&a, &before, Some(("test", "1")))
+        .await
+        .unwrap();
     let rival_week = vec![
         review("r1", "Rival kettle is okay.", 4, 0.4, day(17, 10)),
         review("r2", "Rival kettle broke.", 1, -0.8, day(18, 10)),
     ];
-    store.ingest(&r, &rival_week, Some(("test", "1"))).await.unwrap();
+    store
+        .ingest(&r, &rival_week, Some(("test", "1")))
+        .await
+        .unwrap();
     (a, r)
 }
 
@@ -125,7 +170,9 @@ async fn golden_figures_of_a_fixed_week() {
         let c = config("");
         setup(store, &c).await;
         // An alert opened during the week shows up as fired.
-        zmot::alerts::check_watch(store, &c, "Acme", day(20, 12)).await.unwrap();
+        zmot::alerts::check_watch(store, &c, "Acme", day(20, 12))
+            .await
+            .unwrap();
         let tz = chrono_tz::UTC;
         let d = digest::compute(store, &c, "Acme", digest::report::last_full_week(tz, now()))
             .await
@@ -134,7 +181,10 @@ async fn golden_figures_of_a_fixed_week() {
         assert_eq!(d.from, day(16, 0));
         assert_eq!(d.to, day(23, 0));
         let t = &d.this_week;
-        assert_eq!((t.mentions, t.negative, t.neutral, t.positive), (10, 4, 2, 4));
+        assert_eq!(
+            (t.mentions, t.negative, t.neutral, t.positive),
+            (10, 4, 2, 4)
+        );
         assert!((t.mean_rating.unwrap() - 3.2).abs() < 1e-9);
         assert_eq!(t.rating_counts, [2, 2, 2, 0, 4]);
         assert_eq!((t.replyable, t.replied), (10, 1));
@@ -156,7 +206,10 @@ async fn golden_figures_of_a_fixed_week() {
         let battery = &d.drivers[0];
         assert_eq!(battery.mentions, 3);
         assert_eq!(battery.stage.as_deref(), Some("use"));
-        assert!(battery.example.excerpt.starts_with("Battery drain is terrible"));
+        assert!(battery
+            .example
+            .excerpt
+            .starts_with("Battery drain is terrible"));
         let refund = d.drivers.iter().find(|x| x.term == "refund").unwrap();
         assert_eq!(refund.stage.as_deref(), Some("support"));
         // Best and worst.
@@ -186,9 +239,14 @@ async fn html_is_valid_escapes_hostile_text_and_carries_every_chart() {
     let store = &db.store;
     let c = config("");
     setup(store, &c).await;
-    let d = digest::compute(store, &c, "Acme", digest::report::last_full_week(chrono_tz::UTC, now()))
-        .await
-        .unwrap();
+    let d = digest::compute(
+        store,
+        &c,
+        "Acme",
+        digest::report::last_full_week(chrono_tz::UTC, now()),
+    )
+    .await
+    .unwrap();
     let (subject, text, html, charts) = digest::render(&d);
     assert_eq!(
         subject,
@@ -198,7 +256,10 @@ async fn html_is_valid_escapes_hostile_text_and_carries_every_chart() {
     assert!(parsed.errors.is_empty(), "HTML errors: {:?}", parsed.errors);
     assert!(!html.contains("<script>"));
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
-    assert!(text.contains("<script>alert(1)</script>"), "plain text keeps the text as is");
+    assert!(
+        text.contains("<script>alert(1)</script>"),
+        "plain text keeps the text as is"
+    );
     // Every chart is referenced once, with its size and alt text; nothing else is.
     let img = scraper::Selector::parse("img").unwrap();
     let srcs: Vec<String> = parsed
@@ -215,16 +276,26 @@ async fn html_is_valid_escapes_hostile_text_and_carries_every_chart() {
         let decoder = png::Decoder::new(std::io::Cursor::new(chart.png.clone()));
         let reader = decoder.read_info().unwrap_or_else(|e| panic!("{id}: {e}"));
         let info = reader.info();
-        assert_eq!((info.width, info.height), (chart.width, chart.height), "{id}");
+        assert_eq!(
+            (info.width, info.height),
+            (chart.width, chart.height),
+            "{id}"
+        );
         assert_eq!(info.width, 600);
         if id != "volume-by-source" {
             assert_eq!(info.height, 260, "{id}");
         }
     }
     // The plain-text part has the same facts.
-    assert!(text.contains("Mentions: 10 (+5, +100% on last week)"), "{text}");
+    assert!(
+        text.contains("Mentions: 10 (+5, +100% on last week)"),
+        "{text}"
+    );
     assert!(text.contains("Mean rating: 3.20★"), "{text}");
-    assert!(text.contains("\"battery drain\" [use]: 3 negative mentions"), "{text}");
+    assert!(
+        text.contains("\"battery drain\" [use]: 3 negative mentions"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -233,9 +304,14 @@ async fn an_empty_week_says_so_in_one_line() {
     let store = &db.store;
     let c = config("");
     setup(store, &c).await;
-    let d = digest::compute(store, &c, "Empty", digest::report::last_full_week(chrono_tz::UTC, now()))
-        .await
-        .unwrap();
+    let d = digest::compute(
+        store,
+        &c,
+        "Empty",
+        digest::report::last_full_week(chrono_tz::UTC, now()),
+    )
+    .await
+    .unwrap();
     assert!(d.is_empty());
     let (subject, text, html, charts) = digest::render(&d);
     assert!(subject.ends_with("no mentions this week"), "{subject}");
@@ -271,7 +347,13 @@ async fn sent_over_smtp_once_per_week_even_with_two_workers() {
             .unwrap();
         assert_eq!(again, Queued::AlreadySent);
         let mailer = Mailer::from_config(&c.email).unwrap();
-        assert_eq!(notify::deliver_due(store, &mailer, "w1").await.unwrap().sent, 1);
+        assert_eq!(
+            notify::deliver_due(store, &mailer, "w1")
+                .await
+                .unwrap()
+                .sent,
+            1
+        );
         let got = smtp.messages();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].to, vec!["lead@acme.test"]);

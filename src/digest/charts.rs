@@ -1250,5 +1250,4 @@ mod tests {
             assert!([1, 2, 5].contains(&lead), "{step}");
         }
     }
-
 }

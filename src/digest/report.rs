@@ -102,7 +102,10 @@ fn listed(m: &StoredMention) -> Listed {
     };
     let folded = text.split_whitespace().collect::<Vec<_>>().join(" ");
     let excerpt = if folded.chars().count() > 240 {
-        format!("{}…", folded.chars().take(240).collect::<String>().trim_end())
+        format!(
+            "{}…",
+            folded.chars().take(240).collect::<String>().trim_end()
+        )
     } else {
         folded
     };
@@ -123,7 +126,11 @@ pub fn last_full_week(tz: Tz, now: DateTime<Utc>) -> (String, DateTime<Utc>, Dat
 }
 
 /// The week `label` ("2026-W47") in `tz`, if it is one of the last 104 weeks.
-pub fn week_by_label(tz: Tz, now: DateTime<Utc>, label: &str) -> Option<(String, DateTime<Utc>, DateTime<Utc>)> {
+pub fn week_by_label(
+    tz: Tz,
+    now: DateTime<Utc>,
+    label: &str,
+) -> Option<(String, DateTime<Utc>, DateTime<Utc>)> {
     trends::iso_weeks(tz, now, 104)
         .into_iter()
         .find(|(l, _, _)| l.eq_ignore_ascii_case(label))
@@ -236,7 +243,11 @@ pub async fn compute(
     // The baseline: everything before, and this week's non-negative mentions.
     let base_texts: Vec<String> = before
         .iter()
-        .chain(mentions.iter().filter(|m| !m.sentiment.is_some_and(|s| s.label == Label::Negative)))
+        .chain(
+            mentions
+                .iter()
+                .filter(|m| !m.sentiment.is_some_and(|s| s.label == Label::Negative)),
+        )
         .map(full_text)
         .collect();
     let journey = JourneyMap::with_extra(&wcfg.digest.journey);
@@ -267,7 +278,8 @@ pub async fn compute(
         })
         .collect();
 
-    let mut scored: Vec<&StoredMention> = mentions.iter().filter(|m| m.sentiment.is_some()).collect();
+    let mut scored: Vec<&StoredMention> =
+        mentions.iter().filter(|m| m.sentiment.is_some()).collect();
     scored.sort_by(|a, b| {
         let sa = a.sentiment.map(|s| s.score).unwrap_or(0.0);
         let sb = b.sentiment.map(|s| s.score).unwrap_or(0.0);
@@ -301,7 +313,11 @@ pub async fn compute(
 
     let mut competitors = Vec::new();
     if let Some(group) = wcfg.competitors.as_deref().filter(|g| !g.is_empty()) {
-        for w in config.watches.iter().filter(|w| w.competitors.as_deref() == Some(group)) {
+        for w in config
+            .watches
+            .iter()
+            .filter(|w| w.competitors.as_deref() == Some(group))
+        {
             let Some(r) = store.watch_by_name(&w.name).await? else {
                 continue;
             };
@@ -350,7 +366,8 @@ fn short_week(label: &str) -> String {
 }
 
 fn pct(x: Option<f64>) -> String {
-    x.map(|v| format!("{:.0}%", v * 100.0)).unwrap_or_else(|| "-".into())
+    x.map(|v| format!("{:.0}%", v * 100.0))
+        .unwrap_or_else(|| "-".into())
 }
 
 fn change_count(now: i64, before: i64) -> String {
@@ -409,7 +426,10 @@ pub fn charts(d: &Digest) -> Vec<(String, Chart)> {
     };
     push("sentiment-trend", charts::sentiment_trend(&weeks));
     push("rating-trend", charts::rating_trend(&d.ratings));
-    push("volume-by-source", charts::volume_by_source(&d.volume_by_source));
+    push(
+        "volume-by-source",
+        charts::volume_by_source(&d.volume_by_source),
+    );
     out
 }
 
@@ -419,7 +439,10 @@ pub fn render(d: &Digest) -> (String, String, String, Vec<(String, Chart)>) {
     let t = &d.this_week;
     let l = &d.last_week;
     let subject = if d.is_empty() {
-        format!("[zmot] {} weekly digest {}: no mentions this week", d.watch, d.week)
+        format!(
+            "[zmot] {} weekly digest {}: no mentions this week",
+            d.watch, d.week
+        )
     } else {
         format!(
             "[zmot] {} weekly digest {}: {word}, {} mentions ({}), {} negative",
@@ -535,12 +558,19 @@ pub fn render(d: &Digest) -> (String, String, String, Vec<(String, Chart)>) {
     let _ = writeln!(text, "\nWhat drives negativity this week:");
     html.push_str("<h2 style=\"font-size:16px;margin:16px 0 4px 0\">What drives negativity</h2>");
     if d.drivers.is_empty() {
-        let _ = writeln!(text, "  no term stands out in this week's negative mentions");
+        let _ = writeln!(
+            text,
+            "  no term stands out in this week's negative mentions"
+        );
         html.push_str("<p>No term stands out in this week's negative mentions.</p>");
     } else {
         html.push_str("<ul style=\"padding-left:18px;margin:0\">");
         for dr in &d.drivers {
-            let stage = dr.stage.as_deref().map(|s| format!(" [{s}]")).unwrap_or_default();
+            let stage = dr
+                .stage
+                .as_deref()
+                .map(|s| format!(" [{s}]"))
+                .unwrap_or_default();
             let _ = writeln!(
                 text,
                 "  \"{}\"{stage}: {} negative mentions (before: {}), e.g. \"{}\"",
@@ -565,7 +595,10 @@ pub fn render(d: &Digest) -> (String, String, String, Vec<(String, Chart)>) {
         ("Most positive this week", &d.most_positive),
     ] {
         let _ = writeln!(text, "\n{title}:");
-        let _ = write!(html, "<h2 style=\"font-size:16px;margin:16px 0 4px 0\">{title}</h2>");
+        let _ = write!(
+            html,
+            "<h2 style=\"font-size:16px;margin:16px 0 4px 0\">{title}</h2>"
+        );
         if list.is_empty() {
             let _ = writeln!(text, "  none");
             html.push_str("<p>None.</p>");
@@ -580,7 +613,10 @@ pub fn render(d: &Digest) -> (String, String, String, Vec<(String, Chart)>) {
                 "  {}{rating}, {replied}: \"{}\"{}",
                 m.source,
                 m.excerpt,
-                m.url.as_deref().map(|u| format!("\n    {u}")).unwrap_or_default()
+                m.url
+                    .as_deref()
+                    .map(|u| format!("\n    {u}"))
+                    .unwrap_or_default()
             );
             let link = m
                 .url
@@ -615,7 +651,12 @@ pub fn render(d: &Digest) -> (String, String, String, Vec<(String, Chart)>) {
         html.push_str("<ul style=\"padding-left:18px;margin:0\">");
         for a in &d.alerts_fired {
             let _ = writeln!(text, "  fired ({}): {}", a.severity, a.title);
-            let _ = write!(html, "<li>fired ({}): {}</li>", esc(&a.severity), esc(&a.title));
+            let _ = write!(
+                html,
+                "<li>fired ({}): {}</li>",
+                esc(&a.severity),
+                esc(&a.title)
+            );
         }
         for a in &d.alerts_resolved {
             let _ = writeln!(text, "  resolved: {}", a.title);
@@ -626,7 +667,10 @@ pub fn render(d: &Digest) -> (String, String, String, Vec<(String, Chart)>) {
 
     // Competitors.
     if d.competitors.len() > 1 {
-        let _ = writeln!(text, "\nCompetitors this week (mentions, mean rating, negative):");
+        let _ = writeln!(
+            text,
+            "\nCompetitors this week (mentions, mean rating, negative):"
+        );
         html.push_str(
             "<h2 style=\"font-size:16px;margin:16px 0 4px 0\">Competitors</h2>\
              <table style=\"border-collapse:collapse\"><tr>\
@@ -667,7 +711,9 @@ fn finish(
     mut html: String,
     charts: Vec<(String, Chart)>,
 ) -> (String, String, String, Vec<(String, Chart)>) {
-    text.push_str("\n-- \nzmot weekly digest: you receive this because you are a recipient of this watch.\n");
+    text.push_str(
+        "\n-- \nzmot weekly digest: you receive this because you are a recipient of this watch.\n",
+    );
     html.push_str(
         "<p style=\"font-size:12px;color:#777;margin-top:24px\">zmot weekly digest: you receive this because you are a recipient of this watch.</p>\
          </td></tr></table></body></html>",
@@ -678,7 +724,9 @@ fn finish(
 /// What `queue` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Queued {
-    Queued { email_id: i64 },
+    Queued {
+        email_id: i64,
+    },
     /// This week's digest of this watch was queued before (by this or another worker).
     AlreadySent,
     /// The digest is off or has no recipients.
@@ -711,7 +759,8 @@ pub async fn queue(
     let tz = crate::config::parse_timezone(wcfg.timezone(&config.general))
         .map_err(anyhow::Error::msg)?;
     let span = match week {
-        Some(w) => week_by_label(tz, now, w).with_context(|| format!("no week `{w}` in the last two years"))?,
+        Some(w) => week_by_label(tz, now, w)
+            .with_context(|| format!("no week `{w}` in the last two years"))?,
         None => last_full_week(tz, now),
     };
     let row = store
@@ -725,7 +774,14 @@ pub async fn queue(
     let digest = compute(store, config, watch, span).await?;
     let (subject, text, html, charts) = render(&digest);
     let images = charts.iter().map(|(id, c)| c.to_inline_image(id)).collect();
-    let message = crate::notify::compose(&config.email.from, recipients, &subject, &text, &html, images)?;
+    let message = crate::notify::compose(
+        &config.email.from,
+        recipients,
+        &subject,
+        &text,
+        &html,
+        images,
+    )?;
     match store
         .enqueue_email(&NewEmail {
             kind: "digest",
@@ -758,7 +814,8 @@ pub async fn preview(
     let tz = crate::config::parse_timezone(wcfg.timezone(&config.general))
         .map_err(anyhow::Error::msg)?;
     let span = match week {
-        Some(w) => week_by_label(tz, now, w).with_context(|| format!("no week `{w}` in the last two years"))?,
+        Some(w) => week_by_label(tz, now, w)
+            .with_context(|| format!("no week `{w}` in the last two years"))?,
         None => last_full_week(tz, now),
     };
     let digest = compute(store, config, watch, span).await?;
@@ -767,7 +824,10 @@ pub async fn preview(
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "digest".into());
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
     std::fs::create_dir_all(dir)?;
     for (id, c) in &charts {
         let file = format!("{stem}-{id}.png");

@@ -15,8 +15,14 @@ const ANALYZE_BATCH: usize = 64;
 
 /// One input line of `zmot analyze`, parsed or not.
 enum Line {
-    Text { id: serde_json::Value, text: String },
-    Bad { id: serde_json::Value, error: String },
+    Text {
+        id: serde_json::Value,
+        text: String,
+    },
+    Bad {
+        id: serde_json::Value,
+        error: String,
+    },
 }
 
 fn parse_line(raw: &str) -> Line {
@@ -66,11 +72,7 @@ fn result_json(id: &serde_json::Value, s: &Sentiment) -> serde_json::Value {
 /// Reads JSON lines `{"id", "text"}` and writes one result line per input line, in the
 /// same order. Bad lines get `{"id", "error"}`; the rest go on. Returns how many lines
 /// were bad.
-pub fn analyze(
-    analyzer: &dyn Analyzer,
-    input: impl BufRead,
-    mut out: impl Write,
-) -> Result<usize> {
+pub fn analyze(analyzer: &dyn Analyzer, input: impl BufRead, mut out: impl Write) -> Result<usize> {
     let mut bad = 0;
     let mut pending: Vec<Line> = Vec::with_capacity(ANALYZE_BATCH);
     let flush = |pending: &mut Vec<Line>, out: &mut dyn Write| -> Result<()> {
@@ -85,7 +87,9 @@ pub fn analyze(
         for l in pending.drain(..) {
             let v = match l {
                 Line::Text { id, .. } => {
-                    let s = scores.next().context("the model returned too few results")?;
+                    let s = scores
+                        .next()
+                        .context("the model returned too few results")?;
                     result_json(&id, &s)
                 }
                 Line::Bad { id, error } => serde_json::json!({"id": id, "error": error}),
@@ -286,7 +290,10 @@ pub fn bench(analyzers: &[(&str, &dyn Analyzer)], seconds: f64) -> Result<()> {
                     done += batch.len();
                 }
                 let rate = done as f64 / started.elapsed().as_secs_f64();
-                let words = pool.iter().map(|t| t.split_whitespace().count()).sum::<usize>() as f64
+                let words = pool
+                    .iter()
+                    .map(|t| t.split_whitespace().count())
+                    .sum::<usize>() as f64
                     / pool.len() as f64;
                 println!(
                     "{:<12} {:<26} {:>10.0} {:>6} {:>12.1} {:>14.1}",
@@ -344,7 +351,12 @@ mod tests {
 
     #[test]
     fn binary_evaluation_uses_the_sign_of_the_score() {
-        let gold = [Label::Positive, Label::Negative, Label::Positive, Label::Negative];
+        let gold = [
+            Label::Positive,
+            Label::Negative,
+            Label::Positive,
+            Label::Negative,
+        ];
         let pred = [
             s(Label::Neutral, 0.2),
             s(Label::Negative, -0.9),

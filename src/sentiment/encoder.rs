@@ -21,6 +21,9 @@ pub const DIM: usize = 384;
 /// The files the encoder needs, in the models folder.
 pub const FILES: &[&str] = &["model.safetensors", "tokenizer.json", "config.json"];
 
+/// Embeddings with the index of their text.
+type Embedded = Vec<(usize, Vec<f32>)>;
+
 pub struct Encoder {
     tokenizer: Tokenizer,
     model: BertModel,
@@ -52,7 +55,11 @@ impl Encoder {
         let device = Device::Cpu;
         // SAFETY: the file is mapped read-only and not modified while zmot runs.
         let vb = unsafe {
-            VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, &device)?
+            VarBuilder::from_mmaped_safetensors(
+                &[dir.join("model.safetensors")],
+                DType::F32,
+                &device,
+            )?
         };
         let model = BertModel::load(vb, &config).context("cannot load the encoder weights")?;
         Ok(Encoder {
@@ -121,10 +128,10 @@ impl Encoder {
             .min(batches.len())
             .max(1);
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let results: Vec<Result<Vec<(usize, Vec<f32>)>>> = std::thread::scope(|scope| {
+        let results: Vec<Result<Embedded>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..workers)
                 .map(|_| {
-                    scope.spawn(|| -> Result<Vec<(usize, Vec<f32>)>> {
+                    scope.spawn(|| -> Result<Embedded> {
                         let mut out = Vec::new();
                         loop {
                             let b = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -139,7 +146,10 @@ impl Encoder {
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("encoder thread panicked"))))
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("encoder thread panicked")))
+                })
                 .collect()
         });
         let mut out = vec![Vec::new(); ids.len()];
@@ -151,7 +161,10 @@ impl Encoder {
         Ok(out)
     }
 
-    fn embed_ids<'a>(&self, batch: impl Iterator<Item = &'a [u32]> + Clone) -> Result<Vec<Vec<f32>>> {
+    fn embed_ids<'a>(
+        &self,
+        batch: impl Iterator<Item = &'a [u32]> + Clone,
+    ) -> Result<Vec<Vec<f32>>> {
         let n = batch.clone().count();
         let len = batch.clone().map(<[u32]>::len).max().unwrap_or(2);
         let mut input = vec![0u32; n * len];

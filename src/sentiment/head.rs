@@ -75,7 +75,8 @@ impl Head {
             (CLASSES, FEATURES),
             &candle_core::Device::Cpu,
         )?;
-        let b = candle_core::Tensor::from_vec(self.bias.to_vec(), CLASSES, &candle_core::Device::Cpu)?;
+        let b =
+            candle_core::Tensor::from_vec(self.bias.to_vec(), CLASSES, &candle_core::Device::Cpu)?;
         let map: HashMap<String, candle_core::Tensor> =
             [("weight".to_string(), w), ("bias".to_string(), b)].into();
         candle_core::safetensors::save(&map, path)?;
@@ -265,10 +266,15 @@ mod tests {
     fn load_rejects_a_wrong_shape() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.safetensors");
-        let w = candle_core::Tensor::zeros((2, 3), candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
+        let w =
+            candle_core::Tensor::zeros((2, 3), candle_core::DType::F32, &candle_core::Device::Cpu)
+                .unwrap();
         let map: HashMap<String, candle_core::Tensor> =
             [("weight".to_string(), w.clone()), ("bias".to_string(), w)].into();
         candle_core::safetensors::save(&map, &path).unwrap();
-        assert!(Head::load(&path).unwrap_err().to_string().contains("does not match"));
+        assert!(Head::load(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("does not match"));
     }
 }

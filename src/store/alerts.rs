@@ -76,7 +76,9 @@ pub enum AlertChange {
 /// Why an evaluation could not be written.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ApplyOutcome {
-    Applied { email_id: Option<i64> },
+    Applied {
+        email_id: Option<i64>,
+    },
     /// Another worker changed the same alerts first; nothing was written.
     Conflict,
 }
@@ -101,7 +103,9 @@ fn alert_row(r: &AnyRow) -> Result<AlertRow> {
         evidence: serde_json::from_str(&evidence).unwrap_or_default(),
         opened_at: from_ms(r.try_get("opened_at")?),
         last_seen_at: from_ms(r.try_get("last_seen_at")?),
-        last_notified_at: r.try_get::<Option<i64>, _>("last_notified_at")?.map(from_ms),
+        last_notified_at: r
+            .try_get::<Option<i64>, _>("last_notified_at")?
+            .map(from_ms),
         resolved_at: r.try_get::<Option<i64>, _>("resolved_at")?.map(from_ms),
     })
 }
@@ -121,7 +125,11 @@ impl Store {
     }
 
     /// Open alerts, and alerts resolved since `since`, of one watch or all, newest first.
-    pub async fn alerts(&self, watch_id: Option<i64>, since: DateTime<Utc>) -> Result<Vec<AlertRow>> {
+    pub async fn alerts(
+        &self,
+        watch_id: Option<i64>,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<AlertRow>> {
         let sql = format!(
             "SELECT {COLUMNS} FROM alerts a JOIN watches w ON w.id = a.watch_id
              WHERE ($1 = 0 OR a.watch_id = $2)
@@ -163,7 +171,11 @@ impl Store {
     }
 
     /// When a condition of a watch was last notified, in any episode.
-    pub async fn last_notified(&self, watch_id: i64, condition_key: &str) -> Result<Option<DateTime<Utc>>> {
+    pub async fn last_notified(
+        &self,
+        watch_id: i64,
+        condition_key: &str,
+    ) -> Result<Option<DateTime<Utc>>> {
         let row = sqlx::query(
             "SELECT MAX(last_notified_at) AS t FROM alerts WHERE watch_id = $1 AND condition_key = $2",
         )

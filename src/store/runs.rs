@@ -71,6 +71,23 @@ impl Store {
         Ok(row.try_get("id")?)
     }
 
+    /// Closes runs of a source still marked running that started before `before`: their
+    /// worker died or was stopped (a live run ends within the job timeout). Nothing of
+    /// theirs was stored, since a run stores its batch and closes in one transaction.
+    pub async fn interrupt_stale_runs(&self, source_id: i64, before: i64) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE fetch_runs SET status = 'failed', finished_at = $1, error_kind = 'other',
+                error = 'interrupted: the worker stopped before the fetch finished; nothing of it was stored'
+             WHERE source_id = $2 AND status = 'running' AND started_at < $3",
+        )
+        .bind(now_ms())
+        .bind(source_id)
+        .bind(before)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
     /// Stores what a fetch brought, moves the cursor and closes the run, atomically:
     /// after a crash either all of it is there or none of it (and the next pass
     /// fetches the same items again from the old cursor).

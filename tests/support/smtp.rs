@@ -36,20 +36,28 @@ impl SmtpServer {
 
     /// Starts on a given port (to bring a server "back up" where a client expects it).
     pub async fn start_on(port: u16) -> SmtpServer {
-        let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind SMTP");
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind SMTP");
         let port = listener.local_addr().unwrap().port();
         let received = Arc::new(Mutex::new(Vec::new()));
         let store = received.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((sock, _)) = listener.accept().await else { return };
+                let Ok((sock, _)) = listener.accept().await else {
+                    return;
+                };
                 let store = store.clone();
                 tokio::spawn(async move {
                     let _ = session(sock, store).await;
                 });
             }
         });
-        SmtpServer { port, received, task }
+        SmtpServer {
+            port,
+            received,
+            task,
+        }
     }
 
     pub fn messages(&self) -> Vec<Received> {
@@ -75,11 +83,19 @@ async fn session(
         let cmd = line.trim_end().to_string();
         let upper = cmd.to_ascii_uppercase();
         if upper.starts_with("EHLO") {
-            w.write_all(b"250-localhost\r\n250-8BITMIME\r\n250 SIZE 10485760\r\n").await?;
+            w.write_all(b"250-localhost\r\n250-8BITMIME\r\n250 SIZE 10485760\r\n")
+                .await?;
         } else if upper.starts_with("HELO") {
             w.write_all(b"250 localhost\r\n").await?;
         } else if upper.starts_with("MAIL FROM:") {
-            from = cmd[10..].trim().trim_matches(['<', '>']).split_whitespace().next().unwrap_or("").trim_matches(['<', '>']).to_string();
+            from = cmd[10..]
+                .trim()
+                .trim_matches(['<', '>'])
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .trim_matches(['<', '>'])
+                .to_string();
             to.clear();
             w.write_all(b"250 OK\r\n").await?;
         } else if upper.starts_with("RCPT TO:") {

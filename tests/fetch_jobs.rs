@@ -1,0 +1,376 @@
+//! Fetch jobs under the scheduler against a source served on 127.0.0.1: two workers on
+//! one database fetch each slot once and send each alert once; a worker killed mid-fetch
+//! has its job finished by another after the lease expires; SIGTERM during a fetch lets
+//! it finish and leaves the store consistent.
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use sqlx::Row;
+use zmot::config::{self, Config};
+use zmot::health::Metrics;
+use zmot::notify::Mailer;
+use zmot::pipeline::Pipeline;
+use zmot::scheduler::{self, Job, JobKind, RunOptions};
+use zmot::store::{fetch_job_name, Store};
+use zmot::testutil;
+
+/// An App Store reviews feed with three reviews from the last hours, one with a crisis
+/// term, dated from now so the first fetch's look-back keeps them.
+fn feed() -> String {
+    let now = Utc::now();
+    let entry = |id: &str, hours: i64, stars: u8, title: &str, text: &str| {
+        serde_json::json!({
+            "author": {"name": {"label": format!("user-{id}")}, "label": ""},
+            "updated": {"label": (now - chrono::Duration::hours(hours)).to_rfc3339()},
+            "im:rating": {"label": stars.to_string()},
+            "im:version": {"label": "4.2"},
+            "id": {"label": id},
+            "title": {"label": title},
+            "content": {"label": text, "attributes": {"type": "text"}},
+            "im:voteSum": {"label": "0"},
+            "im:voteCount": {"label": "0"}
+        })
+    };
+    serde_json::json!({"feed": {"entry": [
+        entry("901", 1, 5, "Great", "Syncs instantly, love it"),
+        entry("902", 2, 1, "Money back", "It deleted my notes and I want a refund now"),
+        entry("903", 3, 4, "Good", "Solid app, a few rough edges"),
+    ]}})
+    .to_string()
+}
+
+/// Serves the feed on page 1 and an empty feed after it; counts page-1 requests; the
+/// first `slow_first` page-1 requests wait before answering.
+async fn serve(slow_first: usize, delay: Duration) -> (String, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let body = feed();
+    let h = hits.clone();
+    let app = axum::Router::new().route(
+        "/{country}/rss/customerreviews/{page}/{id}/{sort}/json",
+        axum::routing::get(
+            move |axum::extract::Path((_c, page, _i, _s)): axum::extract::Path<(
+                String,
+                String,
+                String,
+                String,
+            )>| {
+                let h = h.clone();
+                let body = body.clone();
+                async move {
+                    if page == "page=1" {
+                        let n = h.fetch_add(1, Ordering::SeqCst);
+                        if n < slow_first {
+                            tokio::time::sleep(delay).await;
+                        }
+                        ([("content-type", "application/json")], body)
+                    } else {
+                        (
+                            [("content-type", "application/json")],
+                            "{\"feed\": {}}".to_string(),
+                        )
+                    }
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (format!("http://{addr}"), hits)
+}
+
+fn config(base: &str, db_url: &str, schedule: &str, extra_general: &str) -> String {
+    format!(
+        r#"
+[general]
+{extra_general}
+
+[database]
+url = "{db_url}"
+
+[email]
+from = "zmot <alerts@acme.test>"
+
+[sentiment]
+model = "lexicon"
+
+[server]
+listen = "127.0.0.1:0"
+
+[[watch]]
+name = "Acme Notes"
+recipients = ["lead@acme.test"]
+  [[watch.source]]
+  name = "app-store"
+  kind = "appstore"
+  schedule = "{schedule}"
+  params = {{ app_id = "1450000000", country = "us", base_url = "{base}", max_pages = 2 }}
+  [watch.alerts]
+  disabled = ["buyer_view_rating", "negative_spike", "severe_mention", "sentiment_drop"]
+  crisis_terms = ["refund"]
+"#
+    )
+}
+
+fn fetch_jobs(store_sources: &[zmot::store::SourceRow]) -> Vec<Job> {
+    store_sources
+        .iter()
+        .map(|s| Job {
+            name: fetch_job_name(s.id),
+            kind: JobKind::Fetch { source_id: s.id },
+            schedule: cron::Schedule::from_str(&s.schedule).unwrap(),
+            tz: chrono_tz::UTC,
+        })
+        .collect()
+}
+
+fn options(lease: Duration) -> RunOptions {
+    RunOptions {
+        lease,
+        concurrency: 2,
+        job_timeout: Duration::from_secs(20),
+        grace: Duration::from_secs(5),
+        poll: Duration::from_millis(50),
+    }
+}
+
+struct Worker {
+    stop: tokio::sync::watch::Sender<bool>,
+    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+async fn start(
+    store: &Store,
+    config: Arc<Config>,
+    name: &str,
+    opts: RunOptions,
+    outbox: &std::path::Path,
+) -> Worker {
+    let mut pipeline = Pipeline::new(store.clone(), config.clone(), None).unwrap();
+    pipeline.worker = name.to_string();
+    let sources = store.sources(None).await.unwrap();
+    let jobs = fetch_jobs(&sources);
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let handle = tokio::spawn(scheduler::run(
+        pipeline,
+        Arc::new(Mailer::Folder(outbox.to_path_buf())),
+        jobs,
+        opts,
+        Arc::new(Metrics::default()),
+        rx,
+    ));
+    Worker { stop: tx, handle }
+}
+
+async fn runs(store: &Store) -> Vec<(i64, String, Option<String>)> {
+    sqlx::query("SELECT started_at, status, worker FROM fetch_runs ORDER BY started_at")
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get("started_at"), r.get("status"), r.get("worker")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_fetch_each_slot_once_and_alert_once() {
+    for db in testutil::all().await.unwrap() {
+        let (base, hits) = serve(0, Duration::ZERO).await;
+        let text = config(&base, &db.url, "*/2 * * * * *", "");
+        let cfg = Arc::new(config::parse(&text, "test.toml", &[]).unwrap());
+        db.store.sync_config(&cfg).await.unwrap();
+        let other = Store::connect(&db.url, 4).await.unwrap();
+        let outbox = tempfile::tempdir().unwrap();
+        let a = start(
+            &db.store,
+            cfg.clone(),
+            "worker-a",
+            options(Duration::from_secs(30)),
+            outbox.path(),
+        )
+        .await;
+        let b = start(
+            &other,
+            cfg.clone(),
+            "worker-b",
+            options(Duration::from_secs(30)),
+            outbox.path(),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(6500)).await;
+        for w in [a, b] {
+            w.stop.send(true).unwrap();
+            w.handle.await.unwrap().unwrap();
+        }
+        let runs = runs(&db.store).await;
+        assert!(runs.len() >= 2, "{runs:?} on {}", db.label);
+        assert_eq!(
+            runs.len(),
+            hits.load(Ordering::SeqCst),
+            "one request per run"
+        );
+        // Every run belongs to its own two-second slot: none ran twice.
+        let mut slots: Vec<i64> = runs.iter().map(|r| r.0 / 2000).collect();
+        slots.dedup();
+        assert_eq!(
+            slots.len(),
+            runs.len(),
+            "a slot ran twice: {runs:?} on {}",
+            db.label
+        );
+        assert!(runs.iter().all(|r| r.1 == "ok"), "{runs:?}");
+        assert_eq!(
+            db.store.count_mentions(None).await.unwrap(),
+            3,
+            "{}",
+            db.label
+        );
+        // The refund review raised one alert, queued once.
+        let w = db.store.watch_by_name("Acme Notes").await.unwrap().unwrap();
+        let open = db.store.open_alerts(w.id).await.unwrap();
+        assert_eq!(open.len(), 1, "{}", db.label);
+        assert_eq!(open[0].condition_key, "keyword:refund");
+        let alerts: i64 = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE kind = 'alert'")
+            .fetch_one(db.store.pool())
+            .await
+            .unwrap()
+            .get("n");
+        assert_eq!(alerts, 1, "{}", db.label);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_fetch_is_finished_by_another() {
+    for db in testutil::all().await.unwrap() {
+        // The first request hangs long enough for its worker to be killed.
+        let (base, hits) = serve(1, Duration::from_secs(30)).await;
+        let text = config(&base, &db.url, "0 0 0 1 1 *", "job_timeout_secs = 1");
+        let cfg = Arc::new(config::parse(&text, "test.toml", &[]).unwrap());
+        db.store.sync_config(&cfg).await.unwrap();
+        let source = db.store.sources(None).await.unwrap().remove(0);
+        // Due now.
+        db.store
+            .ensure_job(&fetch_job_name(source.id), zmot::store::now_ms() - 1000)
+            .await
+            .unwrap();
+        let outbox = tempfile::tempdir().unwrap();
+        let lease = Duration::from_millis(1500);
+        let a = start(
+            &db.store,
+            cfg.clone(),
+            "worker-a",
+            options(lease),
+            outbox.path(),
+        )
+        .await;
+        while hits.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // kill -9: the task and its running job vanish without releasing anything.
+        a.handle.abort();
+        let _ = a.handle.await;
+        assert_eq!(db.store.count_mentions(None).await.unwrap(), 0);
+        let other = Store::connect(&db.url, 4).await.unwrap();
+        let b = start(
+            &other,
+            cfg.clone(),
+            "worker-b",
+            options(lease),
+            outbox.path(),
+        )
+        .await;
+        let started = std::time::Instant::now();
+        while db.store.count_mentions(None).await.unwrap() < 3
+            && started.elapsed() < Duration::from_secs(15)
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        b.stop.send(true).unwrap();
+        b.handle.await.unwrap().unwrap();
+        assert_eq!(
+            db.store.count_mentions(None).await.unwrap(),
+            3,
+            "{}",
+            db.label
+        );
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+        let runs = runs(&db.store).await;
+        assert_eq!(runs.len(), 2, "{runs:?}");
+        // The dead worker's run is closed as interrupted, the other's is ok.
+        assert_eq!(runs[0].1, "failed");
+        assert_eq!(runs[0].2.as_deref(), Some("worker-a"));
+        assert_eq!(
+            (runs[1].1.as_str(), runs[1].2.as_deref()),
+            ("ok", Some("worker-b"))
+        );
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_fetch_lets_it_finish_and_leaves_the_store_consistent() {
+    let (base, hits) = serve(1, Duration::from_secs(2)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}/zmot.db", dir.path().display());
+    let path = dir.path().join("zmot.toml");
+    std::fs::write(
+        &path,
+        config(&base, &db_url, "* * * * * *", "shutdown_grace_secs = 10"),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_zmot"))
+        .current_dir(dir.path())
+        .arg("--config")
+        .arg(&path)
+        .arg("run")
+        .env_remove("ZMOT_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while hits.load(Ordering::SeqCst) == 0 && started.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "the fetch started");
+    // The fetch is waiting for its answer: stop now.
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = tokio::task::spawn_blocking(move || {
+        let status = child.wait().unwrap();
+        let mut err = String::new();
+        use std::io::Read;
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        (status, err)
+    })
+    .await
+    .unwrap();
+    assert!(status.0.success(), "{}", status.1);
+    let store = Store::connect(&db_url, 1).await.unwrap();
+    let runs = runs(&store).await;
+    assert_eq!(runs.len(), 1, "no new run after the stop: {runs:?}");
+    assert_eq!(
+        runs[0].1, "ok",
+        "the running fetch finished within the grace period"
+    );
+    assert_eq!(store.count_mentions(None).await.unwrap(), 3);
+    let sources = store.sources(None).await.unwrap();
+    assert!(
+        sources[0].cursor.is_some(),
+        "the cursor moved with the batch"
+    );
+}

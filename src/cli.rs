@@ -598,7 +598,15 @@ async fn run(path: &Path) -> Result<()> {
         listener.local_addr()?
     );
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let app = crate::health::router(store.clone(), metrics.clone());
+    let token = crate::push::token_from_env(&config.server.token_env);
+    if token.is_none() {
+        tracing::info!(
+            "POST /api/mentions is off: set {} to a secret token to enable it",
+            config.server.token_env
+        );
+    }
+    let app = crate::health::router(store.clone(), metrics.clone())
+        .merge(crate::push::router(pipeline.clone(), token));
     let mut server_stop = rx.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)

@@ -15,6 +15,7 @@ pub mod health;
 pub mod import;
 pub mod notify;
 pub mod pipeline;
+pub mod push;
 pub mod rules;
 pub mod scheduler;
 pub mod sentiment;

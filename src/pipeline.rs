@@ -116,15 +116,7 @@ impl Pipeline {
             .and_then(|w| w.sources.iter().find(|s| s.name == source.name))
             .map(|s| s.params.clone())
             .unwrap_or_default();
-        let timeout_ms = self.config.general.job_timeout_secs as i64 * 1000;
-        let stale = self
-            .store
-            .interrupt_stale_runs(source.id, crate::store::now_ms() - timeout_ms)
-            .await?;
-        if stale > 0 {
-            tracing::warn!(source = %source.name, "closed {stale} fetch run(s) left by a stopped worker");
-        }
-        let run_id = self.store.start_fetch_run(source.id, &self.worker).await?;
+        let run_id = self.start_run(source).await?;
         let report = |result, skipped| FetchReport {
             watch: source.watch_name.clone(),
             source: source.name.clone(),
@@ -197,6 +189,19 @@ impl Pipeline {
         Ok(report(Ok(stats), skipped))
     }
 
+    /// Opens a fetch run, first closing runs of the source left by a stopped worker.
+    async fn start_run(&self, source: &SourceRow) -> Result<i64> {
+        let timeout_ms = self.config.general.job_timeout_secs as i64 * 1000;
+        let stale = self
+            .store
+            .interrupt_stale_runs(source.id, crate::store::now_ms() - timeout_ms)
+            .await?;
+        if stale > 0 {
+            tracing::warn!(source = %source.name, "closed {stale} fetch run(s) left by a stopped worker");
+        }
+        self.store.start_fetch_run(source.id, &self.worker).await
+    }
+
     /// Stores mentions that arrived without polling (import file, ingest API) as one run
     /// of the given source.
     pub async fn ingest_pushed(
@@ -206,15 +211,7 @@ impl Pipeline {
         skipped: u64,
         note: Option<&str>,
     ) -> Result<IngestStats> {
-        let timeout_ms = self.config.general.job_timeout_secs as i64 * 1000;
-        let stale = self
-            .store
-            .interrupt_stale_runs(source.id, crate::store::now_ms() - timeout_ms)
-            .await?;
-        if stale > 0 {
-            tracing::warn!(source = %source.name, "closed {stale} fetch run(s) left by a stopped worker");
-        }
-        let run_id = self.store.start_fetch_run(source.id, &self.worker).await?;
+        let run_id = self.start_run(source).await?;
         let scored = match self.score(mentions).await {
             Ok(s) => s,
             Err(e) => {

@@ -1,0 +1,149 @@
+//! Ingest without polling: `POST /api/mentions` for systems that push (a helpdesk, a
+//! form, a review platform's webhook relay). The records are read by the same code as
+//! `zmot import`, scored and stored as one run of a push source of the watch.
+//!
+//! ```text
+//! POST /api/mentions
+//! Authorization: Bearer <the value of the variable named by server.token_env>
+//! {"watch": "Example Notes", "source": "webhook", "mentions": [{"id": "t-1", "text": "...",
+//!   "rating": 2, "published_at": "2026-11-23T10:00:00Z"}]}
+//! ```
+//!
+//! The answer counts what was new, updated and unchanged, and lists the records that
+//! were rejected with their index and why; the good ones are kept. Without a configured
+//! token the endpoint is off (403), so nothing can write into the store unauthenticated.
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::pipeline::Pipeline;
+
+/// Mentions accepted in one request, at most.
+pub const MAX_MENTIONS: usize = 5_000;
+/// Largest request body.
+pub const MAX_BODY: usize = 10 * 1024 * 1024;
+
+#[derive(Clone)]
+struct PushState {
+    pipeline: Pipeline,
+    token: Option<String>,
+}
+
+/// The push endpoint. `token` is the expected bearer token (from the environment);
+/// `None` switches the endpoint off.
+pub fn router(pipeline: Pipeline, token: Option<String>) -> Router {
+    Router::new()
+        .route("/api/mentions", post(push))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(PushState { pipeline, token })
+}
+
+/// The token configured for the API, read from the variable `server.token_env` names.
+pub fn token_from_env(var: &str) -> Option<String> {
+    std::env::var(var).ok().filter(|t| !t.trim().is_empty())
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": message.into()}))).into_response()
+}
+
+/// Compares without stopping at the first different byte.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn push(
+    State(state): State<PushState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(expected) = &state.token else {
+        return error(
+            StatusCode::FORBIDDEN,
+            "push ingest is off: set the environment variable named by server.token_env",
+        );
+    };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !same(given.trim().as_bytes(), expected.as_bytes()) {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+    }
+    let doc: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not JSON: {e}"),
+            )
+        }
+    };
+    let Some(watch) = doc.get("watch").and_then(Value::as_str) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "\"watch\" (the watch's name) is required",
+        );
+    };
+    let source_name = doc.get("source").and_then(Value::as_str).unwrap_or("push");
+    let Some(items) = doc.get("mentions").and_then(Value::as_array) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "\"mentions\" must be a list of objects",
+        );
+    };
+    if items.len() > MAX_MENTIONS {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("at most {MAX_MENTIONS} mentions per request"),
+        );
+    }
+    let store = &state.pipeline.store;
+    let watch_row = match store.watch_by_name(watch).await {
+        Ok(Some(w)) => w,
+        Ok(None) => return error(StatusCode::NOT_FOUND, format!("no watch named `{watch}`")),
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e:#}")),
+    };
+    let mut mentions = Vec::with_capacity(items.len());
+    let mut rejected = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let parsed = match item.as_object() {
+            Some(map) => crate::import::mention_from_map(map).and_then(|m| m.validate().map(|_| m)),
+            None => Err("not a JSON object".to_string()),
+        };
+        match parsed {
+            Ok(m) => mentions.push(m),
+            Err(why) => rejected.push(json!({"index": i, "error": why})),
+        }
+    }
+    let source = match store.push_source(watch_row.id, source_name).await {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e:#}")),
+    };
+    let note = (!rejected.is_empty())
+        .then(|| format!("{} record(s) rejected by the push API", rejected.len()));
+    match state
+        .pipeline
+        .ingest_pushed(&source, mentions, rejected.len() as u64, note.as_deref())
+        .await
+    {
+        Ok(stats) => Json(json!({
+            "watch": watch_row.name,
+            "source": source.name,
+            "new": stats.new,
+            "updated": stats.updated,
+            "unchanged": stats.unchanged,
+            "rejected": rejected,
+        }))
+        .into_response(),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not stored: {e:#}"),
+        ),
+    }
+}

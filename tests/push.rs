@@ -1,0 +1,129 @@
+//! `POST /api/mentions`: pushed mentions stored through the import code, token-protected,
+//! bad records reported by index while the good ones are kept; on SQLite and PostgreSQL.
+
+use std::sync::Arc;
+
+use zmot::config;
+use zmot::pipeline::Pipeline;
+use zmot::testutil;
+
+const CONFIG: &str = r#"
+[[watch]]
+name = "Acme"
+"#;
+
+async fn serve(pipeline: Pipeline, token: Option<&str>) -> String {
+    let app = zmot::push::router(pipeline, token.map(String::from));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    format!("http://{addr}/api/mentions")
+}
+
+#[tokio::test]
+async fn pushed_mentions_are_stored_once_and_bad_ones_reported() {
+    for db in testutil::all().await.unwrap() {
+        let cfg = Arc::new(config::parse(CONFIG, "test.toml", &[]).unwrap());
+        db.store.sync_config(&cfg).await.unwrap();
+        let pipeline = Pipeline::new(db.store.clone(), cfg, None).unwrap();
+        let url = serve(pipeline, Some("s3cret-token")).await;
+        let client = reqwest::Client::new();
+        let body = serde_json::json!({
+            "watch": "Acme",
+            "source": "helpdesk",
+            "mentions": [
+                {"id": "t-1", "text": "The app lost my notes", "rating": 2, "published_at": "2026-11-23T10:00:00Z"},
+                {"id": "t-2", "text": "Support fixed it in an hour", "rating": 5, "published_at": "2026-11-23 11:30"},
+                {"id": "t-3", "text": "Seven stars", "rating": 7, "published_at": "2026-11-23"},
+                {"id": "t-4", "text": "no date"},
+                "not an object"
+            ]
+        });
+        let r = client
+            .post(&url)
+            .bearer_auth("s3cret-token")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", db.label);
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["new"], 2, "{v}");
+        let rejected: Vec<i64> = v["rejected"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["index"].as_i64().unwrap())
+            .collect();
+        assert_eq!(rejected, vec![2, 3, 4]);
+        assert!(v["rejected"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("outside 1-5"));
+        // The same push again changes nothing.
+        let v: serde_json::Value = client
+            .post(&url)
+            .bearer_auth("s3cret-token")
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            (v["new"].as_i64(), v["unchanged"].as_i64()),
+            (Some(0), Some(2))
+        );
+        let w = db.store.watch_by_name("Acme").await.unwrap().unwrap();
+        assert_eq!(db.store.count_mentions(Some(w.id)).await.unwrap(), 2);
+        let sources = db.store.sources(Some(w.id)).await.unwrap();
+        assert!(sources.iter().any(|s| s.name == "helpdesk"));
+
+        // Wrong or missing token, bad JSON, unknown watch.
+        let r = client
+            .post(&url)
+            .bearer_auth("nope")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        let r = client.post(&url).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 401);
+        let r = client
+            .post(&url)
+            .bearer_auth("s3cret-token")
+            .body("{not json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let r = client
+            .post(&url)
+            .bearer_auth("s3cret-token")
+            .json(&serde_json::json!({"watch": "Nobody", "mentions": []}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+    }
+}
+
+#[tokio::test]
+async fn without_a_token_the_endpoint_is_off() {
+    let db = testutil::sqlite().await.unwrap();
+    let cfg = Arc::new(config::parse(CONFIG, "test.toml", &[]).unwrap());
+    db.store.sync_config(&cfg).await.unwrap();
+    let url = serve(Pipeline::new(db.store.clone(), cfg, None).unwrap(), None).await;
+    let r = reqwest::Client::new()
+        .post(&url)
+        .json(&serde_json::json!({"watch": "Acme", "mentions": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(db.store.count_mentions(None).await.unwrap(), 0);
+}

@@ -4,6 +4,8 @@
 //! - A condition (same watch, same condition key) with an open alert is not announced
 //!   again while it persists; a reminder goes out at most every `reminder_hours`.
 //! - When it clears, the alert is resolved and one "resolved" line goes out.
+//! - An alert acknowledged on the dashboard gets no more reminders (a worse severity is
+//!   still announced); a snoozed one stays quiet until its snooze ends.
 //! - After a notification (opened, reminder or resolved), the same condition is not
 //!   notified again within `cooldown_hours`, even if it cleared and came back in
 //!   between (flapping): it is recorded and announced once the cooldown is over.
@@ -71,7 +73,12 @@ pub async fn plan(
                         .last_notified(watch_id, &f.condition_key)
                         .await?
                         .is_none_or(|t| now - t >= cooldown);
-                let remind = now - since >= reminder || escalated || unannounced;
+                let snoozed = a.snoozed_until.is_some_and(|t| t > now);
+                let acknowledged = a.acknowledged_at.is_some();
+                // Acknowledged: someone is on it, so no more reminders (a worse severity
+                // still goes out); snoozed: nothing until the snooze ends.
+                let remind = !snoozed
+                    && ((now - since >= reminder && !acknowledged) || escalated || unannounced);
                 changes.push((
                     AlertChange::Persist {
                         id: a.id,

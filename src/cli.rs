@@ -50,8 +50,11 @@ pub enum Command {
     /// Check the configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Run the monitor: fetch on schedule, score, store, send email. Stops on Ctrl-C.
+    /// Run the monitor: fetch on schedule, score, store, send email, serve the dashboard.
+    /// Stops on Ctrl-C.
     Run,
+    /// Serve the dashboard and JSON API alone, without the scheduler.
+    Serve,
     /// Fetch now, once, from every enabled source (or the ones named).
     Fetch(FetchArgs),
     /// Add reviews or posts from a CSV or JSON-lines file to a watch.
@@ -233,6 +236,7 @@ pub async fn main(cli: Cli) -> Result<()> {
         Command::Init { path, force } => init(&path, force),
         Command::Config(ConfigCommand::Check) => config_check(&cli.config),
         Command::Run => run(&cli.config).await,
+        Command::Serve => serve(&cli.config).await,
         Command::Fetch(args) => fetch(&cli.config, args).await,
         Command::Import(args) => import_file(&cli.config, args).await,
         Command::Mentions(args) => mentions(&cli.config, args).await,
@@ -590,6 +594,9 @@ async fn run(path: &Path) -> Result<()> {
         "zmot is running; stop with Ctrl-C"
     );
     let metrics = Arc::new(crate::health::Metrics::default());
+    // Refuse to expose the dashboard beyond loopback without a token, before listening.
+    let web = crate::web::WebState::new(store.clone(), config.clone());
+    web.check_exposure().map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind(&config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {} (server.listen)", config.server.listen))?;
@@ -606,6 +613,7 @@ async fn run(path: &Path) -> Result<()> {
         );
     }
     let app = crate::health::router(store.clone(), metrics.clone())
+        .merge(crate::web::router(web))
         .merge(crate::push::router(pipeline.clone(), token));
     let mut server_stop = rx.clone();
     let server = tokio::spawn(async move {
@@ -632,6 +640,28 @@ async fn run(path: &Path) -> Result<()> {
     server.await??;
     store.close().await;
     tracing::info!("stopped");
+    Ok(())
+}
+
+async fn serve(path: &Path) -> Result<()> {
+    let config = Arc::new(load_config(path)?);
+    let store = open_store(&config).await?;
+    let web = crate::web::WebState::new(store.clone(), config.clone());
+    web.check_exposure().map_err(anyhow::Error::msg)?;
+    let pipeline = Pipeline::new(store.clone(), config.clone(), load_analyzer(&config))?;
+    let token = crate::push::token_from_env(&config.server.token_env);
+    let metrics = Arc::new(crate::health::Metrics::default());
+    let app = crate::health::router(store.clone(), metrics)
+        .merge(crate::web::router(web))
+        .merge(crate::push::router(pipeline, token));
+    let listener = tokio::net::TcpListener::bind(&config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (server.listen)", config.server.listen))?;
+    tracing::info!("dashboard on http://{}/", listener.local_addr()?);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    store.close().await;
     Ok(())
 }
 

@@ -23,3 +23,4 @@ pub mod sources;
 pub mod store;
 pub mod testutil;
 pub mod trends;
+pub mod web;

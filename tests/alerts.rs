@@ -698,3 +698,63 @@ async fn two_workers_evaluating_at_once_open_and_send_once() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snoozed_and_acknowledged_alerts_send_no_reminders() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let c = config_with("");
+        let src = source(store, &c, "Acme", "posts").await;
+        let t0 = now();
+        put(
+            store,
+            &src,
+            &[
+                m(
+                    "a1",
+                    "this is a scam",
+                    None,
+                    Label::Negative,
+                    -0.8,
+                    t0 - Duration::hours(1),
+                ),
+                m(
+                    "a2",
+                    "they owe me a refund",
+                    None,
+                    Label::Negative,
+                    -0.6,
+                    t0 - Duration::hours(1),
+                ),
+            ],
+        )
+        .await;
+        let r = check_watch(store, &c, "Acme", t0).await.unwrap();
+        assert_eq!(r.opened, 2, "{}", db.label);
+        let w = store.watch_by_name("Acme").await.unwrap().unwrap();
+        let open = store.open_alerts(w.id).await.unwrap();
+        let scam = open
+            .iter()
+            .find(|a| a.condition_key == "keyword:scam")
+            .unwrap();
+        let refund = open
+            .iter()
+            .find(|a| a.condition_key == "keyword:refund")
+            .unwrap();
+        assert!(store
+            .snooze_alert(scam.id, Some(t0 + Duration::hours(48)))
+            .await
+            .unwrap());
+        assert!(store.acknowledge_alert(refund.id, t0).await.unwrap());
+        // A day later neither is reminded: one snoozed, one acknowledged.
+        let r = check_watch(store, &c, "Acme", t0 + Duration::hours(25))
+            .await
+            .unwrap();
+        assert_eq!((r.reminded, r.email_id), (0, None), "{}", db.label);
+        // After the snooze ends, the snoozed one is reminded; the acknowledged one is not.
+        let r = check_watch(store, &c, "Acme", t0 + Duration::hours(49))
+            .await
+            .unwrap();
+        assert_eq!(r.reminded, 1, "{}", db.label);
+    }
+}

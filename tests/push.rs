@@ -127,3 +127,36 @@ async fn without_a_token_the_endpoint_is_off() {
     assert_eq!(r.status(), 403);
     assert_eq!(db.store.count_mentions(None).await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn push_and_the_dashboard_api_share_the_path_by_method() {
+    let db = testutil::sqlite().await.unwrap();
+    let cfg = Arc::new(config::parse(CONFIG, "test.toml", &[]).unwrap());
+    db.store.sync_config(&cfg).await.unwrap();
+    let pipeline = Pipeline::new(db.store.clone(), cfg.clone(), None).unwrap();
+    // The same composition as `zmot run` and `zmot serve`.
+    let app = zmot::web::router(zmot::web::WebState::new(db.store.clone(), cfg))
+        .merge(zmot::push::router(pipeline, Some("tok".into())));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    let url = format!("http://{addr}/api/mentions");
+    let client = reqwest::Client::new();
+    let body = serde_json::json!({"watch": "Acme", "mentions": [
+        {"id": "x", "text": "Pushed and listed", "published_at": "2026-11-23T10:00:00Z"}
+    ]});
+    let r = client
+        .post(&url)
+        .bearer_auth("tok")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("Pushed and listed"), "{text}");
+}

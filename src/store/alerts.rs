@@ -41,6 +41,10 @@ pub struct AlertRow {
     pub last_seen_at: DateTime<Utc>,
     pub last_notified_at: Option<DateTime<Utc>>,
     pub resolved_at: Option<DateTime<Utc>>,
+    /// Someone took it on (from the dashboard): reminders stop.
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    /// Quiet until then: no reminder, no escalation email.
+    pub snoozed_until: Option<DateTime<Utc>>,
 }
 
 /// What an alert to open says.
@@ -85,9 +89,9 @@ pub enum ApplyOutcome {
 
 const COLUMNS: &str = "a.id, a.watch_id, w.name AS watch_name, a.rule, a.condition_key, a.severity,
     a.status, a.title, a.summary, a.action, a.evidence, a.opened_at, a.last_seen_at,
-    a.last_notified_at, a.resolved_at";
+    a.last_notified_at, a.resolved_at, a.acknowledged_at, a.snoozed_until";
 
-fn alert_row(r: &AnyRow) -> Result<AlertRow> {
+pub(super) fn alert_row(r: &AnyRow) -> Result<AlertRow> {
     let evidence: String = r.try_get("evidence")?;
     Ok(AlertRow {
         id: r.try_get("id")?,
@@ -107,6 +111,8 @@ fn alert_row(r: &AnyRow) -> Result<AlertRow> {
             .try_get::<Option<i64>, _>("last_notified_at")?
             .map(from_ms),
         resolved_at: r.try_get::<Option<i64>, _>("resolved_at")?.map(from_ms),
+        acknowledged_at: r.try_get::<Option<i64>, _>("acknowledged_at")?.map(from_ms),
+        snoozed_until: r.try_get::<Option<i64>, _>("snoozed_until")?.map(from_ms),
     })
 }
 

@@ -24,6 +24,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "alerts",
         include_str!("../../migrations/0002_alerts.sql"),
     ),
+    (
+        3,
+        "triage",
+        include_str!("../../migrations/0003_triage.sql"),
+    ),
 ];
 
 /// Rewrites portable SQL for one backend.

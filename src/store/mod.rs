@@ -9,6 +9,7 @@ mod migrate;
 mod outbox;
 mod runs;
 mod trends;
+mod triage;
 
 pub use alerts::{AlertChange, AlertRow, ApplyOutcome, Evidence, NewAlert};
 pub use ingest::IngestStats;
@@ -17,6 +18,10 @@ pub use jobs::JobState;
 pub use outbox::{NewEmail, OutboxEmail, OutboxStats};
 pub use runs::{fetch_job_name, FetchRun, RunOutcome, SourceStatus};
 pub use trends::{median, PeriodStats};
+pub use triage::{
+    AlertState, MentionFilter, TriageEvent, TriageState, TriageStatus, TriageSummary, TriageUpdate,
+    TriagedMention,
+};
 
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, TimeZone, Utc};

@@ -1,0 +1,410 @@
+//! The dashboard and its JSON API: server-rendered pages (no JavaScript, nothing loaded
+//! from elsewhere; the stylesheet is embedded) and `/api/...` with the same data.
+//! It reads the store and the trends code and writes only through store functions.
+//!
+//! Access (see the README, "Dashboard and API"):
+//! - The token is the value of the environment variable named by `server.token_env`.
+//! - Bound to loopback without a token: everything is open to this machine; requests
+//!   whose `Host` is not a loopback name are refused (no DNS rebinding).
+//! - With a token: the API and every state-changing request need `Authorization: Bearer
+//!   <token>` or the session cookie given by the login form; pages are readable without
+//!   logging in only when bound to loopback.
+//! - Bound beyond loopback without a token: every request is refused.
+//! - Forms carry a per-process CSRF token and must come from the same origin
+//!   (`Origin`, else `Referer`, must match `Host` when present).
+
+mod api;
+mod charts;
+mod data;
+mod html;
+mod pages;
+mod params;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use crate::config::Config;
+use crate::store::Store;
+
+/// Request bodies larger than this are refused (forms and JSON are small).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// The largest page of mentions a request may ask for.
+pub const MAX_PAGE_SIZE: i64 = 100;
+/// The largest page the API gives.
+pub const MAX_API_LIMIT: i64 = 200;
+
+const SESSION_COOKIE: &str = "zmot_session";
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct WebState {
+    pub store: Store,
+    pub config: Arc<Config>,
+    security: Arc<Security>,
+}
+
+struct Security {
+    /// The access token, when one is configured.
+    token: Option<String>,
+    /// Whether the server listens on loopback only.
+    loopback: bool,
+    /// Per-process secret embedded in forms.
+    csrf: String,
+    /// Per-process session value given out by the login form.
+    session: String,
+}
+
+fn random_hex() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// Whether an address to listen on (`host:port`) is loopback only.
+pub fn is_loopback_listen(listen: &str) -> bool {
+    if let Ok(addr) = listen.parse::<std::net::SocketAddr>() {
+        return addr.ip().is_loopback();
+    }
+    let host = listen.rsplit_once(':').map(|(h, _)| h).unwrap_or(listen);
+    host.eq_ignore_ascii_case("localhost")
+}
+
+impl WebState {
+    /// The state for `config`: the token is read from the variable named by
+    /// `server.token_env`, loopback is judged from `server.listen`.
+    pub fn new(store: Store, config: Arc<Config>) -> WebState {
+        let token = std::env::var(&config.server.token_env)
+            .ok()
+            .filter(|t| !t.trim().is_empty());
+        let loopback = is_loopback_listen(&config.server.listen);
+        WebState::with_access(store, config, token, loopback)
+    }
+
+    /// The state with an explicit token and binding (for tests and embedding).
+    pub fn with_access(
+        store: Store,
+        config: Arc<Config>,
+        token: Option<String>,
+        loopback: bool,
+    ) -> WebState {
+        WebState {
+            store,
+            config,
+            security: Arc::new(Security {
+                token,
+                loopback,
+                csrf: random_hex(),
+                session: random_hex(),
+            }),
+        }
+    }
+
+    /// The CSRF token forms must carry.
+    pub fn csrf_token(&self) -> &str {
+        &self.security.csrf
+    }
+
+    /// Whether the token is required and whether a start is refused; `Err` explains
+    /// why this configuration must not serve (beyond loopback without a token).
+    pub fn check_exposure(&self) -> Result<(), String> {
+        if !self.security.loopback && self.security.token.is_none() {
+            return Err(format!(
+                "server.listen = {} is reachable beyond this machine: set an access token in ${}",
+                self.config.server.listen, self.config.server.token_env
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The dashboard's and the API's routes, ready to be merged next to the health router.
+pub fn router(state: WebState) -> Router {
+    let api = Router::new()
+        .route("/watches", get(api::watches))
+        .route("/watches/{watch}", get(api::watch))
+        .route("/watches/{watch}/trends", get(api::trends))
+        .route("/watches/{watch}/buyers-view", get(api::buyers_view))
+        .route("/watches/{watch}/triage", get(api::triage_summary))
+        .route("/mentions", get(api::mentions))
+        .route(
+            "/mentions/{id}",
+            get(api::mention).patch(api::patch_mention),
+        )
+        .route("/mentions/{id}/triage", post(api::patch_mention))
+        .route("/alerts", get(api::alerts))
+        .route("/alerts/{id}/acknowledge", post(api::acknowledge_alert))
+        .route("/alerts/{id}/snooze", post(api::snooze_alert))
+        .route("/sources", get(api::sources))
+        .route("/sources/{id}/fetch", post(api::fetch_now))
+        .route("/openapi.json", get(api::openapi))
+        .fallback(api::not_found);
+    Router::new()
+        .route("/", get(pages::overview))
+        .route("/watch/{name}", get(pages::watch))
+        .route("/mentions", get(pages::mentions))
+        .route("/mentions/{id}", get(pages::mention))
+        .route("/mentions/{id}/triage", post(pages::triage))
+        .route("/alerts/{id}/acknowledge", post(pages::acknowledge_alert))
+        .route("/alerts/{id}/snooze", post(pages::snooze_alert))
+        .route("/sources", get(pages::sources))
+        .route("/sources/{id}/fetch", post(pages::fetch_now))
+        .route("/login", get(pages::login_form).post(pages::login))
+        .route("/logout", post(pages::logout))
+        .route("/assets/zmot.css", get(css))
+        .nest("/api", api)
+        .fallback(pages::not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .layer(middleware::from_fn(secure_headers))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn css() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        html::CSS,
+    )
+}
+
+async fn secure_headers(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
+             frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    res
+}
+
+/// Equal strings, compared in time independent of where they differ.
+fn same_secret(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The host (with port) a URL-ish header names.
+fn origin_host(value: &str) -> Option<String> {
+    let u = url::Url::parse(value).ok()?;
+    let host = u.host_str()?;
+    Some(match u.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    })
+}
+
+fn host_is_loopback(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+impl Security {
+    /// Whether the request proves it holds the token (bearer or session cookie).
+    fn authenticated(&self, headers: &HeaderMap) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        if bearer(headers).is_some_and(|b| same_secret(b, token)) {
+            return true;
+        }
+        cookie(headers, SESSION_COOKIE).is_some_and(|c| same_secret(c, &self.session))
+    }
+}
+
+/// Refusal in the request's dialect: JSON for the API, a page otherwise.
+fn refuse(api: bool, status: StatusCode, code: &str, message: &str) -> Response {
+    if api {
+        let mut res = api::error_response(status, code, message);
+        if status == StatusCode::UNAUTHORIZED {
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"zmot\""),
+            );
+        }
+        res
+    } else {
+        html::error_page(status, message)
+    }
+}
+
+/// Access control in front of every route (see the module documentation).
+async fn guard(State(s): State<WebState>, req: Request, next: Next) -> Response {
+    let sec = &s.security;
+    let path = req.uri().path().to_string();
+    let is_api = path == "/api" || path.starts_with("/api/");
+    let headers = req.headers();
+    let reading = matches!(*req.method(), Method::GET | Method::HEAD);
+
+    if !sec.loopback && sec.token.is_none() {
+        return refuse(
+            is_api,
+            StatusCode::FORBIDDEN,
+            "no_token",
+            "this server listens beyond loopback and has no access token configured",
+        );
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    if sec.token.is_none() && !host_is_loopback(&host) {
+        return refuse(
+            is_api,
+            StatusCode::FORBIDDEN,
+            "bad_host",
+            "requests must name this machine (localhost or 127.0.0.1) as their host",
+        );
+    }
+    if path == "/assets/zmot.css" {
+        return next.run(req).await;
+    }
+    if is_api {
+        if !sec.authenticated(headers) {
+            return refuse(
+                true,
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "send Authorization: Bearer <token>",
+            );
+        }
+        return next.run(req).await;
+    }
+    if !reading {
+        // Same origin: a browser always sends Origin on a cross-site POST.
+        let claimed = headers
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| *v != "null")
+            .or_else(|| headers.get(header::REFERER).and_then(|v| v.to_str().ok()));
+        if let Some(claimed) = claimed {
+            if origin_host(claimed).is_none_or(|o| !o.eq_ignore_ascii_case(&host)) {
+                return refuse(
+                    false,
+                    StatusCode::FORBIDDEN,
+                    "cross_origin",
+                    "this form was sent from another site",
+                );
+            }
+        } else if headers.get(header::ORIGIN).is_some() {
+            return refuse(
+                false,
+                StatusCode::FORBIDDEN,
+                "cross_origin",
+                "this form was sent from an opaque origin",
+            );
+        }
+        if path != "/login" && !sec.authenticated(req.headers()) {
+            return refuse(
+                false,
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "log in with the access token first",
+            );
+        }
+        return next.run(req).await;
+    }
+    // Reading pages: free on loopback, otherwise after logging in.
+    if !sec.loopback && path != "/login" && !sec.authenticated(headers) {
+        let target = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+        return Redirect::to(&format!("/login?next={}", params::query_escape(&target)))
+            .into_response();
+    }
+    next.run(req).await
+}
+
+/// JSON error body: `{"error": {"code": ..., "message": ...}}`.
+pub(crate) fn json_error(code: &str, message: &str) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "error": { "code": code, "message": message } }))
+}
+
+/// An error of a handler, rendered by the page or API wrapper.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    NotFound(String),
+    BadRequest(String),
+    Forbidden(String),
+    Internal(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Internal(e)
+    }
+}
+
+impl Failure {
+    fn parts(&self) -> (StatusCode, &'static str, String) {
+        match self {
+            Failure::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone()),
+            Failure::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m.clone()),
+            Failure::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone()),
+            Failure::Internal(e) => {
+                // The cause goes to the log, never to the client.
+                tracing::error!(error = %format!("{e:#}"), "dashboard request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "something went wrong; the server log has the details".to_string(),
+                )
+            }
+        }
+    }
+}

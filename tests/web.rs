@@ -1,0 +1,755 @@
+//! The dashboard and its API against a real server on 127.0.0.1, on SQLite (and
+//! PostgreSQL when `ZMOT_TEST_DATABASE_URL` is set): figures on the pages, escaping of
+//! hostile review text, filters and pagination, triage through the forms, JSON shapes,
+//! access control and CSRF.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use reqwest::redirect::Policy;
+use reqwest::StatusCode;
+use serde_json::Value;
+use zmot::config::{self, Config};
+use zmot::domain::{Engagement, Label, Mention, ScoredMention, Sentiment};
+use zmot::store::{SourceRow, Store};
+use zmot::testutil;
+use zmot::web::{router, WebState};
+
+const CONFIG: &str = r#"
+[[watch]]
+name = "Acme Kettle"
+competitors = "kettles"
+recipients = ["lead@acme.test"]
+
+[[watch.source]]
+name = "blog"
+kind = "feed"
+params = { url = "https://acme.test/feed.xml" }
+
+[[watch]]
+name = "Rival"
+competitors = "kettles"
+"#;
+
+const HOSTILE: &str = "<script>alert(1)</script> it leaks";
+
+fn config() -> Config {
+    config::parse(CONFIG, "test.toml", &[]).unwrap()
+}
+
+fn scored(
+    id: &str,
+    text: &str,
+    rating: u8,
+    label: Label,
+    at: DateTime<Utc>,
+    reply: bool,
+) -> ScoredMention {
+    ScoredMention {
+        mention: Mention {
+            external_id: id.into(),
+            url: Some(format!("https://reviews.test/{id}")),
+            author: Some("Pat".into()),
+            title: None,
+            text: text.into(),
+            rating: Some(rating),
+            engagement: Engagement::default(),
+            language: Some("en".into()),
+            published_at: at,
+            owner_reply: reply.then(|| "Sorry, we are on it".to_string()),
+            owner_reply_at: reply.then(|| at + Duration::hours(2)),
+            extra: None,
+        },
+        sentiment: Some(Sentiment {
+            label,
+            score: if label == Label::Negative { -0.8 } else { 0.8 },
+            confidence: 0.9,
+        }),
+    }
+}
+
+/// Acme Kettle's store page: four good reviews then six bad ones (the buyer's view
+/// averages (4 x 5 + 6 x 2) / 10 = 3.2), one of them hostile HTML, one answered.
+async fn seed(store: &Store, c: &Config) -> SourceRow {
+    store.sync_config(c).await.unwrap();
+    let w = store.watch_by_name("Acme Kettle").await.unwrap().unwrap();
+    let src = store.push_source(w.id, "store").await.unwrap();
+    let now = Utc::now();
+    let mut batch = Vec::new();
+    for i in 0..4 {
+        batch.push(scored(
+            &format!("g{i}"),
+            "Boils fast, lovely",
+            5,
+            Label::Positive,
+            now - Duration::hours(100 - i),
+            false,
+        ));
+    }
+    for i in 0..6 {
+        let text = if i == 0 {
+            HOSTILE.to_string()
+        } else {
+            format!("Broke after a week, number {i}")
+        };
+        batch.push(scored(
+            &format!("b{i}"),
+            &text,
+            2,
+            Label::Negative,
+            now - Duration::hours(50 - i),
+            i == 1,
+        ));
+    }
+    store
+        .ingest(&src, &batch, Some(("test", "1")))
+        .await
+        .unwrap();
+    src
+}
+
+struct Server {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Server {
+    async fn start(store: Store, c: Config, token: Option<&str>, loopback: bool) -> Server {
+        let state = WebState::with_access(store, Arc::new(c), token.map(String::from), loopback);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(listener, router(state)).await.unwrap();
+        });
+        Server {
+            base: format!("http://{addr}"),
+            http: reqwest::Client::builder()
+                .redirect(Policy::none())
+                .build()
+                .unwrap(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, String) {
+        let r = self.http.get(self.url(path)).send().await.unwrap();
+        (r.status(), r.text().await.unwrap())
+    }
+
+    async fn json(&self, path: &str) -> (StatusCode, Value) {
+        let r = self.http.get(self.url(path)).send().await.unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap())
+    }
+
+    /// Posts a form as a browser on this page would (same Origin).
+    async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .header("Origin", &self.base)
+            .form(fields)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+fn csrf_of(page: &str) -> String {
+    let at = page
+        .find(r#"name="csrf" value=""#)
+        .expect("a form with a CSRF token");
+    let rest = &page[at + r#"name="csrf" value=""#.len()..];
+    rest[..rest.find('"').unwrap()].to_string()
+}
+
+async fn negative_ids(s: &Server) -> Vec<i64> {
+    let (_, v) = s
+        .json("/api/mentions?watch=Acme%20Kettle&sentiment=negative")
+        .await;
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_i64().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_show_the_figures_and_escape_review_text() {
+    for db in testutil::all().await.unwrap() {
+        let c = config();
+        seed(&db.store, &c).await;
+        let s = Server::start(db.store.clone(), c, None, true).await;
+
+        let r = s.http.get(s.url("/")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{}", db.label);
+        let csp = r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(csp.contains("default-src 'none'"), "{csp}");
+        let page = r.text().await.unwrap();
+        // Red: the buyer's view (3.2) is under 4.0 and 60 % of the last 7 days is negative.
+        assert!(page.contains(r#"<article class="card red""#), "{page}");
+        assert!(page.contains(r#"<b class="below">3.20★</b>"#), "{page}");
+        assert!(page.contains("vs 4.3"), "{page}");
+        // This ISO week and the last split the ten reviews by weekday; both are shown.
+        assert!(page.contains(r#"figure negative-week"><b>"#), "{page}");
+        assert!(page.contains("negative this week (last week "), "{page}");
+        assert!(page.contains("Rival"));
+        assert!(page.contains("blog") && page.contains("never"), "{page}");
+
+        let (status, page) = s.get("/watch/Acme%20Kettle").await;
+        assert_eq!(status, 200, "{}", db.label);
+        assert!(page.contains("<svg"), "a chart");
+        assert!(page.contains(r#"class="threshold""#) && page.contains(">4.3</text>"));
+        assert!(page.contains("Broke after a week, number 3"));
+        assert!(
+            !page.contains("<script>alert(1)</script>"),
+            "hostile text unescaped"
+        );
+        assert!(
+            page.contains("&lt;script&gt;alert(1)&lt;"),
+            "hostile text shown escaped"
+        );
+        // Six negatives, all open; one of six has an owner reply on a replying source.
+        assert!(page.contains(r#"open-negative"><b>6</b>"#), "{page}");
+        assert!(page.contains(r#"reply-share"><b>17%</b>"#), "{page}");
+        assert!(page.contains("Competitors"));
+        // Links to originals only for http(s).
+        assert!(page.contains(r#"href="https://reviews.test/b2""#));
+
+        let (status, page) = s.get("/mentions?q=script").await;
+        assert_eq!(status, 200);
+        assert!(!page.contains("<script>alert(1)</script>"));
+        assert!(page.contains("1–1 of 1 mentions"), "{page}");
+
+        let (status, page) = s.get("/sources").await;
+        assert_eq!(status, 200);
+        assert!(page.contains("Fetch now") && page.contains("blog"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_watch_is_404_on_pages_and_api() {
+    let db = testutil::sqlite().await.unwrap();
+    let c = config();
+    seed(&db.store, &c).await;
+    let s = Server::start(db.store.clone(), c, None, true).await;
+    assert_eq!(s.get("/watch/Nobody").await.0, 404);
+    let (status, v) = s.json("/api/watches/Nobody/trends").await;
+    assert_eq!(status, 404);
+    assert_eq!(v["error"]["code"], "not_found");
+    let (status, v) = s.json("/api/nothing-here").await;
+    assert_eq!(status, 404);
+    assert_eq!(v["error"]["code"], "not_found");
+    assert_eq!(s.get("/no-such-page").await.0, 404);
+    assert_eq!(s.get("/mentions/99999").await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mention_filters_and_pagination() {
+    for db in testutil::all().await.unwrap() {
+        let c = config();
+        seed(&db.store, &c).await;
+        let s = Server::start(db.store.clone(), c, None, true).await;
+        let count = |page: &str| page.contains("of 6 mentions");
+
+        let (_, page) = s
+            .get("/mentions?watch=Acme+Kettle&sentiment=negative")
+            .await;
+        assert!(page.contains("1–6 of 6 mentions"), "{}: {page}", db.label);
+        let (_, page) = s
+            .get("/mentions?watch=Acme+Kettle&sentiment=negative&per_page=4&page=2")
+            .await;
+        assert!(page.contains("5–6 of 6 mentions") && count(&page), "{page}");
+        assert!(page.contains(r#"rel="prev""#) && !page.contains(r#"rel="next""#));
+        let (_, page) = s.get("/mentions?stars=5").await;
+        assert!(page.contains("1–4 of 4 mentions"), "{page}");
+        let (_, page) = s.get("/mentions?stars=1-2&q=NUMBER+3").await;
+        assert!(page.contains("1–1 of 1 mentions"), "{page}");
+        let (_, page) = s.get("/mentions?status=resolved").await;
+        assert!(page.contains("0–0 of 0 mentions"), "{page}");
+        let from = (Utc::now() - Duration::days(1)).date_naive();
+        let (_, page) = s.get(&format!("/mentions?from={from}")).await;
+        assert!(
+            page.contains("of 0 mentions")
+                || page.contains("of 6 mentions")
+                || page.contains("mentions")
+        );
+        // Untouched GET-form fields are empty, not errors.
+        let (status, _) = s
+            .get("/mentions?watch=&source=&sentiment=&stars=&from=&to=&q=&status=")
+            .await;
+        assert_eq!(status, 200);
+        let (status, page) = s.get("/mentions?stars=9").await;
+        assert_eq!(status, 400, "{page}");
+
+        // The API walks the same list with a cursor: every mention once.
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let path = match &cursor {
+                Some(c) => format!("/api/mentions?watch=Acme%20Kettle&limit=3&cursor={c}"),
+                None => "/api/mentions?watch=Acme%20Kettle&limit=3".to_string(),
+            };
+            let (status, v) = s.json(&path).await;
+            assert_eq!(status, 200, "{v}");
+            let items = v["items"].as_array().unwrap();
+            assert!(items.len() <= 3);
+            seen.extend(items.iter().map(|m| m["id"].as_i64().unwrap()));
+            match v["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => break,
+            }
+        }
+        let mut unique = seen.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!((seen.len(), unique.len()), (10, 10), "{}", db.label);
+        let (status, v) = s.json("/api/mentions?cursor=garbage").await;
+        assert_eq!(status, 400);
+        assert_eq!(v["error"]["code"], "bad_request");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn triage_through_the_page_changes_status_and_the_watch_page_shows_it() {
+    for db in testutil::all().await.unwrap() {
+        let c = config();
+        seed(&db.store, &c).await;
+        let s = Server::start(db.store.clone(), c, None, true).await;
+        let ids = negative_ids(&s).await;
+        assert_eq!(ids.len(), 6);
+        let id = ids[0];
+        let (_, page) = s.get("/watch/Acme%20Kettle").await;
+        let csrf = csrf_of(&page);
+        let path = format!("/mentions/{id}/triage");
+
+        // Without the CSRF token, or from another site: refused, nothing changes.
+        let r = s
+            .post_form(&path, &[("status", "resolved"), ("csrf", "nope")])
+            .await;
+        assert_eq!(r.status(), 403);
+        let r = s
+            .http
+            .post(s.url(&path))
+            .header("Origin", "https://evil.test")
+            .form(&[("status", "resolved"), ("csrf", csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+
+        let r = s
+            .post_form(
+                &path,
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("back", "/watch/Acme%20Kettle"),
+                    ("status", "resolved"),
+                    ("assignee", "sam@acme.test"),
+                    ("note", "Replacement sent <b>today</b>"),
+                    ("by", "Lee"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{}", db.label);
+        assert_eq!(r.headers()["location"], "/watch/Acme%20Kettle");
+
+        let (_, page) = s.get("/watch/Acme%20Kettle").await;
+        assert!(page.contains(r#"open-negative"><b>5</b>"#), "{page}");
+        assert!(page.contains("Recently handled"));
+        assert!(page.contains(r#"triage-status">resolved</span>"#));
+        assert!(page.contains("assigned to sam@acme.test"));
+        assert!(page.contains("Replacement sent &lt;b&gt;today&lt;"));
+        assert!(
+            !page.contains(r#"first-action"><b>–</b>"#),
+            "median time shown"
+        );
+
+        let (_, v) = s.json(&format!("/api/mentions/{id}")).await;
+        assert_eq!(v["triage"]["status"], "resolved");
+        assert_eq!(v["triage"]["assignee"], "sam@acme.test");
+        assert_eq!(v["triage"]["updated_by"], "Lee");
+        assert_eq!(v["triage_history"].as_array().unwrap().len(), 1);
+        let (_, page) = s.get("/mentions?status=resolved").await;
+        assert!(page.contains("1–1 of 1 mentions"), "{page}");
+        let (_, page) = s.get("/mentions?status=open&sentiment=negative").await;
+        assert!(page.contains("1–5 of 5 mentions"), "{page}");
+
+        // A redirect target elsewhere is replaced by the overview.
+        let r = s
+            .post_form(
+                &path,
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("back", "//evil.test/"),
+                    ("status", "replied"),
+                ],
+            )
+            .await;
+        assert_eq!(r.headers()["location"], "/");
+        let (_, v) = s.json(&format!("/api/mentions/{id}")).await;
+        assert_eq!(v["triage"]["status"], "replied");
+        assert_eq!(
+            v["triage"]["assignee"], "sam@acme.test",
+            "kept when not sent"
+        );
+        assert_eq!(v["triage_history"].as_array().unwrap().len(), 2);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_are_acknowledged_and_snoozed_and_fetch_now_is_recorded() {
+    for db in testutil::all().await.unwrap() {
+        let c = config();
+        seed(&db.store, &c).await;
+        zmot::alerts::check_watch(&db.store, &c, "Acme Kettle", Utc::now())
+            .await
+            .unwrap();
+        let s = Server::start(db.store.clone(), c, None, true).await;
+        let (_, v) = s.json("/api/alerts?watch=Acme%20Kettle").await;
+        let alerts = v["alerts"].as_array().unwrap().clone();
+        assert!(!alerts.is_empty(), "{}: {v}", db.label);
+        let id = alerts[0]["id"].as_i64().unwrap();
+        assert!(alerts[0]["acknowledged_at"].is_null());
+
+        let (_, page) = s.get("/watch/Acme%20Kettle").await;
+        assert!(page.contains("Acknowledge"));
+        let csrf = csrf_of(&page);
+        let r = s
+            .post_form(
+                &format!("/alerts/{id}/acknowledge"),
+                &[("csrf", csrf.as_str()), ("back", "/watch/Acme%20Kettle")],
+            )
+            .await;
+        assert_eq!(r.status(), 303);
+        let r = s
+            .post_form(
+                &format!("/alerts/{id}/snooze"),
+                &[("csrf", csrf.as_str()), ("hours", "24")],
+            )
+            .await;
+        assert_eq!(r.status(), 303);
+        let (_, page) = s.get("/watch/Acme%20Kettle").await;
+        assert!(page.contains("acknowledged 20"), "{page}");
+        assert!(page.contains("snoozed until"), "{page}");
+
+        let r = s
+            .http
+            .post(s.url(&format!("/api/alerts/{id}/snooze")))
+            .json(&serde_json::json!({ "hours": 0 }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert!(
+            v["snoozed_until"].is_null() && !v["acknowledged_at"].is_null(),
+            "{v}"
+        );
+
+        // Fetch now: the source's job becomes due.
+        let blog = db
+            .store
+            .sources(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|s| s.name == "blog")
+            .unwrap();
+        let r = s
+            .post_form(
+                &format!("/sources/{}/fetch", blog.id),
+                &[("csrf", csrf.as_str()), ("back", "/sources")],
+            )
+            .await;
+        assert_eq!(r.status(), 303);
+        let jobs = db.store.jobs().await.unwrap();
+        let job = jobs
+            .iter()
+            .find(|j| j.name == zmot::store::fetch_job_name(blog.id))
+            .expect("job recorded");
+        assert!(job.next_run_at.unwrap() <= Utc::now());
+        let (_, page) = s.get("/sources").await;
+        assert!(
+            !page.contains("<td>–</td><td>0</td><td><form"),
+            "next run shown"
+        );
+        // A pushed source is not polled.
+        let store_src = db
+            .store
+            .sources(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|s| s.name == "store")
+            .unwrap();
+        let r = s
+            .http
+            .post(s.url(&format!("/api/sources/{}/fetch", store_src.id)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_json_shapes() {
+    for db in testutil::all().await.unwrap() {
+        let c = config();
+        seed(&db.store, &c).await;
+        let s = Server::start(db.store.clone(), c, None, true).await;
+
+        let (status, v) = s.json("/api/watches").await;
+        assert_eq!(status, 200);
+        let watches = v["watches"].as_array().unwrap();
+        assert_eq!(watches.len(), 2, "{v}");
+        let acme = watches.iter().find(|w| w["name"] == "Acme Kettle").unwrap();
+        assert_eq!(acme["health"], "red");
+        assert!(acme["reasons"].as_array().unwrap().len() >= 2);
+        assert_eq!(acme["buyer_view_threshold"], 4.3);
+        let view = &acme["buyer_views"][0];
+        assert!((view["average_rating"].as_f64().unwrap() - 3.2).abs() < 1e-9);
+        assert_eq!(view["below_threshold"], true);
+        assert_eq!(
+            acme["this_week"]["mentions"].as_i64().unwrap()
+                + acme["last_week"]["mentions"].as_i64().unwrap(),
+            10
+        );
+        assert!(acme["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["source"] == "blog"));
+
+        let (status, v) = s.json("/api/watches/Acme%20Kettle/trends?weeks=4").await;
+        assert_eq!(status, 200);
+        assert_eq!(v["weeks"].as_array().unwrap().len(), 4);
+        assert_eq!(v["days"].as_array().unwrap().len(), 14);
+        assert_eq!(v["health"], "red");
+        let (status, v) = s.json("/api/watches/Acme%20Kettle/trends?weeks=0").await;
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("bad_request"))
+        );
+
+        let id = acme["id"].as_i64().unwrap();
+        let (status, v) = s.json(&format!("/api/watches/{id}/buyers-view")).await;
+        assert_eq!(status, 200);
+        assert_eq!(v["views"][0]["reviews"].as_array().unwrap().len(), 10);
+        assert_eq!(v["threshold"], 4.3);
+
+        let (_, v) = s.json("/api/mentions?watch=Acme%20Kettle&stars=5").await;
+        let items = v["items"].as_array().unwrap();
+        assert_eq!(items.len(), 4);
+        for key in [
+            "id",
+            "watch",
+            "source",
+            "text",
+            "rating",
+            "published_at",
+            "url",
+            "sentiment",
+            "triage",
+        ] {
+            assert!(
+                items[0].get(key).is_some(),
+                "mention has {key}: {}",
+                items[0]
+            );
+        }
+        assert_eq!(items[0]["sentiment"]["label"], "positive");
+        assert!(v["next_cursor"].is_null());
+
+        let (status, v) = s.json("/api/sources").await;
+        assert_eq!(status, 200);
+        assert!(v["sources"].as_array().unwrap().len() >= 2);
+        let (status, v) = s.json("/api/alerts").await;
+        assert_eq!(status, 200);
+        assert!(v["alerts"].is_array());
+        let (status, v) = s.json("/api/openapi.json").await;
+        assert_eq!(status, 200);
+        assert!(v["paths"]["/api/mentions"].is_object());
+
+        // Triage by PATCH.
+        let mid = negative_ids(&s).await[0];
+        let r = s
+            .http
+            .patch(s.url(&format!("/api/mentions/{mid}")))
+            .json(&serde_json::json!({ "status": "acknowledged", "assignee": "kim", "by": "bot" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["triage"]["status"], "acknowledged");
+        let (_, v) = s.json(&format!("/api/watches/{id}/triage")).await;
+        assert_eq!(v["summary"]["negative"], 6);
+        assert_eq!(v["summary"]["open_negative"], 5);
+        assert_eq!(v["summary"]["actioned"], 1);
+        for (body, code) in [
+            (serde_json::json!({ "status": "done" }), 400),
+            (serde_json::json!({ "colour": "red" }), 400),
+            (serde_json::json!({}), 400),
+        ] {
+            let r = s
+                .http
+                .patch(s.url(&format!("/api/mentions/{mid}")))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), code, "{body}");
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(v["error"]["code"], "bad_request");
+        }
+        let r = s
+            .http
+            .patch(s.url("/api/mentions/999999"))
+            .json(&serde_json::json!({ "status": "resolved" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        // Oversized bodies are refused.
+        let r = s
+            .http
+            .patch(s.url(&format!("/api/mentions/{mid}")))
+            .header("content-type", "application/json")
+            .body(format!("{{\"note\": \"{}\"}}", "x".repeat(200_000)))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status() == 413 || r.status() == 400, "{}", r.status());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_token_is_required_for_the_api_and_for_changes() {
+    let db = testutil::sqlite().await.unwrap();
+    let c = config();
+    seed(&db.store, &c).await;
+    let s = Server::start(db.store.clone(), c.clone(), Some("s3cret-token"), true).await;
+
+    let (status, v) = s.json("/api/watches").await;
+    assert_eq!(status, 401);
+    assert_eq!(v["error"]["code"], "unauthorized");
+    let r = s
+        .http
+        .get(s.url("/api/watches"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = s
+        .http
+        .get(s.url("/api/watches"))
+        .bearer_auth("s3cret-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // On loopback the pages read without logging in, but changes need the session.
+    let (status, page) = s.get("/watch/Acme%20Kettle").await;
+    assert_eq!(status, 200);
+    let csrf = csrf_of(&page);
+    let id = db
+        .store
+        .find_mentions(&Default::default(), 0, 1)
+        .await
+        .unwrap()[0]
+        .mention
+        .id;
+    let path = format!("/mentions/{id}/triage");
+    let r = s
+        .post_form(&path, &[("csrf", csrf.as_str()), ("status", "resolved")])
+        .await;
+    assert_eq!(r.status(), 401);
+
+    let r = s
+        .post_form(
+            "/login",
+            &[("csrf", csrf.as_str()), ("token", "wrong"), ("back", "/")],
+        )
+        .await;
+    assert_eq!(r.status(), 401);
+    let r = s
+        .post_form(
+            "/login",
+            &[
+                ("csrf", csrf.as_str()),
+                ("token", "s3cret-token"),
+                ("back", "/"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    let session = cookie.split(';').next().unwrap().to_string();
+    let r = s
+        .http
+        .post(s.url(&path))
+        .header("Origin", &s.base)
+        .header("Cookie", &session)
+        .form(&[("csrf", csrf.as_str()), ("status", "resolved")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let r = s
+        .http
+        .get(s.url(&format!("/api/mentions/{id}")))
+        .bearer_auth("s3cret-token")
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["triage"]["status"], "resolved");
+
+    // Beyond loopback, pages need the login too.
+    let s2 = Server::start(db.store.clone(), c.clone(), Some("s3cret-token"), false).await;
+    let (status, _) = s2.get("/").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, page) = s2.get("/login?next=/").await;
+    assert_eq!(status, 200);
+    assert!(page.contains(r#"type="password""#));
+    // And beyond loopback with no token at all, nothing is served.
+    let s3 = Server::start(db.store.clone(), c, None, false).await;
+    assert_eq!(s3.get("/").await.0, 403);
+    assert_eq!(s3.json("/api/watches").await.0, 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_only_loopback_host_names_are_served() {
+    let db = testutil::sqlite().await.unwrap();
+    let c = config();
+    seed(&db.store, &c).await;
+    let s = Server::start(db.store.clone(), c, None, true).await;
+    // A DNS-rebinding page would send its own host name.
+    let r = s
+        .http
+        .get(s.url("/api/watches"))
+        .header("Host", "attacker.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = s
+        .http
+        .get(s.url("/"))
+        .header("Host", "localhost:8080")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -210,18 +210,6 @@ pub fn load_training(s: &TrainSettings, dev: &HashSet<String>) -> Result<Vec<Exa
         let mut cut = sentences(&text);
         cut.shuffle(&mut rng);
         for sentence in cut.into_iter().take(2) {
-            // A sentence inherits its review's label, which is noise for the plot
-            // summaries and plain statements most reviews contain: a sentence with no
-            // lexicon valence at all is taken as neutral (weak valence), and one whose
-            // valence clearly contradicts the review is left out.
-            let compound = lexicon::scores(&sentence).compound;
-            let class = if compound.abs() < 0.05 {
-                1
-            } else if (class == 2 && compound <= -0.5) || (class == 0 && compound >= 0.5) {
-                continue;
-            } else {
-                class
-            };
             out.push(Example {
                 text: sentence,
                 class,

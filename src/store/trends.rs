@@ -13,6 +13,11 @@ use super::{to_ms, Store};
 const LATEST_SENTIMENT: &str = "LEFT JOIN sentiments st ON st.mention_id = m.id
     AND st.scored_at = (SELECT MAX(s2.scored_at) FROM sentiments s2 WHERE s2.mention_id = m.id)";
 
+/// The sources of the watch bound to `$6` that show owner replies (any reply ever): an
+/// EXISTS probe per source on the partial index `mentions_source_replied`.
+pub(super) const REPLYING_SOURCES: &str = "SELECT s.id FROM sources s WHERE s.watch_id = $6
+    AND EXISTS (SELECT 1 FROM mentions r WHERE r.source_id = s.id AND r.owner_reply IS NOT NULL)";
+
 /// Figures for one period of one watch (optionally one source).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct PeriodStats {
@@ -100,23 +105,23 @@ impl Store {
         };
 
         // Replies: only sources that show them count (a feed of posts has no replies).
-        let rows = sqlx::query(
+        let sql = format!(
             "SELECT m.published_at, m.owner_reply_at,
                     CAST(CASE WHEN m.owner_reply IS NOT NULL THEN 1 ELSE 0 END AS BIGINT) AS has_reply
              FROM mentions m
              WHERE m.watch_id = $1 AND ($2 = 0 OR m.source_id = $3)
                AND m.published_at >= $4 AND m.published_at < $5
-               AND m.source_id IN (SELECT DISTINCT r.source_id FROM mentions r
-                                   WHERE r.watch_id = $6 AND r.owner_reply IS NOT NULL)",
-        )
-        .bind(watch_id)
-        .bind(i64::from(source_id.is_some()))
-        .bind(source_id.unwrap_or(0))
-        .bind(to_ms(from))
-        .bind(to_ms(to))
-        .bind(watch_id)
-        .fetch_all(&self.pool)
-        .await?;
+               AND m.source_id IN ({REPLYING_SOURCES})",
+        );
+        let rows = sqlx::query(&sql)
+            .bind(watch_id)
+            .bind(i64::from(source_id.is_some()))
+            .bind(source_id.unwrap_or(0))
+            .bind(to_ms(from))
+            .bind(to_ms(to))
+            .bind(watch_id)
+            .fetch_all(&self.pool)
+            .await?;
         let mut delays = Vec::new();
         for row in &rows {
             stats.replyable += 1;

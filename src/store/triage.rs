@@ -339,11 +339,23 @@ impl Store {
     /// How many mentions match a filter (its `after` included).
     pub async fn count_found_mentions(&self, f: &MentionFilter) -> Result<i64> {
         let (clause, binds) = f.clause();
+        // Join the sentiment and the triage only when a condition reads them: counting a
+        // million mentions then reads one index.
+        let sentiment = if f.label.is_some() {
+            LATEST_SENTIMENT
+        } else {
+            ""
+        };
+        let triage = if f.status.is_some() {
+            "LEFT JOIN mention_triage t ON t.mention_id = m.id"
+        } else {
+            ""
+        };
         let sql = format!(
             "SELECT COUNT(*) AS n
              FROM mentions m
-             {LATEST_SENTIMENT}
-             LEFT JOIN mention_triage t ON t.mention_id = m.id
+             {sentiment}
+             {triage}
              {clause}"
         );
         let row = bind_all(sqlx::query(&sql), binds)
@@ -500,8 +512,9 @@ impl Store {
         let sql = format!(
             "SELECT COUNT(*) AS neg,
                 COALESCE(SUM(CASE WHEN t.status IS NULL OR t.status = 'open' THEN 1 ELSE 0 END), 0) AS open_neg,
-                COALESCE(SUM(CASE WHEN m.source_id IN (SELECT DISTINCT r.source_id FROM mentions r
-                    WHERE r.watch_id = $1 AND r.owner_reply IS NOT NULL) THEN 1 ELSE 0 END), 0) AS replyable,
+                COALESCE(SUM(CASE WHEN m.source_id IN (SELECT s.id FROM sources s WHERE s.watch_id = $1
+                    AND EXISTS (SELECT 1 FROM mentions r WHERE r.source_id = s.id AND r.owner_reply IS NOT NULL))
+                    THEN 1 ELSE 0 END), 0) AS replyable,
                 COALESCE(SUM(CASE WHEN m.owner_reply IS NOT NULL THEN 1 ELSE 0 END), 0) AS replied
              FROM mentions m {LATEST_SENTIMENT}
              LEFT JOIN mention_triage t ON t.mention_id = m.id

@@ -299,11 +299,48 @@ pub async fn watch_trends(
     weeks: usize,
     now: DateTime<Utc>,
 ) -> Result<WatchTrends> {
+    watch_trends_with(store, watch_id, watch_name, tz, settings, weeks, now, true).await
+}
+
+/// The trends of a watch without the daily and per-source series (left empty): what a
+/// summary card needs, at a fraction of the queries.
+pub async fn watch_trends_brief(
+    store: &Store,
+    watch_id: i64,
+    watch_name: &str,
+    tz: Tz,
+    settings: &AlertSettings,
+    weeks: usize,
+    now: DateTime<Utc>,
+) -> Result<WatchTrends> {
+    watch_trends_with(store, watch_id, watch_name, tz, settings, weeks, now, false).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn watch_trends_with(
+    store: &Store,
+    watch_id: i64,
+    watch_name: &str,
+    tz: Tz,
+    settings: &AlertSettings,
+    weeks: usize,
+    now: DateTime<Utc>,
+    detail: bool,
+) -> Result<WatchTrends> {
     let week_spans = iso_weeks(tz, now, weeks.max(1));
     let weekly = periods(store, watch_id, None, &week_spans).await?;
-    let daily = periods(store, watch_id, None, &days(tz, now, 14)).await?;
+    let daily = if detail {
+        periods(store, watch_id, None, &days(tz, now, 14)).await?
+    } else {
+        Vec::new()
+    };
     let mut sources = Vec::new();
-    for s in store.sources(Some(watch_id)).await? {
+    let per_source = if detail {
+        store.sources(Some(watch_id)).await?
+    } else {
+        Vec::new()
+    };
+    for s in per_source {
         sources.push(SourceTrend {
             source_id: s.id,
             source: s.name.clone(),

@@ -459,9 +459,8 @@ pub async fn watch(State(s): State<WebState>, Path(name): Path<String>) -> PageR
     );
 
     // Figures.
-    let summary = data::summaries(&s, std::slice::from_ref(&w), now)
-        .await?
-        .remove(0);
+    let status = s.store.source_status().await?;
+    let summary = data::summary_of(&s, &w, &t, &settings, &status).await?;
     let since = now - Duration::days(30);
     let loop_figures = s.store.triage_summary(w.id, since).await?;
     body.push_str(&format!(

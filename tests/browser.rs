@@ -404,6 +404,12 @@ async fn dashboard_in_headless_chromium() {
     assert_eq!(b.text(&line).await.trim(), "4.3");
     let bar_line = b.find("#chart-buyer-view svg g.threshold").await;
     assert_eq!(b.text(&bar_line).await.trim(), "4.3");
+    // The buyer's view week by week, against the same line.
+    let history = b.find("figure.buyer-view-history svg g.threshold").await;
+    assert_eq!(b.text(&history).await.trim(), "4.3");
+    // What drives negativity: the six reviews' cracked lid, new this week.
+    let drivers = b.text(&b.find("table.drivers").await).await;
+    assert!(drivers.contains("cracked"), "{drivers}");
     let id = db
         .store
         .find_mentions(

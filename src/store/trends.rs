@@ -161,11 +161,37 @@ impl Store {
             .collect()
     }
 
+    /// The buyer's view of a source as it stood at `at`: the average of the `n` most
+    /// recent star ratings published before then (`None` when there were none).
+    pub async fn buyer_view_rating_at(
+        &self,
+        source_id: i64,
+        at: DateTime<Utc>,
+        n: i64,
+    ) -> Result<Option<f64>> {
+        let row = sqlx::query(
+            "SELECT CAST(AVG(CAST(r.rating AS DOUBLE PRECISION)) AS DOUBLE PRECISION) AS avg
+             FROM (SELECT m.rating FROM mentions m
+                   WHERE m.source_id = $1 AND m.rating IS NOT NULL AND m.published_at < $2
+                   ORDER BY m.published_at DESC LIMIT $3) r",
+        )
+        .bind(source_id)
+        .bind(to_ms(at))
+        .bind(n.max(1))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("avg")?)
+    }
+
     /// Sources of a watch that have rated mentions: the ones a buyer sees stars on.
     pub async fn rated_sources(&self, watch_id: i64) -> Result<Vec<i64>> {
+        // One EXISTS probe per source (the partial index `mentions_source_rated`), not a
+        // scan of the watch's mentions.
         let rows = sqlx::query(
-            "SELECT DISTINCT source_id FROM mentions
-             WHERE watch_id = $1 AND rating IS NOT NULL ORDER BY source_id",
+            "SELECT s.id AS source_id FROM sources s
+             WHERE s.watch_id = $1
+               AND EXISTS (SELECT 1 FROM mentions r WHERE r.source_id = s.id AND r.rating IS NOT NULL)
+             ORDER BY s.id",
         )
         .bind(watch_id)
         .fetch_all(&self.pool)

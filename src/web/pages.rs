@@ -509,6 +509,34 @@ pub async fn watch(State(s): State<WebState>, Path(name): Path<String>) -> PageR
             charts::rating_bars("Buyer's view rating per source", &views, threshold)
         }
     ));
+    // The buyer's view as it stood at the end of each week, per rated source.
+    for v in &t.buyer_views {
+        let mut history = Vec::with_capacity(t.weeks.len());
+        for p in &t.weeks {
+            history.push(
+                s.store
+                    .buyer_view_rating_at(
+                        v.source_id,
+                        p.to.min(now),
+                        settings.buyer_view_size as i64,
+                    )
+                    .await?,
+            );
+        }
+        body.push_str(&format!(
+            r#"<figure class="chart buyer-view-history" id="chart-buyer-view-history-{}"><h3>Buyer's view on {} at each week's end vs {threshold:.1}</h3>{}</figure>"#,
+            v.source_id,
+            esc(&v.source),
+            charts::line_chart(
+                &format!("Buyer's view rating on {} per week", v.source),
+                &week_labels,
+                &history,
+                (1.0, 5.0),
+                Some(threshold),
+                "buyer's view"
+            )
+        ));
+    }
     body.push_str("</div>");
 
     // The buyer's view.
@@ -548,6 +576,9 @@ pub async fn watch(State(s): State<WebState>, Path(name): Path<String>) -> PageR
         }
         body.push_str("</tbody></table></div></section>");
     }
+
+    // What drives negativity: the last seven days against the 28 before.
+    body.push_str(&drivers_section(&s, &w, now).await?);
 
     // Competitors side by side.
     let rivals = data::competitors(&s, &w).await?;
@@ -630,6 +661,70 @@ pub async fn watch(State(s): State<WebState>, Path(name): Path<String>) -> PageR
     body.push_str("<h2>Alerts</h2>");
     body.push_str(&alerts_table(&alerts, tz, csrf, &back));
     ok(&w.name, Nav::None, &body)
+}
+
+/// The most baseline mentions the drivers are compared against (four busy weeks).
+const DRIVER_BASELINE_LIMIT: i64 = 20_000;
+
+/// "What drives negativity": terms over-represented in the last seven days' negative
+/// mentions against the 28 days before (as the weekly digest finds them), each with its
+/// customer-journey stage and an example.
+async fn drivers_section(
+    s: &WebState,
+    w: &crate::store::WatchRow,
+    now: chrono::DateTime<Utc>,
+) -> Result<String, PageError> {
+    use crate::digest::journey::JourneyMap;
+    use crate::store::MentionQuery;
+    let from = now - Duration::days(7);
+    let recent = s
+        .store
+        .mentions(&MentionQuery {
+            watch_id: Some(w.id),
+            since: Some(from),
+            until: Some(now),
+            ..Default::default()
+        })
+        .await?;
+    let before = s
+        .store
+        .mentions(&MentionQuery {
+            watch_id: Some(w.id),
+            since: Some(from - Duration::days(28)),
+            until: Some(from),
+            limit: Some(DRIVER_BASELINE_LIMIT),
+            ..Default::default()
+        })
+        .await?;
+    let journey = s
+        .config
+        .watch(&w.name)
+        .map(|c| JourneyMap::with_extra(&c.digest.journey))
+        .unwrap_or_default();
+    let drivers = crate::digest::report::negativity_drivers(&recent, &before, &journey);
+    let mut out = String::from(
+        r#"<h2>What drives negativity</h2><p class="muted small">Terms found more often in the last 7 days' negative mentions than in the 28 days before, with the step of the customer journey they concern.</p>"#,
+    );
+    if drivers.is_empty() {
+        out.push_str(
+            r#"<p class="muted drivers-none">No term stands out in the last 7 days' negative mentions.</p>"#,
+        );
+        return Ok(out);
+    }
+    out.push_str(r#"<div class="scroll"><table class="drivers small"><thead><tr><th>Term</th><th>Journey stage</th><th>Negative mentions</th><th>Before</th><th>Example</th></tr></thead><tbody>"#);
+    for d in &drivers {
+        out.push_str(&format!(
+            r#"<tr><td><b>{}</b></td><td>{}</td><td>{}</td><td>{}</td><td>{} <span class="muted">{}</span></td></tr>"#,
+            esc(&d.term),
+            esc(d.stage.as_deref().unwrap_or("–")),
+            d.mentions,
+            d.baseline_mentions,
+            esc(&d.example.excerpt),
+            esc(&d.example.source)
+        ));
+    }
+    out.push_str("</tbody></table></div>");
+    Ok(out)
 }
 
 fn select(name: &str, current: Option<&str>, options: &[(String, String)]) -> String {

@@ -343,13 +343,21 @@ pub fn negativity_drivers(
         min_z: 1.0,
         ..DriverOptions::default()
     };
-    find_drivers_scored(&neg_texts, &neg_scores, &base_texts, &options)
+    let found = find_drivers_scored(&neg_texts, &neg_scores, &base_texts, &options);
+    // Each negative text's terms, once (not once per driver).
+    let neg_terms: Vec<Vec<String>> = if found.is_empty() {
+        Vec::new()
+    } else {
+        neg_texts.iter().map(|t| super::drivers::terms(t)).collect()
+    };
+    found
         .into_iter()
         .map(|d| {
             let containing: Vec<&str> = neg_texts
                 .iter()
-                .filter(|t| super::drivers::terms(t).contains(&d.term))
-                .map(String::as_str)
+                .zip(&neg_terms)
+                .filter(|(_, terms)| terms.contains(&d.term))
+                .map(|(t, _)| t.as_str())
                 .collect();
             DriverRow {
                 stage: journey

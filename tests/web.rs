@@ -318,6 +318,16 @@ async fn mention_filters_and_pagination() {
         unique.sort();
         unique.dedup();
         assert_eq!((seen.len(), unique.len()), (10, 10), "{}", db.label);
+        // The list's count stops at a cap when asked to.
+        let all = zmot::store::MentionFilter::default();
+        assert_eq!(db.store.count_found_mentions(&all).await.unwrap(), 10);
+        assert_eq!(
+            db.store
+                .count_found_mentions_upto(&all, Some(3))
+                .await
+                .unwrap(),
+            3
+        );
         let (status, v) = s.json("/api/mentions?cursor=garbage").await;
         assert_eq!(status, 400);
         assert_eq!(v["error"]["code"], "bad_request");

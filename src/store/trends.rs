@@ -77,7 +77,10 @@ impl Store {
                 COALESCE(SUM(CASE WHEN m.rating = 2 THEN 1 ELSE 0 END), 0) AS r2,
                 COALESCE(SUM(CASE WHEN m.rating = 3 THEN 1 ELSE 0 END), 0) AS r3,
                 COALESCE(SUM(CASE WHEN m.rating = 4 THEN 1 ELSE 0 END), 0) AS r4,
-                COALESCE(SUM(CASE WHEN m.rating = 5 THEN 1 ELSE 0 END), 0) AS r5
+                COALESCE(SUM(CASE WHEN m.rating = 5 THEN 1 ELSE 0 END), 0) AS r5,
+                COALESCE(SUM(CASE WHEN m.source_id IN ({REPLYING_SOURCES}) THEN 1 ELSE 0 END), 0) AS replyable,
+                COALESCE(SUM(CASE WHEN m.owner_reply IS NOT NULL AND m.source_id IN ({REPLYING_SOURCES})
+                    THEN 1 ELSE 0 END), 0) AS replied
              FROM mentions m {LATEST_SENTIMENT}
              WHERE m.watch_id = $1 AND ($2 = 0 OR m.source_id = $3)
                AND m.published_at >= $4 AND m.published_at < $5"
@@ -88,6 +91,7 @@ impl Store {
             .bind(source_id.unwrap_or(0))
             .bind(to_ms(from))
             .bind(to_ms(to))
+            .bind(watch_id)
             .fetch_one(&self.pool)
             .await?;
         // SUM of an integer CASE is BIGINT on both databases.
@@ -101,37 +105,38 @@ impl Store {
             rated: int("rated")?,
             mean_rating: r.try_get("mean_rating")?,
             rating_counts: [int("r1")?, int("r2")?, int("r3")?, int("r4")?, int("r5")?],
+            replyable: int("replyable")?,
+            replied: int("replied")?,
             ..Default::default()
         };
 
-        // Replies: only sources that show them count (a feed of posts has no replies).
+        // Reply delays: only the answered mentions are read (counted above, in SQL).
         let sql = format!(
-            "SELECT m.published_at, m.owner_reply_at,
-                    CAST(CASE WHEN m.owner_reply IS NOT NULL THEN 1 ELSE 0 END AS BIGINT) AS has_reply
+            "SELECT m.published_at, m.owner_reply_at
              FROM mentions m
              WHERE m.watch_id = $1 AND ($2 = 0 OR m.source_id = $3)
                AND m.published_at >= $4 AND m.published_at < $5
-               AND m.source_id IN ({REPLYING_SOURCES})",
+               AND m.owner_reply IS NOT NULL AND m.owner_reply_at IS NOT NULL
+               AND m.source_id IN ({REPLYING_SOURCES})"
         );
-        let rows = sqlx::query(&sql)
-            .bind(watch_id)
-            .bind(i64::from(source_id.is_some()))
-            .bind(source_id.unwrap_or(0))
-            .bind(to_ms(from))
-            .bind(to_ms(to))
-            .bind(watch_id)
-            .fetch_all(&self.pool)
-            .await?;
-        let mut delays = Vec::new();
+        let rows = if stats.replied > 0 {
+            sqlx::query(&sql)
+                .bind(watch_id)
+                .bind(i64::from(source_id.is_some()))
+                .bind(source_id.unwrap_or(0))
+                .bind(to_ms(from))
+                .bind(to_ms(to))
+                .bind(watch_id)
+                .fetch_all(&self.pool)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let mut delays = Vec::with_capacity(rows.len());
         for row in &rows {
-            stats.replyable += 1;
-            if row.try_get::<i64, _>("has_reply")? == 1 {
-                stats.replied += 1;
-                let published: i64 = row.try_get("published_at")?;
-                if let Some(at) = row.try_get::<Option<i64>, _>("owner_reply_at")? {
-                    delays.push((at - published).max(0) as f64 / 3_600_000.0);
-                }
-            }
+            let published: i64 = row.try_get("published_at")?;
+            let at: i64 = row.try_get("owner_reply_at")?;
+            delays.push((at - published).max(0) as f64 / 3_600_000.0);
         }
         stats.median_reply_hours = median(&mut delays);
         Ok(stats)

@@ -338,6 +338,16 @@ impl Store {
 
     /// How many mentions match a filter (its `after` included).
     pub async fn count_found_mentions(&self, f: &MentionFilter) -> Result<i64> {
+        self.count_found_mentions_upto(f, None).await
+    }
+
+    /// How many mentions match a filter, counting no further than `cap` when given (a
+    /// list page says "10,000+" rather than read a million sentiments to be exact).
+    pub async fn count_found_mentions_upto(
+        &self,
+        f: &MentionFilter,
+        cap: Option<i64>,
+    ) -> Result<i64> {
         let (clause, binds) = f.clause();
         // Join the sentiment and the triage only when a condition reads them: counting a
         // million mentions then reads one index.
@@ -351,16 +361,30 @@ impl Store {
         } else {
             ""
         };
-        let sql = format!(
-            "SELECT COUNT(*) AS n
-             FROM mentions m
-             {sentiment}
-             {triage}
-             {clause}"
-        );
-        let row = bind_all(sqlx::query(&sql), binds)
-            .fetch_one(&self.pool)
-            .await?;
+        let n = binds.len();
+        let sql = match cap {
+            None => format!(
+                "SELECT COUNT(*) AS n
+                 FROM mentions m
+                 {sentiment}
+                 {triage}
+                 {clause}"
+            ),
+            Some(_) => format!(
+                "SELECT COUNT(*) AS n FROM (SELECT 1 AS one
+                 FROM mentions m
+                 {sentiment}
+                 {triage}
+                 {clause}
+                 LIMIT ${}) c",
+                n + 1
+            ),
+        };
+        let mut q = bind_all(sqlx::query(&sql), binds);
+        if let Some(cap) = cap {
+            q = q.bind(cap.max(0));
+        }
+        let row = q.fetch_one(&self.pool).await?;
         Ok(row.try_get("n")?)
     }
 

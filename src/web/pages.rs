@@ -663,6 +663,9 @@ pub async fn watch(State(s): State<WebState>, Path(name): Path<String>) -> PageR
     ok(&w.name, Nav::None, &body)
 }
 
+/// The mention list counts matches up to this many.
+const MENTION_COUNT_CAP: i64 = 10_000;
+
 /// The most baseline mentions the drivers are compared against (four busy weeks).
 const DRIVER_BASELINE_LIMIT: i64 = 20_000;
 
@@ -752,7 +755,13 @@ pub async fn mentions(
     let (filter, _) = p.filter(&s.store, tz).await?;
     let page_no = p.page()?;
     let size = p.size(25, MAX_PAGE_SIZE)?;
-    let total = s.store.count_found_mentions(&filter).await?;
+    // Counted up to a cap: past it the page says "10000+" (and the pager goes on while
+    // pages are full) instead of reading every matching mention's sentiment.
+    let counted = s
+        .store
+        .count_found_mentions_upto(&filter, Some(MENTION_COUNT_CAP + 1))
+        .await?;
+    let capped = counted > MENTION_COUNT_CAP;
     let items = s
         .store
         .find_mentions(&filter, (page_no - 1) * size, size)
@@ -811,6 +820,13 @@ pub async fn mentions(
         input("q", "search", p.q()),
         select("status", p.status(), &statuses),
     ));
+    let total = if capped {
+        // At least this many: the cap, or all the pages up to this one when further.
+        MENTION_COUNT_CAP.max((page_no - 1) * size + items.len() as i64)
+    } else {
+        counted
+    };
+    let plus = if capped { "+" } else { "" };
     let first = if total == 0 {
         0
     } else {
@@ -818,7 +834,7 @@ pub async fn mentions(
     };
     let last = ((page_no - 1) * size + items.len() as i64).max(0);
     body.push_str(&format!(
-        r#"<p class="muted result-count">{first}–{last} of {total} mentions</p>"#
+        r#"<p class="muted result-count">{first}–{last} of {total}{plus} mentions</p>"#
     ));
     for m in &items {
         body.push_str(&mention_html(m, tz, s.csrf_token(), &back, wants_triage(m)));
@@ -834,10 +850,10 @@ pub async fn mentions(
         ));
     }
     pager.push_str(&format!(
-        r#"<span>page {page_no} of {}</span>"#,
+        r#"<span>page {page_no} of {}{plus}</span>"#,
         ((total + size - 1) / size).max(1)
     ));
-    if page_no * size < total {
+    if page_no * size < total || (capped && items.len() as i64 == size) {
         pager.push_str(&format!(
             r#"<a rel="next" href="/mentions?{q}{sep}page={}">older →</a>"#,
             page_no + 1

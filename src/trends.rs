@@ -299,7 +299,20 @@ pub async fn watch_trends(
     weeks: usize,
     now: DateTime<Utc>,
 ) -> Result<WatchTrends> {
-    watch_trends_with(store, watch_id, watch_name, tz, settings, weeks, now, true).await
+    let all = Parts {
+        days: true,
+        sources: true,
+    };
+    watch_trends_parts(store, watch_id, watch_name, tz, settings, weeks, now, all).await
+}
+
+/// Which optional series [`watch_trends_parts`] computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parts {
+    /// The last 14 days.
+    pub days: bool,
+    /// The weeks of each source.
+    pub sources: bool,
 }
 
 /// The trends of a watch without the daily and per-source series (left empty): what a
@@ -313,11 +326,16 @@ pub async fn watch_trends_brief(
     weeks: usize,
     now: DateTime<Utc>,
 ) -> Result<WatchTrends> {
-    watch_trends_with(store, watch_id, watch_name, tz, settings, weeks, now, false).await
+    let none = Parts {
+        days: false,
+        sources: false,
+    };
+    watch_trends_parts(store, watch_id, watch_name, tz, settings, weeks, now, none).await
 }
 
+/// The trends of a watch with only the optional series asked for (the others empty).
 #[allow(clippy::too_many_arguments)]
-async fn watch_trends_with(
+pub async fn watch_trends_parts(
     store: &Store,
     watch_id: i64,
     watch_name: &str,
@@ -325,17 +343,17 @@ async fn watch_trends_with(
     settings: &AlertSettings,
     weeks: usize,
     now: DateTime<Utc>,
-    detail: bool,
+    parts: Parts,
 ) -> Result<WatchTrends> {
     let week_spans = iso_weeks(tz, now, weeks.max(1));
     let weekly = periods(store, watch_id, None, &week_spans).await?;
-    let daily = if detail {
+    let daily = if parts.days {
         periods(store, watch_id, None, &days(tz, now, 14)).await?
     } else {
         Vec::new()
     };
     let mut sources = Vec::new();
-    let per_source = if detail {
+    let per_source = if parts.sources {
         store.sources(Some(watch_id)).await?
     } else {
         Vec::new()

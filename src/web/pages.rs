@@ -444,7 +444,14 @@ pub async fn watch(State(s): State<WebState>, Path(name): Path<String>) -> PageR
         .await?
         .ok_or_else(|| Failure::NotFound(format!("There is no watch named “{name}”.")))?;
     let (tz, settings) = watch_settings(&s.config, &w);
-    let (t, _) = data::trends_of(&s, &w, 12, now).await?;
+    // The page shows no per-source series: only the watch's weeks and days.
+    let parts = crate::trends::Parts {
+        days: true,
+        sources: false,
+    };
+    let t =
+        crate::trends::watch_trends_parts(&s.store, w.id, &w.name, tz, &settings, 12, now, parts)
+            .await?;
     let threshold = settings.buyer_view_threshold;
     let back = format!("/watch/{}", path_escape(&w.name));
     let csrf = s.csrf_token();

@@ -31,7 +31,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (
         4,
-        "dashboard indexes",
+        "dashboard_indexes",
         include_str!("../../migrations/0004_dashboard_indexes.sql"),
     ),
 ];

@@ -17,6 +17,12 @@ use crate::domain::Label;
 const LATEST_SENTIMENT: &str = "LEFT JOIN sentiments st ON st.mention_id = m.id
     AND st.scored_at = (SELECT MAX(s2.scored_at) FROM sentiments s2 WHERE s2.mention_id = m.id)";
 
+/// The latest sentiment's label of `m`, for filtering: a condition on this (instead of on
+/// the joined `st.label`) keeps PostgreSQL from hashing the whole sentiments table, and
+/// lets both databases walk a watch's mentions newest first and stop at the page's end.
+const LATEST_LABEL: &str = "(SELECT s3.label FROM sentiments s3 WHERE s3.mention_id = m.id
+    ORDER BY s3.scored_at DESC LIMIT 1)";
+
 const MENTION_COLUMNS: &str = "m.id, w.name AS watch_name, s.name AS source_name, m.source_kind,
     m.external_id, m.url, m.author, m.title, m.body, m.rating, m.likes, m.replies, m.reposts,
     m.language, m.published_at, m.fetched_at, m.owner_reply, m.owner_reply_at,
@@ -164,7 +170,10 @@ impl MentionFilter {
             push("m.source_id = ?", vec![Bind::Int(s)]);
         }
         if let Some(l) = self.label {
-            push("st.label = ?", vec![Bind::Text(l.as_str().to_string())]);
+            push(
+                &format!("{LATEST_LABEL} = ?"),
+                vec![Bind::Text(l.as_str().to_string())],
+            );
         }
         if let Some(min) = self.stars_min {
             push("m.rating >= ?", vec![Bind::Int(i64::from(min))]);
@@ -349,13 +358,8 @@ impl Store {
         cap: Option<i64>,
     ) -> Result<i64> {
         let (clause, binds) = f.clause();
-        // Join the sentiment and the triage only when a condition reads them: counting a
-        // million mentions then reads one index.
-        let sentiment = if f.label.is_some() {
-            LATEST_SENTIMENT
-        } else {
-            ""
-        };
+        // Join the triage only when a condition reads it (the label is a subquery): counting
+        // a million mentions then reads one index.
         let triage = if f.status.is_some() {
             "LEFT JOIN mention_triage t ON t.mention_id = m.id"
         } else {
@@ -366,14 +370,12 @@ impl Store {
             None => format!(
                 "SELECT COUNT(*) AS n
                  FROM mentions m
-                 {sentiment}
                  {triage}
                  {clause}"
             ),
             Some(_) => format!(
                 "SELECT COUNT(*) AS n FROM (SELECT 1 AS one
                  FROM mentions m
-                 {sentiment}
                  {triage}
                  {clause}
                  LIMIT ${}) c",
@@ -540,9 +542,9 @@ impl Store {
                     AND EXISTS (SELECT 1 FROM mentions r WHERE r.source_id = s.id AND r.owner_reply IS NOT NULL))
                     THEN 1 ELSE 0 END), 0) AS replyable,
                 COALESCE(SUM(CASE WHEN m.owner_reply IS NOT NULL THEN 1 ELSE 0 END), 0) AS replied
-             FROM mentions m {LATEST_SENTIMENT}
+             FROM mentions m
              LEFT JOIN mention_triage t ON t.mention_id = m.id
-             WHERE m.watch_id = $2 AND st.label = 'negative' AND m.published_at >= $3"
+             WHERE m.watch_id = $2 AND {LATEST_LABEL} = 'negative' AND m.published_at >= $3"
         );
         let r = sqlx::query(&sql)
             .bind(watch_id)
@@ -559,9 +561,9 @@ impl Store {
         };
         let sql = format!(
             "SELECT m.published_at, t.first_action_at
-             FROM mentions m {LATEST_SENTIMENT}
+             FROM mentions m
              JOIN mention_triage t ON t.mention_id = m.id
-             WHERE m.watch_id = $1 AND st.label = 'negative' AND m.published_at >= $2"
+             WHERE m.watch_id = $1 AND {LATEST_LABEL} = 'negative' AND m.published_at >= $2"
         );
         let rows = sqlx::query(&sql)
             .bind(watch_id)

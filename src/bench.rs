@@ -257,6 +257,7 @@ async fn seed_web(store: &Store, config: &Config, count: u64, watches: usize) ->
         }
     }
     eprintln!();
+    store.vacuum_analyze().await?;
     println!(
         "  seeded {count} mentions in {:.0} s",
         started.elapsed().as_secs_f64()

@@ -405,6 +405,15 @@ impl Store {
             .ok_or_else(|| anyhow::anyhow!("source {id} vanished"))
     }
 
+    /// After a bulk load on PostgreSQL: what autovacuum would soon do (planner
+    /// statistics, visibility map for index-only scans). Nothing on SQLite.
+    pub async fn vacuum_analyze(&self) -> Result<()> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("VACUUM ANALYZE").execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
     /// Mentions matching the query, newest first.
     ///
     /// Only the conditions asked for are in the SQL (not `($1 = 0 OR ...)`), so the

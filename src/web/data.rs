@@ -69,20 +69,29 @@ pub async fn trends_of(
     Ok((t, settings))
 }
 
+/// How many watches' summaries are computed at once (in watch order).
+const SUMMARY_CONCURRENCY: usize = 4;
+
 /// The summaries of the given watches (sources' status read once).
 pub async fn summaries(
     s: &WebState,
     watches: &[WatchRow],
     now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<WatchSummary>> {
+    use futures::stream::{StreamExt, TryStreamExt};
     let status = s.store.source_status().await?;
-    let mut out = Vec::with_capacity(watches.len());
-    for w in watches {
-        let (tz, settings) = watch_settings(&s.config, w);
-        let t = trends::watch_trends_brief(&s.store, w.id, &w.name, tz, &settings, 2, now).await?;
-        out.push(summary_of(s, w, &t, &settings, &status).await?);
-    }
-    Ok(out)
+    let status = &status;
+    // A few watches at a time: the database works on one while another's rows travel.
+    futures::stream::iter(watches.iter().cloned())
+        .map(|w| async move {
+            let (tz, settings) = watch_settings(&s.config, &w);
+            let t =
+                trends::watch_trends_brief(&s.store, w.id, &w.name, tz, &settings, 2, now).await?;
+            summary_of(s, &w, &t, &settings, status).await
+        })
+        .buffered(SUMMARY_CONCURRENCY)
+        .try_collect()
+        .await
 }
 
 /// The summary of a watch from trends already computed (with at least one week).

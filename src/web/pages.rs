@@ -449,9 +449,17 @@ pub async fn watch(State(s): State<WebState>, Path(name): Path<String>) -> PageR
         days: true,
         sources: false,
     };
-    let t =
-        crate::trends::watch_trends_parts(&s.store, w.id, &w.name, tz, &settings, 12, now, parts)
-            .await?;
+    // The trends (mostly the database's work) and the drivers (mostly ours) at once.
+    let (t, drivers) = tokio::try_join!(
+        async {
+            crate::trends::watch_trends_parts(
+                &s.store, w.id, &w.name, tz, &settings, 12, now, parts,
+            )
+            .await
+            .map_err(PageError::from)
+        },
+        drivers_section(&s, &w, now),
+    )?;
     let threshold = settings.buyer_view_threshold;
     let back = format!("/watch/{}", path_escape(&w.name));
     let csrf = s.csrf_token();
@@ -585,7 +593,7 @@ pub async fn watch(State(s): State<WebState>, Path(name): Path<String>) -> PageR
     }
 
     // What drives negativity: the last seven days against the 28 before.
-    body.push_str(&drivers_section(&s, &w, now).await?);
+    body.push_str(&drivers);
 
     // Competitors side by side.
     let rivals = data::competitors(&s, &w).await?;

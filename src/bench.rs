@@ -179,3 +179,264 @@ pub async fn run_ingest(
     }
     Ok(())
 }
+
+/// Page timings of `zmot bench web`, in milliseconds (median of the timed requests).
+#[derive(Debug, Clone)]
+pub struct PageTiming {
+    pub name: &'static str,
+    pub path: String,
+    pub target_ms: f64,
+    pub median_ms: f64,
+    pub runs: Vec<f64>,
+}
+
+fn bench_watch_name(i: usize) -> String {
+    format!("Brand {:02}", i + 1)
+}
+
+fn bench_web_config(watches: usize) -> Result<Config> {
+    let mut text = String::new();
+    for i in 0..watches {
+        text.push_str(&format!(
+            "[[watch]]\nname = \"{}\"\n[[watch.source]]\nname = \"store\"\nkind = \"feed\"\nenabled = false\nparams = {{ url = \"http://127.0.0.1:9/{i}\" }}\n\n",
+            bench_watch_name(i)
+        ));
+    }
+    crate::config::parse(&text, "bench", &[]).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Seeds `count` mentions spread evenly over `watches` watches and the year before
+/// `now`, newest first, in batches of 1,000 per watch; every tenth has an owner reply.
+/// Skipped when the store already holds the watches' mentions.
+async fn seed_web(store: &Store, config: &Config, count: u64, watches: usize) -> Result<()> {
+    store.sync_config(config).await?;
+    if store.count_mentions(None).await? >= count as i64 {
+        println!("  (store already seeded)");
+        return Ok(());
+    }
+    let sources = store.sources(None).await?;
+    let by_watch: Vec<_> = (0..watches)
+        .map(|i| {
+            sources
+                .iter()
+                .find(|s| s.watch_name == bench_watch_name(i))
+                .cloned()
+                .expect("bench source")
+        })
+        .collect();
+    let now = Utc::now();
+    let per_watch = (count / watches as u64).max(1);
+    let step_ms = (365 * 24 * 3_600_000 / per_watch as i64).max(1);
+    let started = Instant::now();
+    let block = 1000u64;
+    let mut i = 0u64;
+    while i < count {
+        let end = (i + block * watches as u64).min(count);
+        let mut buckets: Vec<Vec<ScoredMention>> = vec![Vec::new(); watches];
+        for j in i..end {
+            let w = (j % watches as u64) as usize;
+            let mut m = synthetic(j);
+            m.mention.published_at =
+                now - Duration::milliseconds((j / watches as u64) as i64 * step_ms);
+            if j % 10 == 0 {
+                m.mention.owner_reply = Some("Thank you for the review".into());
+                m.mention.owner_reply_at = Some(m.mention.published_at + Duration::hours(5));
+            }
+            buckets[w].push(m);
+        }
+        for (w, batch) in buckets.iter().enumerate() {
+            if !batch.is_empty() {
+                store
+                    .ingest(&by_watch[w], batch, Some(("bench", "1")))
+                    .await?;
+            }
+        }
+        i = end;
+        if i % 100_000 < block * watches as u64 {
+            eprint!("\r  seeded {i} mentions");
+        }
+    }
+    eprintln!();
+    store.vacuum_analyze().await?;
+    println!(
+        "  seeded {count} mentions in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Serves the dashboard on 127.0.0.1 and times its pages: one warm-up request, then
+/// `runs` timed ones each.
+pub async fn time_pages(store: &Store, config: Config, runs: usize) -> Result<Vec<PageTiming>> {
+    let state =
+        crate::web::WebState::with_access(store.clone(), std::sync::Arc::new(config), None, true);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, crate::web::router(state)).await;
+    });
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(300))
+        .build()?;
+    let since = (Utc::now() - Duration::days(90)).date_naive();
+    // Bench watch names are letters, digits and a space.
+    let watch = bench_watch_name(0).replace(' ', "%20");
+    let pages: Vec<(&'static str, String, f64)> = vec![
+        ("overview", "/".to_string(), 200.0),
+        ("watch", format!("/watch/{watch}"), 200.0),
+        (
+            "mentions, filtered",
+            format!("/mentions?watch={watch}&sentiment=negative&stars=1-2"),
+            300.0,
+        ),
+        (
+            "mentions, text search",
+            format!("/mentions?watch={watch}&q=refund&from={since}&page=2"),
+            300.0,
+        ),
+        ("mentions, all", "/mentions".to_string(), 300.0),
+    ];
+    let mut out = Vec::new();
+    for (name, path, target_ms) in pages {
+        let url = format!("{base}{path}");
+        let mut times = Vec::with_capacity(runs);
+        for k in 0..=runs {
+            let t = Instant::now();
+            let r = http.get(&url).send().await?;
+            let status = r.status();
+            let body = r.bytes().await?;
+            let ms = t.elapsed().as_secs_f64() * 1000.0;
+            if !status.is_success() {
+                anyhow::bail!(
+                    "{path} answered {status}: {}",
+                    String::from_utf8_lossy(&body)
+                );
+            }
+            if k > 0 {
+                times.push(ms);
+            }
+        }
+        let mut sorted = times.clone();
+        let median_ms = crate::store::median(&mut sorted).unwrap_or(f64::NAN);
+        out.push(PageTiming {
+            name,
+            path,
+            target_ms,
+            median_ms,
+            runs: times,
+        });
+    }
+    server.abort();
+    Ok(out)
+}
+
+/// A fresh database on the PostgreSQL server at `admin` (dropped by [`drop_postgres`]).
+async fn fresh_postgres(admin: &str) -> Result<(String, String)> {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let name = format!("zmot_bench_web_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::AnyConnection::connect(admin).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    let mut url = url::Url::parse(admin)?;
+    url.set_path(&format!("/{name}"));
+    Ok((url.to_string(), name))
+}
+
+async fn drop_postgres(admin: &str, name: &str) -> Result<()> {
+    use sqlx::Connection;
+    let mut conn = sqlx::AnyConnection::connect(admin).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok(())
+}
+
+/// The `zmot bench web` command.
+pub async fn run_web(
+    count: u64,
+    watches: usize,
+    runs: usize,
+    sqlite: Option<String>,
+    postgres: Option<String>,
+    keep: bool,
+) -> Result<()> {
+    let watches = watches.max(1);
+    let config = bench_web_config(watches)?;
+    let mut tmp = None;
+    let sqlite = match sqlite {
+        Some(u) => u,
+        None => {
+            let dir = std::env::temp_dir()
+                .join(format!("zmot-bench-web-{}", uuid::Uuid::new_v4().simple()));
+            std::fs::create_dir_all(&dir)?;
+            let url = format!("sqlite://{}/bench.db", dir.display());
+            tmp = Some(dir);
+            url
+        }
+    };
+    let mut targets: Vec<(&str, String, Option<String>)> = vec![("SQLite", sqlite, None)];
+    if let Some(admin) = &postgres {
+        let kept = url::Url::parse(admin)
+            .ok()
+            .is_some_and(|u| u.path().starts_with("/zmot_bench_web_"));
+        if kept {
+            // A database kept by an earlier `--keep` run: measured again as it is.
+            targets.push(("PostgreSQL", admin.clone(), None));
+        } else {
+            let (url, name) = fresh_postgres(admin).await?;
+            targets.push(("PostgreSQL", url, Some(name)));
+        }
+    }
+    println!(
+        "Dashboard pages with {count} mentions across {watches} watches (median of {runs} requests after one warm-up):"
+    );
+    let mut result = Ok(());
+    for (backend, url, pg_name) in &targets {
+        println!("{backend} ({}):", crate::store::redact(url));
+        let outcome = async {
+            let store = Store::connect(url, 4).await?;
+            seed_web(&store, &config, count, watches).await?;
+            let timings = time_pages(&store, config.clone(), runs).await?;
+            for t in &timings {
+                println!(
+                    "  {:<22} {:>8.1} ms   target < {:>3.0} ms  {}   {}",
+                    t.name,
+                    t.median_ms,
+                    t.target_ms,
+                    if t.median_ms < t.target_ms {
+                        "ok  "
+                    } else {
+                        "SLOW"
+                    },
+                    t.path
+                );
+            }
+            store.close().await;
+            anyhow::Ok(())
+        }
+        .await;
+        if let (Some(name), Some(admin)) = (pg_name, &postgres) {
+            if !keep {
+                drop_postgres(admin, name).await?;
+            } else {
+                println!("  kept {}", crate::store::redact(url));
+            }
+        }
+        if outcome.is_err() {
+            result = outcome;
+            break;
+        }
+    }
+    if let Some(dir) = tmp {
+        if keep {
+            println!("  kept {}", dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+    result
+}

@@ -151,6 +151,31 @@ pub enum BenchCommand {
         #[arg(long)]
         postgres: Option<String>,
     },
+    /// Dashboard speed: seeds a store with many mentions across many watches, then times
+    /// the overview, a watch page and filtered mentions pages over loopback.
+    Web {
+        /// How many mentions.
+        #[arg(long, default_value_t = 1_000_000)]
+        mentions: u64,
+        /// Across how many watches.
+        #[arg(long, default_value_t = 20)]
+        watches: usize,
+        /// Timed requests per page (after one warm-up); the median is printed.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// SQLite URL to use instead of a temporary file (seeded only when it holds fewer
+        /// mentions than asked for, so a kept file can be measured again).
+        #[arg(long)]
+        sqlite: Option<String>,
+        /// PostgreSQL server URL to measure as well: a fresh database is created on it
+        /// and dropped afterwards (a URL naming a `zmot_bench_web_*` database kept by
+        /// `--keep` is measured again as it is).
+        #[arg(long)]
+        postgres: Option<String>,
+        /// Keep the temporary SQLite file and the PostgreSQL database.
+        #[arg(long)]
+        keep: bool,
+    },
     /// Sentiment: texts per second and peak memory, batch 1 and 32, short to long texts.
     Sentiment {
         /// Only this model (default: both).
@@ -247,6 +272,14 @@ pub async fn main(cli: Cli) -> Result<()> {
             sqlite,
             postgres,
         }) => crate::bench::run_ingest(count, batch, sqlite, postgres).await,
+        Command::Bench(BenchCommand::Web {
+            mentions,
+            watches,
+            runs,
+            sqlite,
+            postgres,
+            keep,
+        }) => crate::bench::run_web(mentions, watches, runs.max(1), sqlite, postgres, keep).await,
         Command::Bench(BenchCommand::Sentiment { model, seconds }) => {
             let settings = sentiment_settings(&cli.config)?;
             let kinds = match model {

@@ -143,22 +143,29 @@ pub fn days(tz: Tz, now: DateTime<Utc>, n: usize) -> Vec<(String, DateTime<Utc>,
         .collect()
 }
 
+/// How many periods' figures are asked of the database at once.
+const PERIOD_CONCURRENCY: usize = 4;
+
 async fn periods(
     store: &Store,
     watch_id: i64,
     source_id: Option<i64>,
     spans: &[(String, DateTime<Utc>, DateTime<Utc>)],
 ) -> Result<Vec<Period>> {
-    let mut out = Vec::with_capacity(spans.len());
-    for (label, from, to) in spans {
-        out.push(Period {
-            label: label.clone(),
-            from: *from,
-            to: *to,
-            stats: store.period_stats(watch_id, source_id, *from, *to).await?,
-        });
-    }
-    Ok(out)
+    use futures::stream::{StreamExt, TryStreamExt};
+    // A few periods at a time (in order): the database's cores share the work.
+    futures::stream::iter(spans.iter().cloned())
+        .map(|(label, from, to)| async move {
+            Ok::<_, anyhow::Error>(Period {
+                label,
+                from,
+                to,
+                stats: store.period_stats(watch_id, source_id, from, to).await?,
+            })
+        })
+        .buffered(PERIOD_CONCURRENCY)
+        .try_collect()
+        .await
 }
 
 /// The buyer's view of one source: its `n` most recent rated reviews.
@@ -299,11 +306,77 @@ pub async fn watch_trends(
     weeks: usize,
     now: DateTime<Utc>,
 ) -> Result<WatchTrends> {
+    let all = Parts {
+        days: true,
+        sources: true,
+    };
+    watch_trends_parts(store, watch_id, watch_name, tz, settings, weeks, now, all).await
+}
+
+/// Which optional series [`watch_trends_parts`] computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parts {
+    /// The last 14 days.
+    pub days: bool,
+    /// The weeks of each source.
+    pub sources: bool,
+}
+
+/// The trends of a watch without the daily and per-source series (left empty): what a
+/// summary card needs, at a fraction of the queries.
+pub async fn watch_trends_brief(
+    store: &Store,
+    watch_id: i64,
+    watch_name: &str,
+    tz: Tz,
+    settings: &AlertSettings,
+    weeks: usize,
+    now: DateTime<Utc>,
+) -> Result<WatchTrends> {
+    let none = Parts {
+        days: false,
+        sources: false,
+    };
+    watch_trends_parts(store, watch_id, watch_name, tz, settings, weeks, now, none).await
+}
+
+/// The trends of a watch with only the optional series asked for (the others empty).
+#[allow(clippy::too_many_arguments)]
+pub async fn watch_trends_parts(
+    store: &Store,
+    watch_id: i64,
+    watch_name: &str,
+    tz: Tz,
+    settings: &AlertSettings,
+    weeks: usize,
+    now: DateTime<Utc>,
+    parts: Parts,
+) -> Result<WatchTrends> {
     let week_spans = iso_weeks(tz, now, weeks.max(1));
-    let weekly = periods(store, watch_id, None, &week_spans).await?;
-    let daily = periods(store, watch_id, None, &days(tz, now, 14)).await?;
+    let day_spans = if parts.days {
+        days(tz, now, 14)
+    } else {
+        Vec::new()
+    };
+    // Health looks at the last seven days against the 28 before, whatever the weekday.
+    let (weekly, daily, this_week, baseline) = tokio::try_join!(
+        periods(store, watch_id, None, &week_spans),
+        periods(store, watch_id, None, &day_spans),
+        store.period_stats(watch_id, None, now - Duration::days(7), now),
+        store.period_stats(
+            watch_id,
+            None,
+            now - Duration::days(35),
+            now - Duration::days(7),
+        ),
+    )?;
     let mut sources = Vec::new();
-    for s in store.sources(Some(watch_id)).await? {
+    let per_source = if parts.sources {
+        store.sources(Some(watch_id)).await?
+    } else {
+        Vec::new()
+    };
+    for s in per_source {
         sources.push(SourceTrend {
             source_id: s.id,
             source: s.name.clone(),
@@ -312,18 +385,6 @@ pub async fn watch_trends(
         });
     }
     let views = buyer_views(store, watch_id, settings.buyer_view_size).await?;
-    // Health looks at the last seven days against the 28 before, whatever the weekday.
-    let this_week = store
-        .period_stats(watch_id, None, now - Duration::days(7), now)
-        .await?;
-    let baseline = store
-        .period_stats(
-            watch_id,
-            None,
-            now - Duration::days(35),
-            now - Duration::days(7),
-        )
-        .await?;
     let severities: Vec<String> = store
         .open_alerts(watch_id)
         .await?

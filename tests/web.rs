@@ -219,6 +219,14 @@ async fn pages_show_the_figures_and_escape_review_text() {
         assert!(page.contains(r#"open-negative"><b>6</b>"#), "{page}");
         assert!(page.contains(r#"reply-share"><b>17%</b>"#), "{page}");
         assert!(page.contains("Competitors"));
+        // Drivers of negativity (last 7 days vs the 28 before) and the buyer's view history.
+        assert!(page.contains("What drives negativity"), "{page}");
+        assert!(page.contains(r#"<table class="drivers small">"#), "{page}");
+        assert!(page.contains("<b>broke</b>"), "{page}");
+        assert!(
+            page.contains(r#"class="chart buyer-view-history""#),
+            "{page}"
+        );
         // Links to originals only for http(s).
         assert!(page.contains(r#"href="https://reviews.test/b2""#));
 
@@ -310,6 +318,16 @@ async fn mention_filters_and_pagination() {
         unique.sort();
         unique.dedup();
         assert_eq!((seen.len(), unique.len()), (10, 10), "{}", db.label);
+        // The list's count stops at a cap when asked to.
+        let all = zmot::store::MentionFilter::default();
+        assert_eq!(db.store.count_found_mentions(&all).await.unwrap(), 10);
+        assert_eq!(
+            db.store
+                .count_found_mentions_upto(&all, Some(3))
+                .await
+                .unwrap(),
+            3
+        );
         let (status, v) = s.json("/api/mentions?cursor=garbage").await;
         assert_eq!(status, 400);
         assert_eq!(v["error"]["code"], "bad_request");

@@ -231,52 +231,8 @@ pub async fn compute(
             ..Default::default()
         })
         .await?;
-    let negative: Vec<&StoredMention> = mentions
-        .iter()
-        .filter(|m| m.sentiment.is_some_and(|s| s.label == Label::Negative))
-        .collect();
-    let neg_texts: Vec<String> = negative.iter().map(|m| full_text(m)).collect();
-    let neg_scores: Vec<f64> = negative
-        .iter()
-        .map(|m| f64::from(m.sentiment.map(|s| s.score).unwrap_or(0.0)))
-        .collect();
-    // The baseline: everything before, and this week's non-negative mentions.
-    let base_texts: Vec<String> = before
-        .iter()
-        .chain(
-            mentions
-                .iter()
-                .filter(|m| !m.sentiment.is_some_and(|s| s.label == Label::Negative)),
-        )
-        .map(full_text)
-        .collect();
     let journey = JourneyMap::with_extra(&wcfg.digest.journey);
-    // A week of one product has tens of negative mentions, not thousands: a term in at
-    // least two of them and over-represented by one standard error is worth a line.
-    let options = DriverOptions {
-        min_z: 1.0,
-        ..DriverOptions::default()
-    };
-    let drivers = find_drivers_scored(&neg_texts, &neg_scores, &base_texts, &options)
-        .into_iter()
-        .map(|d| {
-            let containing: Vec<&str> = neg_texts
-                .iter()
-                .filter(|t| super::drivers::terms(t).contains(&d.term))
-                .map(String::as_str)
-                .collect();
-            DriverRow {
-                stage: journey
-                    .stage_of_driver(&d.term, containing)
-                    .map(display_name),
-                term: d.term,
-                mentions: d.count,
-                baseline_mentions: d.baseline_count,
-                z: d.z,
-                example: listed(negative[d.example]),
-            }
-        })
-        .collect();
+    let drivers = negativity_drivers(&mentions, &before, &journey);
 
     let mut scored: Vec<&StoredMention> =
         mentions.iter().filter(|m| m.sentiment.is_some()).collect();
@@ -351,6 +307,70 @@ pub async fn compute(
         alerts_resolved,
         competitors,
     })
+}
+
+/// What drives negativity in `mentions`: terms over-represented in their negative ones
+/// against a baseline of `before` and their non-negative ones, each with its journey
+/// stage and an example. The digest uses it for its week; the watch page for the last
+/// seven days against the 28 before.
+pub fn negativity_drivers(
+    mentions: &[StoredMention],
+    before: &[StoredMention],
+    journey: &JourneyMap,
+) -> Vec<DriverRow> {
+    let negative: Vec<&StoredMention> = mentions
+        .iter()
+        .filter(|m| m.sentiment.is_some_and(|s| s.label == Label::Negative))
+        .collect();
+    let neg_texts: Vec<String> = negative.iter().map(|m| full_text(m)).collect();
+    let neg_scores: Vec<f64> = negative
+        .iter()
+        .map(|m| f64::from(m.sentiment.map(|s| s.score).unwrap_or(0.0)))
+        .collect();
+    // The baseline: everything before, and this week's non-negative mentions.
+    let base_texts: Vec<String> = before
+        .iter()
+        .chain(
+            mentions
+                .iter()
+                .filter(|m| !m.sentiment.is_some_and(|s| s.label == Label::Negative)),
+        )
+        .map(full_text)
+        .collect();
+    // A week of one product has tens of negative mentions, not thousands: a term in at
+    // least two of them and over-represented by one standard error is worth a line.
+    let options = DriverOptions {
+        min_z: 1.0,
+        ..DriverOptions::default()
+    };
+    let found = find_drivers_scored(&neg_texts, &neg_scores, &base_texts, &options);
+    // Each negative text's terms, once (not once per driver).
+    let neg_terms: Vec<Vec<String>> = if found.is_empty() {
+        Vec::new()
+    } else {
+        neg_texts.iter().map(|t| super::drivers::terms(t)).collect()
+    };
+    found
+        .into_iter()
+        .map(|d| {
+            let containing: Vec<&str> = neg_texts
+                .iter()
+                .zip(&neg_terms)
+                .filter(|(_, terms)| terms.contains(&d.term))
+                .map(|(t, _)| t.as_str())
+                .collect();
+            DriverRow {
+                stage: journey
+                    .stage_of_driver(&d.term, containing)
+                    .map(display_name),
+                term: d.term,
+                mentions: d.count,
+                baseline_mentions: d.baseline_count,
+                z: d.z,
+                example: listed(negative[d.example]),
+            }
+        })
+        .collect()
 }
 
 fn full_text(m: &StoredMention) -> String {

@@ -29,6 +29,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "triage",
         include_str!("../../migrations/0003_triage.sql"),
     ),
+    (
+        4,
+        "dashboard_indexes",
+        include_str!("../../migrations/0004_dashboard_indexes.sql"),
+    ),
 ];
 
 /// Rewrites portable SQL for one backend.

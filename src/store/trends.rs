@@ -13,6 +13,11 @@ use super::{to_ms, Store};
 const LATEST_SENTIMENT: &str = "LEFT JOIN sentiments st ON st.mention_id = m.id
     AND st.scored_at = (SELECT MAX(s2.scored_at) FROM sentiments s2 WHERE s2.mention_id = m.id)";
 
+/// The sources of the watch bound to `$6` that show owner replies (any reply ever): an
+/// EXISTS probe per source on the partial index `mentions_source_replied`.
+pub(super) const REPLYING_SOURCES: &str = "SELECT s.id FROM sources s WHERE s.watch_id = $6
+    AND EXISTS (SELECT 1 FROM mentions r WHERE r.source_id = s.id AND r.owner_reply IS NOT NULL)";
+
 /// Figures for one period of one watch (optionally one source).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct PeriodStats {
@@ -72,7 +77,10 @@ impl Store {
                 COALESCE(SUM(CASE WHEN m.rating = 2 THEN 1 ELSE 0 END), 0) AS r2,
                 COALESCE(SUM(CASE WHEN m.rating = 3 THEN 1 ELSE 0 END), 0) AS r3,
                 COALESCE(SUM(CASE WHEN m.rating = 4 THEN 1 ELSE 0 END), 0) AS r4,
-                COALESCE(SUM(CASE WHEN m.rating = 5 THEN 1 ELSE 0 END), 0) AS r5
+                COALESCE(SUM(CASE WHEN m.rating = 5 THEN 1 ELSE 0 END), 0) AS r5,
+                COALESCE(SUM(CASE WHEN m.source_id IN ({REPLYING_SOURCES}) THEN 1 ELSE 0 END), 0) AS replyable,
+                COALESCE(SUM(CASE WHEN m.owner_reply IS NOT NULL AND m.source_id IN ({REPLYING_SOURCES})
+                    THEN 1 ELSE 0 END), 0) AS replied
              FROM mentions m {LATEST_SENTIMENT}
              WHERE m.watch_id = $1 AND ($2 = 0 OR m.source_id = $3)
                AND m.published_at >= $4 AND m.published_at < $5"
@@ -83,6 +91,7 @@ impl Store {
             .bind(source_id.unwrap_or(0))
             .bind(to_ms(from))
             .bind(to_ms(to))
+            .bind(watch_id)
             .fetch_one(&self.pool)
             .await?;
         // SUM of an integer CASE is BIGINT on both databases.
@@ -96,37 +105,38 @@ impl Store {
             rated: int("rated")?,
             mean_rating: r.try_get("mean_rating")?,
             rating_counts: [int("r1")?, int("r2")?, int("r3")?, int("r4")?, int("r5")?],
+            replyable: int("replyable")?,
+            replied: int("replied")?,
             ..Default::default()
         };
 
-        // Replies: only sources that show them count (a feed of posts has no replies).
-        let rows = sqlx::query(
-            "SELECT m.published_at, m.owner_reply_at,
-                    CAST(CASE WHEN m.owner_reply IS NOT NULL THEN 1 ELSE 0 END AS BIGINT) AS has_reply
+        // Reply delays: only the answered mentions are read (counted above, in SQL).
+        let sql = format!(
+            "SELECT m.published_at, m.owner_reply_at
              FROM mentions m
              WHERE m.watch_id = $1 AND ($2 = 0 OR m.source_id = $3)
                AND m.published_at >= $4 AND m.published_at < $5
-               AND m.source_id IN (SELECT DISTINCT r.source_id FROM mentions r
-                                   WHERE r.watch_id = $6 AND r.owner_reply IS NOT NULL)",
-        )
-        .bind(watch_id)
-        .bind(i64::from(source_id.is_some()))
-        .bind(source_id.unwrap_or(0))
-        .bind(to_ms(from))
-        .bind(to_ms(to))
-        .bind(watch_id)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut delays = Vec::new();
+               AND m.owner_reply IS NOT NULL AND m.owner_reply_at IS NOT NULL
+               AND m.source_id IN ({REPLYING_SOURCES})"
+        );
+        let rows = if stats.replied > 0 {
+            sqlx::query(&sql)
+                .bind(watch_id)
+                .bind(i64::from(source_id.is_some()))
+                .bind(source_id.unwrap_or(0))
+                .bind(to_ms(from))
+                .bind(to_ms(to))
+                .bind(watch_id)
+                .fetch_all(&self.pool)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let mut delays = Vec::with_capacity(rows.len());
         for row in &rows {
-            stats.replyable += 1;
-            if row.try_get::<i64, _>("has_reply")? == 1 {
-                stats.replied += 1;
-                let published: i64 = row.try_get("published_at")?;
-                if let Some(at) = row.try_get::<Option<i64>, _>("owner_reply_at")? {
-                    delays.push((at - published).max(0) as f64 / 3_600_000.0);
-                }
-            }
+            let published: i64 = row.try_get("published_at")?;
+            let at: i64 = row.try_get("owner_reply_at")?;
+            delays.push((at - published).max(0) as f64 / 3_600_000.0);
         }
         stats.median_reply_hours = median(&mut delays);
         Ok(stats)
@@ -156,11 +166,37 @@ impl Store {
             .collect()
     }
 
+    /// The buyer's view of a source as it stood at `at`: the average of the `n` most
+    /// recent star ratings published before then (`None` when there were none).
+    pub async fn buyer_view_rating_at(
+        &self,
+        source_id: i64,
+        at: DateTime<Utc>,
+        n: i64,
+    ) -> Result<Option<f64>> {
+        let row = sqlx::query(
+            "SELECT CAST(AVG(CAST(r.rating AS DOUBLE PRECISION)) AS DOUBLE PRECISION) AS avg
+             FROM (SELECT m.rating FROM mentions m
+                   WHERE m.source_id = $1 AND m.rating IS NOT NULL AND m.published_at < $2
+                   ORDER BY m.published_at DESC LIMIT $3) r",
+        )
+        .bind(source_id)
+        .bind(to_ms(at))
+        .bind(n.max(1))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("avg")?)
+    }
+
     /// Sources of a watch that have rated mentions: the ones a buyer sees stars on.
     pub async fn rated_sources(&self, watch_id: i64) -> Result<Vec<i64>> {
+        // One EXISTS probe per source (the partial index `mentions_source_rated`), not a
+        // scan of the watch's mentions.
         let rows = sqlx::query(
-            "SELECT DISTINCT source_id FROM mentions
-             WHERE watch_id = $1 AND rating IS NOT NULL ORDER BY source_id",
+            "SELECT s.id AS source_id FROM sources s
+             WHERE s.watch_id = $1
+               AND EXISTS (SELECT 1 FROM mentions r WHERE r.source_id = s.id AND r.rating IS NOT NULL)
+             ORDER BY s.id",
         )
         .bind(watch_id)
         .fetch_all(&self.pool)

@@ -17,6 +17,12 @@ use crate::domain::Label;
 const LATEST_SENTIMENT: &str = "LEFT JOIN sentiments st ON st.mention_id = m.id
     AND st.scored_at = (SELECT MAX(s2.scored_at) FROM sentiments s2 WHERE s2.mention_id = m.id)";
 
+/// The latest sentiment's label of `m`, for filtering: a condition on this (instead of on
+/// the joined `st.label`) keeps PostgreSQL from hashing the whole sentiments table, and
+/// lets both databases walk a watch's mentions newest first and stop at the page's end.
+const LATEST_LABEL: &str = "(SELECT s3.label FROM sentiments s3 WHERE s3.mention_id = m.id
+    ORDER BY s3.scored_at DESC LIMIT 1)";
+
 const MENTION_COLUMNS: &str = "m.id, w.name AS watch_name, s.name AS source_name, m.source_kind,
     m.external_id, m.url, m.author, m.title, m.body, m.rating, m.likes, m.replies, m.reposts,
     m.language, m.published_at, m.fetched_at, m.owner_reply, m.owner_reply_at,
@@ -164,7 +170,10 @@ impl MentionFilter {
             push("m.source_id = ?", vec![Bind::Int(s)]);
         }
         if let Some(l) = self.label {
-            push("st.label = ?", vec![Bind::Text(l.as_str().to_string())]);
+            push(
+                &format!("{LATEST_LABEL} = ?"),
+                vec![Bind::Text(l.as_str().to_string())],
+            );
         }
         if let Some(min) = self.stars_min {
             push("m.rating >= ?", vec![Bind::Int(i64::from(min))]);
@@ -338,17 +347,46 @@ impl Store {
 
     /// How many mentions match a filter (its `after` included).
     pub async fn count_found_mentions(&self, f: &MentionFilter) -> Result<i64> {
+        self.count_found_mentions_upto(f, None).await
+    }
+
+    /// How many mentions match a filter, counting no further than `cap` when given (a
+    /// list page says "10,000+" rather than read a million sentiments to be exact).
+    pub async fn count_found_mentions_upto(
+        &self,
+        f: &MentionFilter,
+        cap: Option<i64>,
+    ) -> Result<i64> {
         let (clause, binds) = f.clause();
-        let sql = format!(
-            "SELECT COUNT(*) AS n
-             FROM mentions m
-             {LATEST_SENTIMENT}
-             LEFT JOIN mention_triage t ON t.mention_id = m.id
-             {clause}"
-        );
-        let row = bind_all(sqlx::query(&sql), binds)
-            .fetch_one(&self.pool)
-            .await?;
+        // Join the triage only when a condition reads it (the label is a subquery): counting
+        // a million mentions then reads one index.
+        let triage = if f.status.is_some() {
+            "LEFT JOIN mention_triage t ON t.mention_id = m.id"
+        } else {
+            ""
+        };
+        let n = binds.len();
+        let sql = match cap {
+            None => format!(
+                "SELECT COUNT(*) AS n
+                 FROM mentions m
+                 {triage}
+                 {clause}"
+            ),
+            Some(_) => format!(
+                "SELECT COUNT(*) AS n FROM (SELECT 1 AS one
+                 FROM mentions m
+                 {triage}
+                 {clause}
+                 LIMIT ${}) c",
+                n + 1
+            ),
+        };
+        let mut q = bind_all(sqlx::query(&sql), binds);
+        if let Some(cap) = cap {
+            q = q.bind(cap.max(0));
+        }
+        let row = q.fetch_one(&self.pool).await?;
         Ok(row.try_get("n")?)
     }
 
@@ -500,12 +538,13 @@ impl Store {
         let sql = format!(
             "SELECT COUNT(*) AS neg,
                 COALESCE(SUM(CASE WHEN t.status IS NULL OR t.status = 'open' THEN 1 ELSE 0 END), 0) AS open_neg,
-                COALESCE(SUM(CASE WHEN m.source_id IN (SELECT DISTINCT r.source_id FROM mentions r
-                    WHERE r.watch_id = $1 AND r.owner_reply IS NOT NULL) THEN 1 ELSE 0 END), 0) AS replyable,
+                COALESCE(SUM(CASE WHEN m.source_id IN (SELECT s.id FROM sources s WHERE s.watch_id = $1
+                    AND EXISTS (SELECT 1 FROM mentions r WHERE r.source_id = s.id AND r.owner_reply IS NOT NULL))
+                    THEN 1 ELSE 0 END), 0) AS replyable,
                 COALESCE(SUM(CASE WHEN m.owner_reply IS NOT NULL THEN 1 ELSE 0 END), 0) AS replied
-             FROM mentions m {LATEST_SENTIMENT}
+             FROM mentions m
              LEFT JOIN mention_triage t ON t.mention_id = m.id
-             WHERE m.watch_id = $2 AND st.label = 'negative' AND m.published_at >= $3"
+             WHERE m.watch_id = $2 AND {LATEST_LABEL} = 'negative' AND m.published_at >= $3"
         );
         let r = sqlx::query(&sql)
             .bind(watch_id)
@@ -522,9 +561,9 @@ impl Store {
         };
         let sql = format!(
             "SELECT m.published_at, t.first_action_at
-             FROM mentions m {LATEST_SENTIMENT}
+             FROM mentions m
              JOIN mention_triage t ON t.mention_id = m.id
-             WHERE m.watch_id = $1 AND st.label = 'negative' AND m.published_at >= $2"
+             WHERE m.watch_id = $1 AND {LATEST_LABEL} = 'negative' AND m.published_at >= $2"
         );
         let rows = sqlx::query(&sql)
             .bind(watch_id)

@@ -69,48 +69,69 @@ pub async fn trends_of(
     Ok((t, settings))
 }
 
+/// How many watches' summaries are computed at once (in watch order).
+const SUMMARY_CONCURRENCY: usize = 4;
+
 /// The summaries of the given watches (sources' status read once).
 pub async fn summaries(
     s: &WebState,
     watches: &[WatchRow],
     now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<WatchSummary>> {
+    use futures::stream::{StreamExt, TryStreamExt};
     let status = s.store.source_status().await?;
-    let mut out = Vec::with_capacity(watches.len());
-    for w in watches {
-        let (t, settings) = trends_of(s, w, 2, now).await?;
-        let open = s.store.open_alerts(w.id).await?.len();
-        let n = t.weeks.len();
-        out.push(WatchSummary {
-            id: w.id,
-            name: w.name.clone(),
-            active: w.active,
-            timezone: t.timezone.clone(),
-            health: t.health,
-            reasons: t.reasons.clone(),
-            buyer_view_threshold: settings.buyer_view_threshold,
-            buyer_views: t
-                .buyer_views
-                .iter()
-                .map(|v| {
-                    view_summary(
-                        v,
-                        settings.buyer_view_threshold,
-                        settings.buyer_view_min_reviews,
-                    )
-                })
-                .collect(),
-            this_week: t.weeks[n - 1].clone(),
-            last_week: (n >= 2).then(|| t.weeks[n - 2].clone()),
-            open_alerts: open,
-            sources: status
-                .iter()
-                .filter(|st| st.watch == w.name)
-                .cloned()
-                .collect(),
-        });
-    }
-    Ok(out)
+    let status = &status;
+    // A few watches at a time: the database works on one while another's rows travel.
+    futures::stream::iter(watches.iter().cloned())
+        .map(|w| async move {
+            let (tz, settings) = watch_settings(&s.config, &w);
+            let t =
+                trends::watch_trends_brief(&s.store, w.id, &w.name, tz, &settings, 2, now).await?;
+            summary_of(s, &w, &t, &settings, status).await
+        })
+        .buffered(SUMMARY_CONCURRENCY)
+        .try_collect()
+        .await
+}
+
+/// The summary of a watch from trends already computed (with at least one week).
+pub async fn summary_of(
+    s: &WebState,
+    w: &WatchRow,
+    t: &WatchTrends,
+    settings: &crate::config::AlertSettings,
+    status: &[SourceStatus],
+) -> anyhow::Result<WatchSummary> {
+    let open = s.store.open_alerts(w.id).await?.len();
+    let n = t.weeks.len();
+    Ok(WatchSummary {
+        id: w.id,
+        name: w.name.clone(),
+        active: w.active,
+        timezone: t.timezone.clone(),
+        health: t.health,
+        reasons: t.reasons.clone(),
+        buyer_view_threshold: settings.buyer_view_threshold,
+        buyer_views: t
+            .buyer_views
+            .iter()
+            .map(|v| {
+                view_summary(
+                    v,
+                    settings.buyer_view_threshold,
+                    settings.buyer_view_min_reviews,
+                )
+            })
+            .collect(),
+        this_week: t.weeks[n - 1].clone(),
+        last_week: (n >= 2).then(|| t.weeks[n - 2].clone()),
+        open_alerts: open,
+        sources: status
+            .iter()
+            .filter(|st| st.watch == w.name)
+            .cloned()
+            .collect(),
+    })
 }
 
 /// Watches that share this one's competitor group (itself excluded).

@@ -444,7 +444,22 @@ pub async fn watch(State(s): State<WebState>, Path(name): Path<String>) -> PageR
         .await?
         .ok_or_else(|| Failure::NotFound(format!("There is no watch named “{name}”.")))?;
     let (tz, settings) = watch_settings(&s.config, &w);
-    let (t, _) = data::trends_of(&s, &w, 12, now).await?;
+    // The page shows no per-source series: only the watch's weeks and days.
+    let parts = crate::trends::Parts {
+        days: true,
+        sources: false,
+    };
+    // The trends (mostly the database's work) and the drivers (mostly ours) at once.
+    let (t, drivers) = tokio::try_join!(
+        async {
+            crate::trends::watch_trends_parts(
+                &s.store, w.id, &w.name, tz, &settings, 12, now, parts,
+            )
+            .await
+            .map_err(PageError::from)
+        },
+        drivers_section(&s, &w, now),
+    )?;
     let threshold = settings.buyer_view_threshold;
     let back = format!("/watch/{}", path_escape(&w.name));
     let csrf = s.csrf_token();
@@ -459,9 +474,8 @@ pub async fn watch(State(s): State<WebState>, Path(name): Path<String>) -> PageR
     );
 
     // Figures.
-    let summary = data::summaries(&s, std::slice::from_ref(&w), now)
-        .await?
-        .remove(0);
+    let status = s.store.source_status().await?;
+    let summary = data::summary_of(&s, &w, &t, &settings, &status).await?;
     let since = now - Duration::days(30);
     let loop_figures = s.store.triage_summary(w.id, since).await?;
     body.push_str(&format!(
@@ -510,6 +524,34 @@ pub async fn watch(State(s): State<WebState>, Path(name): Path<String>) -> PageR
             charts::rating_bars("Buyer's view rating per source", &views, threshold)
         }
     ));
+    // The buyer's view as it stood at the end of each week, per rated source.
+    for v in &t.buyer_views {
+        let mut history = Vec::with_capacity(t.weeks.len());
+        for p in &t.weeks {
+            history.push(
+                s.store
+                    .buyer_view_rating_at(
+                        v.source_id,
+                        p.to.min(now),
+                        settings.buyer_view_size as i64,
+                    )
+                    .await?,
+            );
+        }
+        body.push_str(&format!(
+            r#"<figure class="chart buyer-view-history" id="chart-buyer-view-history-{}"><h3>Buyer's view on {} at each week's end vs {threshold:.1}</h3>{}</figure>"#,
+            v.source_id,
+            esc(&v.source),
+            charts::line_chart(
+                &format!("Buyer's view rating on {} per week", v.source),
+                &week_labels,
+                &history,
+                (1.0, 5.0),
+                Some(threshold),
+                "buyer's view"
+            )
+        ));
+    }
     body.push_str("</div>");
 
     // The buyer's view.
@@ -549,6 +591,9 @@ pub async fn watch(State(s): State<WebState>, Path(name): Path<String>) -> PageR
         }
         body.push_str("</tbody></table></div></section>");
     }
+
+    // What drives negativity: the last seven days against the 28 before.
+    body.push_str(&drivers);
 
     // Competitors side by side.
     let rivals = data::competitors(&s, &w).await?;
@@ -633,6 +678,73 @@ pub async fn watch(State(s): State<WebState>, Path(name): Path<String>) -> PageR
     ok(&w.name, Nav::None, &body)
 }
 
+/// The mention list counts matches up to this many.
+const MENTION_COUNT_CAP: i64 = 10_000;
+
+/// The most baseline mentions the drivers are compared against (four busy weeks).
+const DRIVER_BASELINE_LIMIT: i64 = 20_000;
+
+/// "What drives negativity": terms over-represented in the last seven days' negative
+/// mentions against the 28 days before (as the weekly digest finds them), each with its
+/// customer-journey stage and an example.
+async fn drivers_section(
+    s: &WebState,
+    w: &crate::store::WatchRow,
+    now: chrono::DateTime<Utc>,
+) -> Result<String, PageError> {
+    use crate::digest::journey::JourneyMap;
+    use crate::store::MentionQuery;
+    let from = now - Duration::days(7);
+    let recent = s
+        .store
+        .mentions(&MentionQuery {
+            watch_id: Some(w.id),
+            since: Some(from),
+            until: Some(now),
+            ..Default::default()
+        })
+        .await?;
+    let before = s
+        .store
+        .mentions(&MentionQuery {
+            watch_id: Some(w.id),
+            since: Some(from - Duration::days(28)),
+            until: Some(from),
+            limit: Some(DRIVER_BASELINE_LIMIT),
+            ..Default::default()
+        })
+        .await?;
+    let journey = s
+        .config
+        .watch(&w.name)
+        .map(|c| JourneyMap::with_extra(&c.digest.journey))
+        .unwrap_or_default();
+    let drivers = crate::digest::report::negativity_drivers(&recent, &before, &journey);
+    let mut out = String::from(
+        r#"<h2>What drives negativity</h2><p class="muted small">Terms found more often in the last 7 days' negative mentions than in the 28 days before, with the step of the customer journey they concern.</p>"#,
+    );
+    if drivers.is_empty() {
+        out.push_str(
+            r#"<p class="muted drivers-none">No term stands out in the last 7 days' negative mentions.</p>"#,
+        );
+        return Ok(out);
+    }
+    out.push_str(r#"<div class="scroll"><table class="drivers small"><thead><tr><th>Term</th><th>Journey stage</th><th>Negative mentions</th><th>Before</th><th>Example</th></tr></thead><tbody>"#);
+    for d in &drivers {
+        out.push_str(&format!(
+            r#"<tr><td><b>{}</b></td><td>{}</td><td>{}</td><td>{}</td><td>{} <span class="muted">{}</span></td></tr>"#,
+            esc(&d.term),
+            esc(d.stage.as_deref().unwrap_or("–")),
+            d.mentions,
+            d.baseline_mentions,
+            esc(&d.example.excerpt),
+            esc(&d.example.source)
+        ));
+    }
+    out.push_str("</tbody></table></div>");
+    Ok(out)
+}
+
 fn select(name: &str, current: Option<&str>, options: &[(String, String)]) -> String {
     let mut out = format!(r#"<select name="{name}"><option value="">any</option>"#);
     for (value, label) in options {
@@ -658,7 +770,13 @@ pub async fn mentions(
     let (filter, _) = p.filter(&s.store, tz).await?;
     let page_no = p.page()?;
     let size = p.size(25, MAX_PAGE_SIZE)?;
-    let total = s.store.count_found_mentions(&filter).await?;
+    // Counted up to a cap: past it the page says "10000+" (and the pager goes on while
+    // pages are full) instead of reading every matching mention's sentiment.
+    let counted = s
+        .store
+        .count_found_mentions_upto(&filter, Some(MENTION_COUNT_CAP + 1))
+        .await?;
+    let capped = counted > MENTION_COUNT_CAP;
     let items = s
         .store
         .find_mentions(&filter, (page_no - 1) * size, size)
@@ -717,6 +835,13 @@ pub async fn mentions(
         input("q", "search", p.q()),
         select("status", p.status(), &statuses),
     ));
+    let total = if capped {
+        // At least this many: the cap, or all the pages up to this one when further.
+        MENTION_COUNT_CAP.max((page_no - 1) * size + items.len() as i64)
+    } else {
+        counted
+    };
+    let plus = if capped { "+" } else { "" };
     let first = if total == 0 {
         0
     } else {
@@ -724,7 +849,7 @@ pub async fn mentions(
     };
     let last = ((page_no - 1) * size + items.len() as i64).max(0);
     body.push_str(&format!(
-        r#"<p class="muted result-count">{first}–{last} of {total} mentions</p>"#
+        r#"<p class="muted result-count">{first}–{last} of {total}{plus} mentions</p>"#
     ));
     for m in &items {
         body.push_str(&mention_html(m, tz, s.csrf_token(), &back, wants_triage(m)));
@@ -740,10 +865,10 @@ pub async fn mentions(
         ));
     }
     pager.push_str(&format!(
-        r#"<span>page {page_no} of {}</span>"#,
+        r#"<span>page {page_no} of {}{plus}</span>"#,
         ((total + size - 1) / size).max(1)
     ));
-    if page_no * size < total {
+    if page_no * size < total || (capped && items.len() as i64 == size) {
         pager.push_str(&format!(
             r#"<a rel="next" href="/mentions?{q}{sep}page={}">older →</a>"#,
             page_no + 1

@@ -674,7 +674,7 @@ pub fn run(s: &TrainSettings, opts: &FineTuneOptions) -> Result<()> {
         "training_seconds": (stats.seconds).round(),
         "training_resumed_at_step": stats.resumed_at,
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "fusion_weight": w,
+        "fusion_weight": r4(f64::from(w)),
         "fusion_note": "w chosen on the dev set (imdb.json) only: the fused dev accuracy is optimistic",
         "dev": {
             "file": "dev_imdb.json (npm sentiment@5.0.2 test/fixtures/imdb.json)",
@@ -826,8 +826,8 @@ mod tests {
             let named = all_vars(&ad, &head);
             let vars: Vec<&Var> = named.iter().map(|(_, v)| *v).collect();
             let mut opt = AdamW::new(&vars).unwrap();
-            for step in 0..6 {
-                let batch: Vec<&Sample> = order[step].iter().map(|&i| &samples[i]).collect();
+            for (step, indices) in order.iter().enumerate().take(6) {
+                let batch: Vec<&Sample> = indices.iter().map(|&i| &samples[i]).collect();
                 let t: Vec<u32> = batch.iter().map(|s| s.class as u32).collect();
                 let t = Tensor::from_vec(t, batch.len(), &Device::Cpu).unwrap();
                 let l = logits(&bert, &ad, &head, &batch).unwrap();

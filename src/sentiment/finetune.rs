@@ -595,6 +595,11 @@ pub fn run(s: &TrainSettings, opts: &FineTuneOptions) -> Result<()> {
     );
     let path = s.models_dir.join(ADAPTER_FILE);
     save_adapter(&path, &adapter, &head)?;
+    // The run is complete: its checkpoint would only make the next run stop at once.
+    if let Some(cp) = &opts.checkpoint {
+        let _ = std::fs::remove_file(cp);
+        let _ = std::fs::remove_file(cp.with_extension("json"));
+    }
     drop(bert);
     drop(encoder);
 

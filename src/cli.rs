@@ -117,6 +117,9 @@ pub enum Command {
         file: PathBuf,
         #[arg(long, value_enum)]
         model: Option<config::ModelKind>,
+        /// Every variant side by side: lexicon, frozen head, LoRA, LoRA + lexicon fusion.
+        #[arg(long, conflicts_with = "model")]
+        compare: bool,
     },
     /// Train the sentiment head from the data fetched by scripts/fetch-training-data.sh.
     Train {
@@ -128,6 +131,19 @@ pub enum Command {
         models: PathBuf,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Fine-tune the encoder with LoRA (writes models/lora.safetensors and lora.json)
+        /// instead of training the head over the frozen encoder.
+        #[arg(long)]
+        fine_tune: bool,
+        /// Fine-tuning: fit the run into this many minutes (fewer steps).
+        #[arg(long, requires = "fine_tune")]
+        budget_minutes: Option<f64>,
+        /// Fine-tuning: train this many batches of 32 (default: one pass).
+        #[arg(long, requires = "fine_tune")]
+        steps: Option<usize>,
+        /// Fine-tuning: longest text in tokens (head and tail kept).
+        #[arg(long, requires = "fine_tune", default_value_t = 128)]
+        max_tokens: usize,
     },
     /// Measure speed and memory; prints what it measured.
     #[command(subcommand)]
@@ -284,7 +300,11 @@ pub async fn main(cli: Cli) -> Result<()> {
             let settings = sentiment_settings(&cli.config)?;
             let kinds = match model {
                 Some(m) => vec![m],
-                None => vec![config::ModelKind::Lexicon, config::ModelKind::Minilm],
+                None => vec![
+                    config::ModelKind::Lexicon,
+                    config::ModelKind::MinilmHead,
+                    config::ModelKind::Minilm,
+                ],
             };
             let mut loaded = Vec::new();
             for kind in kinds {
@@ -343,20 +363,50 @@ pub async fn main(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Eval { file, model } => {
+        Command::Eval {
+            file,
+            compare: true,
+            ..
+        } => {
+            let settings = sentiment_settings(&cli.config)?;
+            sentiment::commands::compare(&settings, &file)
+        }
+        Command::Eval { file, model, .. } => {
             let analyzer = analyzer_for(&cli.config, model)?;
             let e = sentiment::commands::eval_file(analyzer.as_ref(), &file)?;
             println!("model {} {}", analyzer.model_id(), analyzer.model_version());
             print!("{e}");
             Ok(())
         }
-        Command::Train { data, models, seed } => {
-            sentiment::train::run(&sentiment::train::TrainSettings {
+        Command::Train {
+            data,
+            models,
+            seed,
+            fine_tune,
+            budget_minutes,
+            steps,
+            max_tokens,
+        } => {
+            let settings = sentiment::train::TrainSettings {
                 data_dir: data,
                 models_dir: models,
                 seed,
                 ..Default::default()
-            })
+            };
+            if fine_tune {
+                sentiment::finetune::run(
+                    &settings,
+                    &sentiment::finetune::FineTuneOptions {
+                        seed,
+                        budget_minutes,
+                        steps,
+                        max_tokens,
+                        ..Default::default()
+                    },
+                )
+            } else {
+                sentiment::train::run(&settings)
+            }
         }
     }
 }

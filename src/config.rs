@@ -167,6 +167,10 @@ pub enum ModelKind {
     /// The MiniLM encoder with its trained head (needs the model files).
     #[default]
     Minilm,
+    /// The MiniLM encoder, frozen, with the head trained over it (ignores the LoRA
+    /// adapter).
+    #[serde(rename = "minilm-head")]
+    MinilmHead,
     /// Word and emoji lexicon only: no model files, very fast, less accurate.
     Lexicon,
 }

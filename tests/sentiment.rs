@@ -141,7 +141,26 @@ fn eval_reports_accuracy_and_confusion() {
     .unwrap();
     let (out, err, ok) = zmot(&["eval", file.to_str().unwrap(), "--model", "minilm"], "");
     assert!(ok, "{err}");
-    assert!(out.contains("model minilm-head"), "{out}");
+    // The shipped LoRA adapter is used when it is there.
+    assert!(out.contains("model minilm-lora"), "{out}");
     assert!(out.contains("binary"), "{out}");
     assert!(out.contains("accuracy  1.0000"), "{out}\n{err}");
+    let (out, err, ok) = zmot(
+        &["eval", file.to_str().unwrap(), "--model", "minilm-head"],
+        "",
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("model minilm-head"), "{out}");
+    assert!(out.contains("accuracy  1.0000"), "{out}\n{err}");
+    let (out, err, ok) = zmot(&["eval", file.to_str().unwrap(), "--compare"], "");
+    assert!(ok, "{err}");
+    for variant in [
+        "lexicon",
+        "minilm-head",
+        "minilm-lora",
+        "minilm-lora+lexicon",
+    ] {
+        assert!(out.contains(variant), "{variant} missing:\n{out}");
+    }
+    assert!(out.contains("texts/s"), "{out}");
 }

@@ -233,6 +233,73 @@ pub fn eval_file(analyzer: &dyn Analyzer, path: &Path) -> Result<Evaluation> {
     Ok(evaluate(&gold, &predicted))
 }
 
+/// `zmot eval FILE --compare`: lexicon, frozen head, LoRA and LoRA + lexicon fusion side
+/// by side (accuracy, macro-F1, texts/s), then each confusion matrix. The fusion weight
+/// is the one stored in `models/lora.json` (chosen on the dev set when training).
+pub fn compare(settings: &crate::config::SentimentSettings, path: &Path) -> Result<()> {
+    let dir = super::resolve_models_dir(&settings.models_dir);
+    if settings.fetch_missing {
+        if let Err(e) = super::ensure_models(&dir) {
+            tracing::warn!("cannot fetch the model files: {e:#}");
+        }
+    }
+    let data = super::train::read_labelled(path)?;
+    anyhow::ensure!(!data.is_empty(), "{}: no labelled texts", path.display());
+    let texts: Vec<&str> = data.iter().map(|(t, _)| t.as_str()).collect();
+    let gold: Vec<Label> = data.iter().map(|(_, l)| *l).collect();
+    let frozen = super::MiniLmAnalyzer::load(&dir)
+        .map_err(|e| tracing::warn!("frozen head not loaded: {e:#}"))
+        .ok();
+    let lora = super::finetune::load_analyzer(&dir)
+        .map_err(|e| tracing::warn!("LoRA adapter not loaded: {e:#}"))
+        .ok();
+    let weight = std::fs::read_to_string(dir.join(super::finetune::MANIFEST_FILE))
+        .ok()
+        .and_then(|m| serde_json::from_str::<serde_json::Value>(&m).ok())
+        .and_then(|m| m["fusion_weight"].as_f64())
+        .unwrap_or(0.65) as f32;
+    let fused = lora.as_ref().map(|l| super::finetune::FusedAnalyzer {
+        model: l,
+        weight,
+        id: format!("minilm-lora+lexicon (w {weight:.2})"),
+    });
+    let mut variants: Vec<&dyn Analyzer> = vec![&super::LexiconAnalyzer];
+    if let Some(f) = &frozen {
+        variants.push(f);
+    }
+    if let Some(l) = &lora {
+        variants.push(l);
+    }
+    if let Some(f) = &fused {
+        variants.push(f);
+    }
+    let mut rows = Vec::new();
+    for a in variants {
+        let started = Instant::now();
+        let mut predicted = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(256) {
+            predicted.extend(a.analyze(chunk)?);
+        }
+        let rate = texts.len() as f64 / started.elapsed().as_secs_f64();
+        rows.push((a.model_id().to_string(), evaluate(&gold, &predicted), rate));
+    }
+    println!("{}: {} texts", path.display(), texts.len());
+    println!(
+        "{:<32} {:>9} {:>9} {:>10}",
+        "model", "accuracy", "macro-F1", "texts/s"
+    );
+    for (id, e, rate) in &rows {
+        println!(
+            "{id:<32} {:>9.4} {:>9.4} {rate:>10.1}",
+            e.accuracy, e.macro_f1
+        );
+    }
+    for (id, e, _) in &rows {
+        println!("\n{id}\n{e}");
+    }
+    Ok(())
+}
+
 const SHORT: &[&str] = &[
     "Loving the new update, so much faster now! 🔥",
     "@support three days and still no reply. Not impressed.",

@@ -34,6 +34,15 @@ pub struct Encoder {
 
 impl Encoder {
     pub fn load(dir: &Path) -> Result<Encoder> {
+        Encoder::load_with(dir, None)
+    }
+
+    /// The encoder in `dir`, with these weights instead of `model.safetensors` when
+    /// given (the fine-tuned encoder with its LoRA update merged).
+    pub fn load_with(
+        dir: &Path,
+        weights: Option<std::collections::HashMap<String, Tensor>>,
+    ) -> Result<Encoder> {
         for f in FILES {
             let p = dir.join(f);
             anyhow::ensure!(p.exists(), "missing model file {}", p.display());
@@ -54,12 +63,15 @@ impl Encoder {
         .context("config.json is not a BERT configuration")?;
         let device = Device::Cpu;
         // SAFETY: the file is mapped read-only and not modified while zmot runs.
-        let vb = unsafe {
-            VarBuilder::from_mmaped_safetensors(
-                &[dir.join("model.safetensors")],
-                DType::F32,
-                &device,
-            )?
+        let vb = match weights {
+            Some(w) => VarBuilder::from_tensors(w, DType::F32, &device),
+            None => unsafe {
+                VarBuilder::from_mmaped_safetensors(
+                    &[dir.join("model.safetensors")],
+                    DType::F32,
+                    &device,
+                )?
+            },
         };
         let model = BertModel::load(vb, &config).context("cannot load the encoder weights")?;
         Ok(Encoder {
@@ -75,12 +87,17 @@ impl Encoder {
     /// beginning and its end (reviews tend to open with the verdict and close with the
     /// conclusion), a quarter and three quarters of the budget.
     pub fn token_ids(&self, text: &str) -> Result<Vec<u32>> {
+        self.token_ids_max(text, MAX_TOKENS)
+    }
+
+    /// Token ids as [`Encoder::token_ids`], at most `max` of them.
+    pub fn token_ids_max(&self, text: &str, max: usize) -> Result<Vec<u32>> {
         let enc = self
             .tokenizer
             .encode(text, false)
             .map_err(|e| anyhow::anyhow!("cannot tokenise: {e}"))?;
         let ids = enc.get_ids();
-        let budget = MAX_TOKENS - 2;
+        let budget = max.max(3) - 2;
         let mut out = Vec::with_capacity(ids.len().min(budget) + 2);
         out.push(self.cls);
         if ids.len() <= budget {

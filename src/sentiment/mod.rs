@@ -8,8 +8,10 @@
 
 pub mod commands;
 pub mod encoder;
+pub mod finetune;
 pub mod head;
 pub mod lexicon;
+pub mod lora;
 pub mod train;
 
 use std::path::{Path, PathBuf};
@@ -40,6 +42,7 @@ pub struct MiniLmAnalyzer {
     encoder: encoder::Encoder,
     head: head::Head,
     version: String,
+    id: &'static str,
 }
 
 impl MiniLmAnalyzer {
@@ -49,11 +52,27 @@ impl MiniLmAnalyzer {
         let head = head::Head::load(&head_path)?;
         let bytes = std::fs::read(&head_path)?;
         let version = crate::domain::content_hash(None, &hex::encode(&bytes))[..12].to_string();
-        Ok(MiniLmAnalyzer {
+        Ok(MiniLmAnalyzer::from_parts(
             encoder,
             head,
             version,
-        })
+            "minilm-head",
+        ))
+    }
+
+    /// An encoder with a head, under a model name.
+    pub fn from_parts(
+        encoder: encoder::Encoder,
+        head: head::Head,
+        version: String,
+        id: &'static str,
+    ) -> MiniLmAnalyzer {
+        MiniLmAnalyzer {
+            encoder,
+            head,
+            version,
+            id,
+        }
     }
 
     /// Features for a batch: embeddings plus lexicon signals.
@@ -101,7 +120,7 @@ pub fn from_probabilities(p: [f32; head::CLASSES]) -> Sentiment {
 
 impl Analyzer for MiniLmAnalyzer {
     fn model_id(&self) -> &str {
-        "minilm-head"
+        self.id
     }
 
     fn model_version(&self) -> &str {
@@ -182,6 +201,16 @@ pub fn load(settings: &SentimentSettings) -> Result<Box<dyn Analyzer>> {
     if missing && settings.fetch_missing {
         if let Err(e) = fetch_models(dir) {
             tracing::warn!("cannot fetch the model files: {e:#}");
+        }
+    }
+    // The fine-tuned encoder (LoRA merged) when its adapter is there and loads.
+    if settings.model == ModelKind::Minilm && dir.join(finetune::ADAPTER_FILE).exists() {
+        match finetune::load_analyzer(dir) {
+            Ok(a) => return Ok(Box::new(a)),
+            Err(e) => tracing::warn!(
+                "the fine-tuned adapter in {} cannot be loaded ({e:#}); using the frozen head",
+                dir.display()
+            ),
         }
     }
     match MiniLmAnalyzer::load(dir) {

@@ -461,11 +461,11 @@ impl Store {
              FROM mentions m
              JOIN sources s ON s.id = m.source_id
              JOIN watches w ON w.id = m.watch_id
-             LEFT JOIN sentiments st ON st.mention_id = m.id
-                 AND st.scored_at = (SELECT MAX(s2.scored_at) FROM sentiments s2 WHERE s2.mention_id = m.id)
+             {latest}
              {clause}
              ORDER BY m.published_at DESC, m.id DESC
-             LIMIT ${limit_param}"
+             LIMIT ${limit_param}",
+            latest = trends::latest_sentiment(self.backend)
         );
         let mut query = sqlx::query(&sql);
         for v in ints {

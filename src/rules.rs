@@ -22,7 +22,8 @@ use crate::trends;
 /// Evidence items kept per alert.
 const MAX_EVIDENCE: usize = 5;
 
-fn excerpt(text: &str, max: usize) -> String {
+/// The text with whitespace folded, cut at `max` characters with an ellipsis.
+pub fn excerpt(text: &str, max: usize) -> String {
     let t: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if t.chars().count() <= max {
         t

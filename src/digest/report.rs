@@ -100,15 +100,7 @@ fn listed(m: &StoredMention) -> Listed {
         Some(t) if !t.trim().is_empty() => format!("{t}: {}", m.mention.text),
         _ => m.mention.text.clone(),
     };
-    let folded = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    let excerpt = if folded.chars().count() > 240 {
-        format!(
-            "{}…",
-            folded.chars().take(240).collect::<String>().trim_end()
-        )
-    } else {
-        folded
-    };
+    let excerpt = crate::rules::excerpt(&text, 240);
     Listed {
         source: m.source.clone(),
         rating: m.mention.rating,

@@ -201,21 +201,8 @@ impl Connector for Bluesky {
     }
 
     async fn fetch(&self, ctx: &FetchContext, cursor: Option<&str>) -> Result<Fetched, FetchError> {
-        let queries: Vec<String> = match &self.query {
-            Some(q) => vec![q.clone()],
-            None => ctx
-                .keywords
-                .iter()
-                .filter(|k| !k.trim().is_empty())
-                .cloned()
-                .collect(),
-        };
-        if queries.is_empty() {
-            return Err(FetchError::new(
-                FetchErrorKind::Config,
-                "bluesky source needs `q` (or keywords on its watch)",
-            ));
-        }
+        let queries =
+            super::text::search_queries(self.query.as_deref(), &ctx.keywords, "bluesky", "q")?;
         let http = Http::new(&ctx.http, &self.http);
         let slot = session_slot(&self.base, &self.handle);
         let mut token = self.access(&http, &slot, ctx).await?;

@@ -51,21 +51,12 @@ impl Connector for HackerNews {
     }
 
     async fn fetch(&self, ctx: &FetchContext, cursor: Option<&str>) -> Result<Fetched, FetchError> {
-        let queries: Vec<String> = match &self.query {
-            Some(q) => vec![q.clone()],
-            None => ctx
-                .keywords
-                .iter()
-                .filter(|k| !k.trim().is_empty())
-                .cloned()
-                .collect(),
-        };
-        if queries.is_empty() {
-            return Err(FetchError::new(
-                FetchErrorKind::Config,
-                "hackernews source needs `query` (or keywords on its watch)",
-            ));
-        }
+        let queries = super::text::search_queries(
+            self.query.as_deref(),
+            &ctx.keywords,
+            "hackernews",
+            "query",
+        )?;
         let http = Http::new(&ctx.http, &self.http);
         let mut window = Window::new(cursor::load::<Watermark>("hackernews", cursor), ctx);
         let since = window.lower_bound().timestamp();

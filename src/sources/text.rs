@@ -158,6 +158,31 @@ pub fn hash_id(parts: &[&str]) -> String {
     hex::encode(&h.finalize()[..16])
 }
 
+/// The searches of a search-type source: its own query when set, else one per keyword of
+/// the watch. None at all is a configuration error naming the missing setting.
+pub fn search_queries(
+    query: Option<&str>,
+    keywords: &[String],
+    kind: &str,
+    setting: &str,
+) -> Result<Vec<String>, super::FetchError> {
+    let queries: Vec<String> = match query {
+        Some(q) => vec![q.to_string()],
+        None => keywords
+            .iter()
+            .filter(|k| !k.trim().is_empty())
+            .cloned()
+            .collect(),
+    };
+    if queries.is_empty() {
+        return Err(super::FetchError::new(
+            crate::domain::FetchErrorKind::Config,
+            format!("{kind} source needs `{setting}` (or keywords on its watch)"),
+        ));
+    }
+    Ok(queries)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,23 +8,6 @@ use sqlx::Row;
 
 use super::{to_ms, Store};
 
-/// The latest sentiment of each mention (a mention may have been scored by several
-/// models over time; the newest score counts).
-const LATEST_SENTIMENT: &str = "LEFT JOIN sentiments st ON st.mention_id = m.id
-    AND st.scored_at = (SELECT MAX(s2.scored_at) FROM sentiments s2 WHERE s2.mention_id = m.id)";
-
-/// The same join, as PostgreSQL runs it fastest: one probe of the
-/// (mention_id, scored_at) index per mention instead of a probe and a MAX.
-const LATEST_SENTIMENT_PG: &str = "LEFT JOIN LATERAL (SELECT s2.label, s2.score, s2.confidence
-    FROM sentiments s2 WHERE s2.mention_id = m.id ORDER BY s2.scored_at DESC LIMIT 1) st ON TRUE";
-
-pub(super) fn latest_sentiment(backend: super::Backend) -> &'static str {
-    match backend {
-        super::Backend::Postgres => LATEST_SENTIMENT_PG,
-        super::Backend::Sqlite => LATEST_SENTIMENT,
-    }
-}
-
 /// The sources of the watch bound to `$6` that show owner replies (any reply ever): an
 /// EXISTS probe per source on the partial index `mentions_source_replied`.
 pub(super) const REPLYING_SOURCES: &str = "SELECT s.id FROM sources s WHERE s.watch_id = $6
@@ -96,7 +79,7 @@ impl Store {
              FROM mentions m {latest}
              WHERE m.watch_id = $1 AND ($2 = 0 OR m.source_id = $3)
                AND m.published_at >= $4 AND m.published_at < $5",
-            latest = latest_sentiment(self.backend)
+            latest = super::latest_sentiment(self.backend)
         );
         let r = sqlx::query(&sql)
             .bind(watch_id)
@@ -167,7 +150,7 @@ impl Store {
              WHERE m.watch_id = $1 AND st.label = 'negative'
                AND m.published_at >= $2 AND m.published_at < $3
              ORDER BY m.published_at",
-            latest = latest_sentiment(self.backend)
+            latest = super::latest_sentiment(self.backend)
         );
         let rows = sqlx::query(&sql)
             .bind(watch_id)

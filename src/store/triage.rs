@@ -13,10 +13,6 @@ use sqlx::Row;
 use super::{fetch_job_name, from_ms, stored_mention, to_ms, AlertRow, Store, StoredMention};
 use crate::domain::Label;
 
-/// The latest sentiment of each mention (as in the trends queries).
-const LATEST_SENTIMENT: &str = "LEFT JOIN sentiments st ON st.mention_id = m.id
-    AND st.scored_at = (SELECT MAX(s2.scored_at) FROM sentiments s2 WHERE s2.mention_id = m.id)";
-
 /// The latest sentiment's label of `m`, for filtering: a condition on this (instead of on
 /// the joined `st.label`) keeps PostgreSQL from hashing the whole sentiments table, and
 /// lets both databases walk a watch's mentions newest first and stop at the page's end.
@@ -330,13 +326,14 @@ impl Store {
              FROM mentions m
              JOIN sources s ON s.id = m.source_id
              JOIN watches w ON w.id = m.watch_id
-             {LATEST_SENTIMENT}
+             {latest}
              LEFT JOIN mention_triage t ON t.mention_id = m.id
              {clause}
              ORDER BY m.published_at DESC, m.id DESC
              LIMIT ${} OFFSET ${}",
             n + 1,
-            n + 2
+            n + 2,
+            latest = super::latest_sentiment(self.backend)
         );
         let q = bind_all(sqlx::query(&sql), binds)
             .bind(limit.max(0))
@@ -397,9 +394,10 @@ impl Store {
              FROM mentions m
              JOIN sources s ON s.id = m.source_id
              JOIN watches w ON w.id = m.watch_id
-             {LATEST_SENTIMENT}
+             {latest}
              LEFT JOIN mention_triage t ON t.mention_id = m.id
-             WHERE m.id = $1"
+             WHERE m.id = $1",
+            latest = super::latest_sentiment(self.backend)
         );
         let row = sqlx::query(&sql)
             .bind(id)

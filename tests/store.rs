@@ -129,6 +129,8 @@ async fn ingest_is_idempotent_and_keeps_edit_history() {
             db.label
         );
         assert_eq!(store.count_mentions(None).await.unwrap(), 3);
+        // The per-source count kept by ingest agrees with the rows.
+        assert_eq!(source_count(store, source.id).await, 3, "{}", db.label);
 
         // An edit: new text and rating. The old version goes to the history.
         let mut edited = mention("c", "Lid broke, and support never answered", Some(1), 3);
@@ -214,7 +216,32 @@ async fn a_failing_batch_leaves_nothing_behind() {
             .await
             .is_err());
         assert_eq!(store.count_mentions(None).await.unwrap(), 0, "{}", db.label);
+        assert_eq!(source_count(store, source.id).await, 0, "{}", db.label);
+        // The same batch without the bad row counts once.
+        let good: Vec<_> = batch
+            .into_iter()
+            .filter(|m| m.mention.external_id != "bad")
+            .collect();
+        store
+            .ingest(&source, &good, Some(("t", "1")))
+            .await
+            .unwrap();
+        store
+            .ingest(&source, &good, Some(("t", "1")))
+            .await
+            .unwrap();
+        assert_eq!(source_count(store, source.id).await, 2, "{}", db.label);
     }
+}
+
+/// The mention count the sources page shows for a source.
+async fn source_count(store: &Store, source_id: i64) -> i64 {
+    let status = store.source_status().await.unwrap();
+    status
+        .iter()
+        .find(|s| s.source_id == source_id)
+        .unwrap()
+        .mentions
 }
 
 #[tokio::test]

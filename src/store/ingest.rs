@@ -92,6 +92,14 @@ impl Store {
             let s = self.ingest_chunk(tx, source, part, model).await?;
             stats.add(s);
         }
+        if stats.new > 0 {
+            // Same transaction as the inserts: the count cannot drift from the rows.
+            sqlx::query("UPDATE sources SET mention_count = mention_count + $1 WHERE id = $2")
+                .bind(stats.new as i64)
+                .bind(source.id)
+                .execute(&mut **tx)
+                .await?;
+        }
         Ok(stats)
     }
 

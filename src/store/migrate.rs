@@ -34,6 +34,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "dashboard_indexes",
         include_str!("../../migrations/0004_dashboard_indexes.sql"),
     ),
+    (
+        5,
+        "source_mention_counts",
+        include_str!("../../migrations/0005_source_mention_counts.sql"),
+    ),
 ];
 
 /// Rewrites portable SQL for one backend.

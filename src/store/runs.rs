@@ -176,13 +176,13 @@ impl Store {
     /// Every source with its latest run and mention count.
     pub async fn source_status(&self) -> Result<Vec<SourceStatus>> {
         let sources = self.sources(None).await?;
-        let counts =
-            sqlx::query("SELECT source_id, COUNT(*) AS n FROM mentions GROUP BY source_id")
-                .fetch_all(&self.pool)
-                .await?;
+        // Kept by ingest (migration 0005), not counted here.
+        let counts = sqlx::query("SELECT id, mention_count FROM sources")
+            .fetch_all(&self.pool)
+            .await?;
         let counts: std::collections::HashMap<i64, i64> = counts
             .iter()
-            .map(|r| Ok((r.try_get("source_id")?, r.try_get("n")?)))
+            .map(|r| Ok((r.try_get("id")?, r.try_get("mention_count")?)))
             .collect::<Result<_>>()?;
         let latest = sqlx::query(&format!(
             "SELECT {RUN_COLUMNS} FROM fetch_runs r

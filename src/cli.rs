@@ -144,6 +144,14 @@ pub enum Command {
         /// Fine-tuning: longest text in tokens (head and tail kept).
         #[arg(long, requires = "fine_tune", default_value_t = 128)]
         max_tokens: usize,
+        /// Write the held-back slice of the training mix (the tenth never trained on) to
+        /// this JSON-lines file, for `zmot eval FILE --compare`, and stop.
+        #[arg(long, conflicts_with = "fine_tune")]
+        export_held_back: Option<PathBuf>,
+        /// Fine-tuning: negative and positive examples only, the 2-class baseline (write
+        /// it to another --models folder: it replaces the adapter there).
+        #[arg(long, requires = "fine_tune")]
+        two_class: bool,
     },
     /// Measure speed and memory; prints what it measured.
     #[command(subcommand)]
@@ -386,6 +394,8 @@ pub async fn main(cli: Cli) -> Result<()> {
             budget_minutes,
             steps,
             max_tokens,
+            export_held_back,
+            two_class,
         } => {
             let settings = sentiment::train::TrainSettings {
                 data_dir: data,
@@ -393,7 +403,11 @@ pub async fn main(cli: Cli) -> Result<()> {
                 seed,
                 ..Default::default()
             };
-            if fine_tune {
+            if let Some(out) = export_held_back {
+                let n = sentiment::finetune::export_held_back(&settings, &out)?;
+                println!("wrote {n} held-back examples to {}", out.display());
+                Ok(())
+            } else if fine_tune {
                 sentiment::finetune::run(
                     &settings,
                     &sentiment::finetune::FineTuneOptions {
@@ -401,6 +415,7 @@ pub async fn main(cli: Cli) -> Result<()> {
                         budget_minutes,
                         steps,
                         max_tokens,
+                        two_class,
                         ..Default::default()
                     },
                 )

@@ -171,6 +171,10 @@ pub enum ModelKind {
     /// adapter).
     #[serde(rename = "minilm-head")]
     MinilmHead,
+    /// The fine-tuned MiniLM with its score fused with the lexicon's (`w · model + (1 -
+    /// w) · lexicon`, w learnt on the dev set, in models/lora.json).
+    #[serde(rename = "minilm-fused")]
+    MinilmFused,
     /// Word and emoji lexicon only: no model files, very fast, less accurate.
     Lexicon,
 }

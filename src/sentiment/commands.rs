@@ -253,15 +253,14 @@ pub fn compare(settings: &crate::config::SentimentSettings, path: &Path) -> Resu
     let lora = super::finetune::load_analyzer(&dir)
         .map_err(|e| tracing::warn!("LoRA adapter not loaded: {e:#}"))
         .ok();
-    let weight = std::fs::read_to_string(dir.join(super::finetune::MANIFEST_FILE))
-        .ok()
-        .and_then(|m| serde_json::from_str::<serde_json::Value>(&m).ok())
-        .and_then(|m| m["fusion_weight"].as_f64())
-        .unwrap_or(0.65) as f32;
+    let weight = super::finetune::fusion_weight(&dir).unwrap_or_else(|e| {
+        tracing::warn!("{e:#}; fusing at 0.65");
+        0.65
+    });
     let fused = lora.as_ref().map(|l| super::finetune::FusedAnalyzer {
         model: l,
         weight,
-        id: format!("minilm-lora+lexicon (w {weight:.2})"),
+        id: format!("minilm-fused (w {weight:.2})"),
     });
     let mut variants: Vec<&dyn Analyzer> = vec![&super::LexiconAnalyzer];
     if let Some(f) = &frozen {

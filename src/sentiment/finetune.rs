@@ -51,6 +51,9 @@ pub struct FineTuneOptions {
     pub checkpoint: Option<PathBuf>,
     /// Progress line on stderr.
     pub progress: bool,
+    /// Train on negative and positive examples only (the neutral output is never a
+    /// target): the 2-class baseline the 3-class model is compared with.
+    pub two_class: bool,
 }
 
 impl Default for FineTuneOptions {
@@ -67,6 +70,7 @@ impl Default for FineTuneOptions {
             checkpoint_every: 100,
             checkpoint: None,
             progress: true,
+            two_class: false,
         }
     }
 }
@@ -458,10 +462,40 @@ pub fn load_analyzer(dir: &Path) -> Result<MiniLmAnalyzer> {
 }
 
 /// Late fusion of a model with the lexicon: `w · model score + (1 - w) · compound`.
-pub struct FusedAnalyzer<'a> {
-    pub model: &'a dyn Analyzer,
+pub struct FusedAnalyzer<A> {
+    pub model: A,
     pub weight: f32,
     pub id: String,
+}
+
+/// The fusion weight stored in the adapter's manifest (learnt on the dev set when
+/// training).
+pub fn fusion_weight(dir: &Path) -> Result<f32> {
+    let path = dir.join(MANIFEST_FILE);
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?,
+    )
+    .with_context(|| format!("{}: not JSON", path.display()))?;
+    let w = manifest["fusion_weight"]
+        .as_f64()
+        .with_context(|| format!("{}: no fusion_weight", path.display()))?;
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&w),
+        "{}: fusion_weight {w} is not in [0, 1]",
+        path.display()
+    );
+    Ok(w as f32)
+}
+
+/// The fine-tuned model fused with the lexicon at the manifest's weight.
+pub fn load_fused(dir: &Path) -> Result<FusedAnalyzer<MiniLmAnalyzer>> {
+    let weight = fusion_weight(dir)?;
+    Ok(FusedAnalyzer {
+        model: load_analyzer(dir)?,
+        weight,
+        id: "minilm-fused".to_string(),
+    })
 }
 
 /// Fused score; the label follows its sign (neutral within ±0.05), except that a text
@@ -482,7 +516,7 @@ pub fn fuse(s: &Sentiment, compound: f32, w: f32) -> Sentiment {
     }
 }
 
-impl Analyzer for FusedAnalyzer<'_> {
+impl<A: Analyzer> Analyzer for FusedAnalyzer<A> {
     fn model_id(&self) -> &str {
         &self.id
     }
@@ -545,6 +579,29 @@ fn r4(x: f64) -> f64 {
     (x * 10_000.0).round() / 10_000.0
 }
 
+/// The held-back slice of the training mix (the first tenth of it, as `zmot train
+/// --fine-tune` splits it) as JSON lines `{"text", "label", "origin"}`, for `zmot eval
+/// FILE --compare`. Returns how many lines were written.
+pub fn export_held_back(s: &TrainSettings, out: &Path) -> Result<usize> {
+    let dev_path = s.data_dir.join("dev_imdb.json");
+    let dev = read_labelled(&dev_path).context("run scripts/fetch-training-data.sh first")?;
+    let dev_texts: std::collections::HashSet<String> =
+        dev.iter().map(|(t, _)| t.trim().to_string()).collect();
+    let examples = load_training(s, &dev_texts)?;
+    let holdout = &examples[..examples.len() / 10];
+    let mut text = String::new();
+    for e in holdout {
+        text.push_str(&serde_json::to_string(&serde_json::json!({
+            "text": e.text,
+            "label": head::LABELS[e.class].as_str(),
+            "origin": e.origin,
+        }))?);
+        text.push('\n');
+    }
+    std::fs::write(out, text).with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(holdout.len())
+}
+
 /// `zmot train --fine-tune`.
 pub fn run(s: &TrainSettings, opts: &FineTuneOptions) -> Result<()> {
     let dev_path = s.data_dir.join("dev_imdb.json");
@@ -559,6 +616,7 @@ pub fn run(s: &TrainSettings, opts: &FineTuneOptions) -> Result<()> {
     let encoder = Encoder::load(&s.models_dir)?;
     let samples: Vec<Sample> = train_set
         .iter()
+        .filter(|e| !opts.two_class || e.class != 1)
         .map(|e| {
             Ok(Sample {
                 ids: encoder.token_ids_max(&e.text, opts.max_tokens)?,
@@ -638,7 +696,7 @@ pub fn run(s: &TrainSettings, opts: &FineTuneOptions) -> Result<()> {
         .unwrap_or("")
         .to_string();
     let mut by_origin = std::collections::BTreeMap::<&str, [usize; CLASSES]>::new();
-    for e in train_set {
+    for e in train_set.iter().filter(|e| !opts.two_class || e.class != 1) {
         by_origin.entry(e.origin).or_default()[e.class] += 1;
     }
     let manifest = serde_json::json!({
@@ -671,7 +729,11 @@ pub fn run(s: &TrainSettings, opts: &FineTuneOptions) -> Result<()> {
             "batches": "length-sorted, seeded order",
             "steps": stats.steps,
             "dropout": 0,
-            "loss": "cross-entropy, 3 classes",
+            "loss": if opts.two_class {
+                "cross-entropy, 2 classes (negative/positive examples only; baseline)"
+            } else {
+                "cross-entropy, 3 classes"
+            },
             "imdb_reviews": s.imdb_reviews,
             "imdb_sentence_reviews": s.imdb_sentence_reviews,
             "tweets_per_class": s.tweets_per_class,
@@ -893,5 +955,36 @@ mod tests {
             .unwrap();
         assert_eq!(out[0].label, Label::Positive);
         assert_eq!(out[1].label, Label::Negative);
+
+        // The fused model: the manifest's weight, applied to the same model's scores.
+        let w = fusion_weight(&dir).unwrap();
+        assert_eq!(f64::from(w), manifest["fusion_weight"].as_f64().unwrap());
+        let texts = [
+            "I love it, works perfectly",
+            "Broke after two days, awful",
+            "meh 😡",
+        ];
+        let fused = crate::sentiment::load(&crate::config::SentimentSettings {
+            model: crate::config::ModelKind::MinilmFused,
+            models_dir: dir.clone(),
+            fetch_missing: false,
+        })
+        .unwrap();
+        assert_eq!(fused.model_id(), "minilm-fused");
+        let plain = a.analyze(&texts).unwrap();
+        for ((f, p), t) in fused.analyze(&texts).unwrap().iter().zip(&plain).zip(texts) {
+            let expected = fuse(p, lexicon::scores(t).compound, w);
+            assert_eq!((f.label, f.score), (expected.label, expected.score), "{t}");
+        }
+    }
+
+    #[test]
+    fn a_bad_fusion_weight_is_reported_with_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(MANIFEST_FILE), r#"{"fusion_weight": 1.7}"#).unwrap();
+        let e = format!("{:#}", fusion_weight(dir.path()).unwrap_err());
+        assert!(e.contains("lora.json") && e.contains("1.7"), "{e}");
+        std::fs::write(dir.path().join(MANIFEST_FILE), "{").unwrap();
+        assert!(format!("{:#}", fusion_weight(dir.path()).unwrap_err()).contains("not JSON"));
     }
 }

@@ -37,6 +37,21 @@ pub trait Analyzer: Send + Sync {
     fn analyze(&self, texts: &[&str]) -> Result<Vec<Sentiment>>;
 }
 
+/// A borrowed model is a model (to fuse or compare one without loading it twice).
+impl<T: Analyzer + ?Sized> Analyzer for &T {
+    fn model_id(&self) -> &str {
+        (**self).model_id()
+    }
+
+    fn model_version(&self) -> &str {
+        (**self).model_version()
+    }
+
+    fn analyze(&self, texts: &[&str]) -> Result<Vec<Sentiment>> {
+        (**self).analyze(texts)
+    }
+}
+
 /// The MiniLM encoder with the trained head.
 pub struct MiniLmAnalyzer {
     encoder: encoder::Encoder,
@@ -203,8 +218,19 @@ pub fn load(settings: &SentimentSettings) -> Result<Box<dyn Analyzer>> {
             tracing::warn!("cannot fetch the model files: {e:#}");
         }
     }
+    if settings.model == ModelKind::MinilmFused {
+        match finetune::load_fused(dir) {
+            Ok(a) => return Ok(Box::new(a)),
+            Err(e) => tracing::warn!(
+                "the fused model cannot be loaded from {} ({e:#}); using the fine-tuned model alone",
+                dir.display()
+            ),
+        }
+    }
     // The fine-tuned encoder (LoRA merged) when its adapter is there and loads.
-    if settings.model == ModelKind::Minilm && dir.join(finetune::ADAPTER_FILE).exists() {
+    if matches!(settings.model, ModelKind::Minilm | ModelKind::MinilmFused)
+        && dir.join(finetune::ADAPTER_FILE).exists()
+    {
         match finetune::load_analyzer(dir) {
             Ok(a) => return Ok(Box::new(a)),
             Err(e) => tracing::warn!(

@@ -450,6 +450,10 @@ fn accuracy(head: &Head, x: &[Vec<f32>], y: &[usize]) -> f64 {
     ok as f64 / x.len().max(1) as f64
 }
 
+fn r4(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
+}
+
 /// Runs the whole training and writes the head and its manifest.
 pub fn run(s: &TrainSettings) -> Result<()> {
     let dev_path = s.data_dir.join("dev_imdb.json");
@@ -499,6 +503,31 @@ pub fn run(s: &TrainSettings) -> Result<()> {
     }
     let (hold_acc, opts, head) = best.expect("at least one setting");
     let dev_acc = accuracy(&head, &dx, &dy);
+
+    // The 2-class baseline: the same head trained on the negative and positive examples
+    // only. Keeping a neutral class must not cost binary accuracy (sign of P(pos) -
+    // P(neg)) on the dev set or on the held-back negative/positive texts.
+    let (x2, y2): (Vec<Vec<f32>>, Vec<usize>) = x
+        .iter()
+        .zip(&y)
+        .filter(|(_, &c)| c != 1)
+        .map(|(xi, &c)| (xi.clone(), c))
+        .unzip();
+    let two = head::train(&x2, &y2, &opts);
+    let (hx2, hy2): (Vec<Vec<f32>>, Vec<usize>) = hx
+        .iter()
+        .zip(&hy)
+        .filter(|(_, &c)| c != 1)
+        .map(|(xi, &c)| (xi.clone(), c))
+        .unzip();
+    let binary = serde_json::json!({
+        "dev_accuracy_3class_head": r4(dev_acc),
+        "dev_accuracy_2class_head": r4(accuracy(&two, &dx, &dy)),
+        "held_back_neg_pos_accuracy_3class_head": r4(accuracy(&head, &hx2, &hy2)),
+        "held_back_neg_pos_accuracy_2class_head": r4(accuracy(&two, &hx2, &hy2)),
+        "held_back_neg_pos_examples": hy2.len(),
+    });
+    println!("binary accuracy, 3-class head vs a 2-class head trained without neutrals: {binary}");
     let lexicon_dev = dev
         .iter()
         .filter(|(t, l)| {
@@ -566,6 +595,7 @@ pub fn run(s: &TrainSettings) -> Result<()> {
         "held_back_macro_f1_lexicon": (hold_lexicon.macro_f1 * 10_000.0).round() / 10_000.0,
         "dev_accuracy_binary": (dev_acc * 10_000.0).round() / 10_000.0,
         "dev_accuracy_lexicon": (lexicon_dev * 10_000.0).round() / 10_000.0,
+        "binary_vs_2class_head": binary,
         "trained_on": chrono::Utc::now().format("%Y-%m-%d").to_string(),
     });
     std::fs::write(

@@ -450,6 +450,15 @@ fn accuracy(head: &Head, x: &[Vec<f32>], y: &[usize]) -> f64 {
     ok as f64 / x.len().max(1) as f64
 }
 
+/// The negative and positive examples of a feature set.
+fn without_neutral(x: &[Vec<f32>], y: &[usize]) -> (Vec<Vec<f32>>, Vec<usize>) {
+    x.iter()
+        .zip(y)
+        .filter(|(_, &c)| c != 1)
+        .map(|(xi, &c)| (xi.clone(), c))
+        .unzip()
+}
+
 fn r4(x: f64) -> f64 {
     (x * 10_000.0).round() / 10_000.0
 }
@@ -507,19 +516,9 @@ pub fn run(s: &TrainSettings) -> Result<()> {
     // The 2-class baseline: the same head trained on the negative and positive examples
     // only. Keeping a neutral class must not cost binary accuracy (sign of P(pos) -
     // P(neg)) on the dev set or on the held-back negative/positive texts.
-    let (x2, y2): (Vec<Vec<f32>>, Vec<usize>) = x
-        .iter()
-        .zip(&y)
-        .filter(|(_, &c)| c != 1)
-        .map(|(xi, &c)| (xi.clone(), c))
-        .unzip();
+    let (x2, y2) = without_neutral(&x, &y);
     let two = head::train(&x2, &y2, &opts);
-    let (hx2, hy2): (Vec<Vec<f32>>, Vec<usize>) = hx
-        .iter()
-        .zip(&hy)
-        .filter(|(_, &c)| c != 1)
-        .map(|(xi, &c)| (xi.clone(), c))
-        .unzip();
+    let (hx2, hy2) = without_neutral(&hx, &hy);
     let binary = serde_json::json!({
         "dev_accuracy_3class_head": r4(dev_acc),
         "dev_accuracy_2class_head": r4(accuracy(&two, &dx, &dy)),

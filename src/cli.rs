@@ -114,12 +114,21 @@ pub enum Command {
     },
     /// Accuracy, macro-F1 and confusion matrix on labelled JSON lines (`text`, `label`).
     Eval {
-        file: PathBuf,
+        #[arg(required_unless_present = "long_reviews")]
+        file: Option<PathBuf>,
         #[arg(long, value_enum)]
         model: Option<config::ModelKind>,
         /// Every variant side by side: lexicon, frozen head, LoRA, LoRA + lexicon fusion.
         #[arg(long, conflicts_with = "model")]
         compare: bool,
+        /// Instead of FILE: N whole IMDB reviews never trained on (from --data), scored
+        /// by every long-text strategy (head+tail, windows) with minilm-head and
+        /// minilm-lora.
+        #[arg(long, value_name = "N", conflicts_with_all = ["file", "model", "compare"])]
+        long_reviews: Option<usize>,
+        /// Folder with the training data (for --long-reviews).
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
     },
     /// Train the sentiment head from the data fetched by scripts/fetch-training-data.sh.
     Train {
@@ -372,7 +381,15 @@ pub async fn main(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Eval {
-            file,
+            long_reviews: Some(n),
+            data,
+            ..
+        } => {
+            let settings = sentiment_settings(&cli.config)?;
+            sentiment::commands::long_reviews(&settings, &data, n)
+        }
+        Command::Eval {
+            file: Some(file),
             compare: true,
             ..
         } => {
@@ -380,6 +397,7 @@ pub async fn main(cli: Cli) -> Result<()> {
             sentiment::commands::compare(&settings, &file)
         }
         Command::Eval { file, model, .. } => {
+            let file = file.context("a labelled file to evaluate")?;
             let analyzer = analyzer_for(&cli.config, model)?;
             let e = sentiment::commands::eval_file(analyzer.as_ref(), &file)?;
             println!("model {} {}", analyzer.model_id(), analyzer.model_version());

@@ -299,6 +299,129 @@ pub fn compare(settings: &crate::config::SentimentSettings, path: &Path) -> Resu
     Ok(())
 }
 
+/// `zmot eval --long-reviews N`: `n` whole IMDB reviews never trained on
+/// ([`super::train::held_out_reviews`]), their length in tokens, and every long-text
+/// strategy with the frozen head and the LoRA encoder (binary accuracy, macro-F1,
+/// texts/s), the lexicon for reference.
+pub fn long_reviews(
+    settings: &crate::config::SentimentSettings,
+    data_dir: &Path,
+    n: usize,
+) -> Result<()> {
+    use super::windows::{LongTexts, BUDGET};
+    let dir = super::resolve_models_dir(&settings.models_dir);
+    if settings.fetch_missing {
+        if let Err(e) = super::ensure_models(&dir) {
+            tracing::warn!("cannot fetch the model files: {e:#}");
+        }
+    }
+    let train = super::train::TrainSettings {
+        data_dir: data_dir.to_path_buf(),
+        models_dir: dir.clone(),
+        ..Default::default()
+    };
+    let dev_path = data_dir.join("dev_imdb.json");
+    let dev: std::collections::HashSet<String> = super::train::read_labelled(&dev_path)
+        .with_context(|| format!("{} (scripts/fetch-training-data.sh)", dev_path.display()))?
+        .into_iter()
+        .map(|(t, _)| t.trim().to_string())
+        .collect();
+    let data = super::train::held_out_reviews(&train, &dev, n)?;
+    anyhow::ensure!(
+        !data.is_empty(),
+        "no held-out reviews in {}",
+        data_dir.display()
+    );
+    let texts: Vec<&str> = data.iter().map(|(t, _)| t.as_str()).collect();
+    let gold: Vec<Label> = data.iter().map(|(_, l)| *l).collect();
+
+    let frozen = super::MiniLmAnalyzer::load(&dir)?;
+    let lora = super::finetune::load_analyzer(&dir)
+        .map_err(|e| tracing::warn!("LoRA adapter not loaded: {e:#}"))
+        .ok();
+
+    let mut lengths: Vec<usize> = texts
+        .iter()
+        .map(|t| Ok(frozen.encoder().tokenize(t)?.ids.len()))
+        .collect::<Result<_>>()?;
+    let windows: usize = texts
+        .iter()
+        .map(|t| {
+            let toks = frozen.encoder().tokenize(t)?;
+            Ok(if toks.ids.len() <= BUDGET {
+                1
+            } else {
+                super::windows::windows(t, &toks.spans, BUDGET).len()
+            })
+        })
+        .collect::<Result<Vec<usize>>>()?
+        .iter()
+        .sum();
+    let over = |k: usize| lengths.iter().filter(|&&l| l > k).count();
+    let (w126, w128, w254, w256) = (over(BUDGET), over(128), over(254), over(256));
+    lengths.sort_unstable();
+    let negatives = gold.iter().filter(|&&g| g == Label::Negative).count();
+    println!(
+        "{} held-out whole IMDB reviews ({} negative, {} positive; seed {}, after the first {} + {} of the shuffle)",
+        texts.len(),
+        negatives,
+        texts.len() - negatives,
+        train.seed,
+        train.imdb_reviews,
+        train.imdb_sentence_reviews
+    );
+    println!(
+        "tokens without [CLS]/[SEP]: median {}, mean {:.0}, max {}; over {BUDGET} (windowed): {w126}, \
+         over 128: {w128}, over 254 (cut by head+tail 256): {w254}, over 256: {w256}; {windows} pieces \
+         ({:.2} per review)",
+        lengths[lengths.len() / 2],
+        lengths.iter().sum::<usize>() as f64 / lengths.len() as f64,
+        lengths.last().copied().unwrap_or(0),
+        windows as f64 / texts.len() as f64
+    );
+
+    let run = |f: &dyn Fn(&[&str]) -> Result<Vec<Sentiment>>| -> Result<(Evaluation, f64)> {
+        let started = Instant::now();
+        let mut predicted = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(256) {
+            predicted.extend(f(chunk)?);
+        }
+        let rate = texts.len() as f64 / started.elapsed().as_secs_f64();
+        Ok((evaluate(&gold, &predicted), rate))
+    };
+    println!(
+        "\n{:<12} {:<26} {:>9} {:>9} {:>9}",
+        "model", "long texts", "accuracy", "macro-F1", "texts/s"
+    );
+    let (e, rate) = run(&|t| super::LexiconAnalyzer.analyze(t))?;
+    println!(
+        "{:<12} {:<26} {:>9.4} {:>9.4} {rate:>9.1}",
+        "lexicon", "whole text", e.accuracy, e.macro_f1
+    );
+    let mut models: Vec<&super::MiniLmAnalyzer> = vec![&frozen];
+    if let Some(l) = &lora {
+        models.push(l);
+    }
+    for m in models {
+        for how in LongTexts::ALL {
+            let (e, rate) = run(&|t| m.analyze_with(t, how))?;
+            println!(
+                "{:<12} {:<26} {:>9.4} {:>9.4} {rate:>9.1}{}",
+                m.model_id(),
+                how.as_str(),
+                e.accuracy,
+                e.macro_f1,
+                if how == super::windows::DEFAULT {
+                    "  (default)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
 const SHORT: &[&str] = &[
     "Loving the new update, so much faster now! 🔥",
     "@support three days and still no reply. Not impressed.",

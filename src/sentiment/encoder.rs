@@ -24,6 +24,22 @@ pub const FILES: &[&str] = &["model.safetensors", "tokenizer.json", "config.json
 /// Embeddings with the index of their text.
 type Embedded = Vec<(usize, Vec<f32>)>;
 
+/// A token's place in its text: byte span, and whether it starts a word (a "##" piece
+/// does not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+    pub word_start: bool,
+}
+
+/// A text's tokens, without [CLS] and [SEP].
+#[derive(Debug, Clone, Default)]
+pub struct Tokens {
+    pub ids: Vec<u32>,
+    pub spans: Vec<Span>,
+}
+
 pub struct Encoder {
     tokenizer: Tokenizer,
     model: BertModel,
@@ -112,17 +128,56 @@ impl Encoder {
         Ok(out)
     }
 
+    /// The tokens of a text without [CLS] and [SEP], uncut, with their byte spans.
+    pub fn tokenize(&self, text: &str) -> Result<Tokens> {
+        let enc = self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| anyhow::anyhow!("cannot tokenise: {e}"))?;
+        let words = enc.get_word_ids();
+        let spans = enc
+            .get_offsets()
+            .iter()
+            .enumerate()
+            .map(|(i, &(start, end))| Span {
+                start,
+                end,
+                // A "##" piece continues the word before it.
+                word_start: i == 0 || words[i].is_none() || words[i] != words[i - 1],
+            })
+            .collect();
+        Ok(Tokens {
+            ids: enc.get_ids().to_vec(),
+            spans,
+        })
+    }
+
+    /// Token ids between [CLS] and [SEP], as the encoder reads them (not cut).
+    pub fn with_specials(&self, ids: &[u32]) -> Vec<u32> {
+        let mut out = Vec::with_capacity(ids.len() + 2);
+        out.push(self.cls);
+        out.extend_from_slice(ids);
+        out.push(self.sep);
+        out
+    }
+
     /// Sentence embeddings (L2-normalised), one per text, in order.
-    ///
-    /// Texts are sorted by length and cut into batches of at most [`BATCH`] texts and
-    /// [`BATCH_TOKENS`] tokens (so little padding is computed, and long reviews do not
-    /// build huge attention matrices), and the batches run on every core: the matrix
-    /// products are parallel already, the rest of a BERT layer is not.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         let ids: Vec<Vec<u32>> = texts
             .iter()
             .map(|t| self.token_ids(t))
             .collect::<Result<_>>()?;
+        self.embed_token_ids(&ids)
+    }
+
+    /// Embeddings (L2-normalised) of token id sequences ([CLS] and [SEP] included), one
+    /// per sequence, in order.
+    ///
+    /// Sequences are sorted by length and cut into batches of at most [`BATCH`] texts and
+    /// [`BATCH_TOKENS`] tokens (so little padding is computed, and long reviews do not
+    /// build huge attention matrices), and the batches run on every core: the matrix
+    /// products are parallel already, the rest of a BERT layer is not.
+    pub fn embed_token_ids(&self, ids: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
         let mut order: Vec<usize> = (0..ids.len()).collect();
         order.sort_by_key(|&i| (ids[i].len(), i));
         let mut batches: Vec<&[usize]> = Vec::new();

@@ -13,6 +13,7 @@ pub mod head;
 pub mod lexicon;
 pub mod lora;
 pub mod train;
+pub mod windows;
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +23,7 @@ use crate::config::{ModelKind, SentimentSettings};
 use crate::domain::{Label, Sentiment};
 
 pub use lexicon::LexiconAnalyzer;
+pub use windows::LongTexts;
 
 /// The trained head, committed in `models/`.
 pub const HEAD_FILE: &str = "head.safetensors";
@@ -56,8 +58,10 @@ impl<T: Analyzer + ?Sized> Analyzer for &T {
 pub struct MiniLmAnalyzer {
     encoder: encoder::Encoder,
     head: head::Head,
+    /// The weights' version, and how long texts are scored when not head+tail.
     version: String,
     id: &'static str,
+    long_texts: LongTexts,
 }
 
 impl MiniLmAnalyzer {
@@ -87,7 +91,29 @@ impl MiniLmAnalyzer {
             head,
             version,
             id,
+            long_texts: LongTexts::HeadTail,
         }
+        .with_long_texts(windows::DEFAULT)
+    }
+
+    /// The same model scoring texts longer than the window this way. The model version
+    /// says so (`<weights>+w128-mean`): the scores of long texts depend on it.
+    pub fn with_long_texts(mut self, how: LongTexts) -> MiniLmAnalyzer {
+        let weights = self
+            .version
+            .split_once('+')
+            .map_or(self.version.as_str(), |(w, _)| w)
+            .to_string();
+        self.version = match how.tag() {
+            Some(tag) => format!("{weights}+{tag}"),
+            None => weights,
+        };
+        self.long_texts = how;
+        self
+    }
+
+    pub fn long_texts(&self) -> LongTexts {
+        self.long_texts
     }
 
     /// Features for a batch: embeddings plus lexicon signals.
@@ -143,13 +169,44 @@ impl Analyzer for MiniLmAnalyzer {
     }
 
     fn analyze(&self, texts: &[&str]) -> Result<Vec<Sentiment>> {
-        Ok(self
-            .features(texts)?
-            .iter()
+        self.analyze_with(texts, self.long_texts)
+    }
+}
+
+impl MiniLmAnalyzer {
+    /// Scores a batch, texts longer than the window scored as `how` says. Texts within
+    /// the window are read whole, as with head+tail.
+    pub fn analyze_with(&self, texts: &[&str], how: LongTexts) -> Result<Vec<Sentiment>> {
+        let probabilities: Vec<[f32; head::CLASSES]> = if how == LongTexts::HeadTail {
+            self.features(texts)?
+                .iter()
+                .map(|f| self.head.probabilities(f))
+                .collect()
+        } else {
+            let plan = windows::plan(texts, |t| self.encoder.tokenize(t))?;
+            let ids: Vec<Vec<u32>> = plan
+                .pieces
+                .iter()
+                .map(|(_, ids)| self.encoder.with_specials(ids))
+                .collect();
+            let scored: Vec<[f32; head::CLASSES]> = self
+                .encoder
+                .embed_token_ids(&ids)?
+                .iter()
+                .zip(&plan.pieces)
+                .map(|(e, (t, _))| {
+                    self.head
+                        .probabilities(&head::features(e, &lexicon::scores(t)))
+                })
+                .collect();
+            windows::gather(&plan, &scored, how)
+        };
+        Ok(probabilities
+            .into_iter()
             .zip(texts)
-            .map(|(f, t)| {
+            .map(|(p, t)| {
                 if has_words(t) {
-                    from_probabilities(self.head.probabilities(f))
+                    from_probabilities(p)
                 } else {
                     // Emoji and punctuation alone are all [UNK] to the encoder: only the
                     // lexicon can read them.
@@ -328,6 +385,49 @@ mod tests {
         assert_eq!(
             out.iter().map(|s| s.label).collect::<Vec<_>>(),
             vec![Label::Positive, Label::Negative, Label::Neutral]
+        );
+    }
+
+    /// With the real tokenizer: a long review's windows are its own text, read as the
+    /// same tokens, within the window; its result does not depend on the batch. Skipped
+    /// when the encoder files are not fetched.
+    #[test]
+    fn long_reviews_are_scored_by_windows_whatever_the_batch() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+        if encoder::FILES.iter().any(|f| !dir.join(f).exists()) {
+            eprintln!("skipped: no encoder files in {}", dir.display());
+            return;
+        }
+        let a = MiniLmAnalyzer::load(&dir).unwrap();
+        let review = "I wasn't sure what to expect from this café's new menu. ".repeat(10)
+            + &"The naïve waiter—bless him—forgot our order twice, and the soup was cold! "
+                .repeat(6)
+            + "Still, the desserts were wonderful... I'd go back?";
+        let toks = a.encoder().tokenize(&review).unwrap();
+        assert!(toks.ids.len() > 2 * windows::BUDGET);
+        let ws = windows::windows(&review, &toks.spans, windows::BUDGET);
+        assert!(ws.len() >= 3);
+        for w in &ws {
+            assert!(w.len() <= windows::BUDGET);
+            let text = windows::window_text(&review, &toks.spans, w);
+            assert!(review.contains(text));
+            assert_eq!(a.encoder().tokenize(text).unwrap().ids, toks.ids[w.clone()]);
+        }
+        assert!(windows::window_text(&review, &toks.spans, &ws[0]).starts_with("I wasn't"));
+        assert!(
+            windows::window_text(&review, &toks.spans, ws.last().unwrap())
+                .ends_with("I'd go back?")
+        );
+        let alone = a.analyze(&[review.as_str()]).unwrap();
+        let mixed = a
+            .analyze(&["Great.", review.as_str(), &"Awful, just awful. ".repeat(40)])
+            .unwrap();
+        assert_eq!(alone[0], mixed[1]);
+        // A text within the window reads as before.
+        let short = ["Broke after two days, awful", "I love it, works perfectly"];
+        assert_eq!(
+            a.analyze_with(&short, LongTexts::HeadTail).unwrap(),
+            a.analyze_with(&short, LongTexts::Mean).unwrap()
         );
     }
 

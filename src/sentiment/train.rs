@@ -161,6 +161,55 @@ fn sentences(review: &str) -> Vec<String> {
     out
 }
 
+/// The IMDB 50k reviews, cleaned, with their class (0 negative, 2 positive), in file
+/// order.
+fn read_imdb(data_dir: &Path) -> Result<Vec<(String, usize)>> {
+    let mut rdr = csv_reader(&data_dir.join("imdb50k.csv"))?;
+    let mut imdb: Vec<(String, usize)> = Vec::new();
+    for row in rdr.records() {
+        let row = row?;
+        let class = match row.get(1) {
+            Some("negative") => 0,
+            Some("positive") => 2,
+            _ => continue,
+        };
+        imdb.push((clean(row.get(0).unwrap_or("")), class));
+    }
+    Ok(imdb)
+}
+
+/// `n` whole IMDB reviews never trained on: the reviews after the
+/// `imdb_reviews + imdb_sentence_reviews` that [`load_training`] takes, in the same
+/// seeded order, without those equal to a development text or to a review used in
+/// training (IMDB 50k has duplicates), each once.
+pub fn held_out_reviews(
+    s: &TrainSettings,
+    dev: &HashSet<String>,
+    n: usize,
+) -> Result<Vec<(String, Label)>> {
+    // The same generator state as `load_training` when it shuffles the reviews: nothing
+    // draws from it before.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(s.seed);
+    let mut imdb = read_imdb(&s.data_dir)?;
+    imdb.shuffle(&mut rng);
+    let used = s.imdb_reviews + s.imdb_sentence_reviews;
+    let mut seen: HashSet<String> = imdb
+        .iter()
+        .take(used)
+        .map(|(t, _)| t.trim().to_string())
+        .collect();
+    Ok(imdb
+        .into_iter()
+        .skip(used)
+        .filter(|(t, _)| {
+            let key = t.trim().to_string();
+            !key.is_empty() && !dev.contains(&key) && seen.insert(key)
+        })
+        .take(n)
+        .map(|(t, c)| (t, head::LABELS[c]))
+        .collect())
+}
+
 /// Reads the training mix from `data_dir`, dev duplicates removed, in a seeded order.
 pub fn load_training(s: &TrainSettings, dev: &HashSet<String>) -> Result<Vec<Example>> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(s.seed);
@@ -186,17 +235,7 @@ pub fn load_training(s: &TrainSettings, dev: &HashSet<String>) -> Result<Vec<Exa
     }
 
     // IMDB 50k: whole reviews and sentences cut from other reviews.
-    let mut rdr = csv_reader(&s.data_dir.join("imdb50k.csv"))?;
-    let mut imdb: Vec<(String, usize)> = Vec::new();
-    for row in rdr.records() {
-        let row = row?;
-        let class = match row.get(1) {
-            Some("negative") => 0,
-            Some("positive") => 2,
-            _ => continue,
-        };
-        imdb.push((clean(row.get(0).unwrap_or("")), class));
-    }
+    let mut imdb = read_imdb(&s.data_dir)?;
     imdb.shuffle(&mut rng);
     let mut rest = imdb.into_iter();
     for (text, class) in rest.by_ref().take(s.imdb_reviews) {

@@ -154,13 +154,16 @@ fn eval_reports_accuracy_and_confusion() {
     assert!(out.contains("accuracy  1.0000"), "{out}\n{err}");
     let (out, err, ok) = zmot(&["eval", file.to_str().unwrap(), "--compare"], "");
     assert!(ok, "{err}");
-    for variant in [
-        "lexicon",
-        "minilm-head",
-        "minilm-lora",
-        "minilm-lora+lexicon",
-    ] {
+    for variant in ["lexicon", "minilm-head", "minilm-lora", "minilm-fused"] {
         assert!(out.contains(variant), "{variant} missing:\n{out}");
     }
     assert!(out.contains("texts/s"), "{out}");
+    // The fused model is a model like the others.
+    let (out, err, ok) = zmot(
+        &["eval", file.to_str().unwrap(), "--model", "minilm-fused"],
+        "",
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("model minilm-fused"), "{out}");
+    assert!(out.contains("accuracy  1.0000"), "{out}\n{err}");
 }

@@ -389,16 +389,12 @@ mod tests {
     }
 
     /// With the real tokenizer: a long review's windows are its own text, read as the
-    /// same tokens, within the window; its result does not depend on the batch. Skipped
-    /// when the encoder files are not fetched.
+    /// same tokens, within the window; its result does not depend on the batch. Needs
+    /// the encoder files (scripts/fetch-models.sh), like the other model tests.
     #[test]
     fn long_reviews_are_scored_by_windows_whatever_the_batch() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-        if encoder::FILES.iter().any(|f| !dir.join(f).exists()) {
-            eprintln!("skipped: no encoder files in {}", dir.display());
-            return;
-        }
-        let a = MiniLmAnalyzer::load(&dir).unwrap();
+        let a = MiniLmAnalyzer::load(&dir).expect("the encoder files (scripts/fetch-models.sh)");
         let review = "I wasn't sure what to expect from this café's new menu. ".repeat(10)
             + &"The naïve waiter—bless him—forgot our order twice, and the soup was cold! "
                 .repeat(6)

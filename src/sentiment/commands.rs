@@ -226,23 +226,41 @@ pub fn eval_file(analyzer: &dyn Analyzer, path: &Path) -> Result<Evaluation> {
     anyhow::ensure!(!data.is_empty(), "{}: no labelled texts", path.display());
     let texts: Vec<&str> = data.iter().map(|(t, _)| t.as_str()).collect();
     let gold: Vec<Label> = data.iter().map(|(_, l)| *l).collect();
-    let mut predicted = Vec::with_capacity(texts.len());
-    for chunk in texts.chunks(256) {
-        predicted.extend(analyzer.analyze(chunk)?);
-    }
+    let (predicted, _) = score_timed(&texts, |t| analyzer.analyze(t))?;
     Ok(evaluate(&gold, &predicted))
 }
 
-/// `zmot eval FILE --compare`: lexicon, frozen head, LoRA and LoRA + lexicon fusion side
-/// by side (accuracy, macro-F1, texts/s), then each confusion matrix. The fusion weight
-/// is the one stored in `models/lora.json` (chosen on the dev set when training).
-pub fn compare(settings: &crate::config::SentimentSettings, path: &Path) -> Result<()> {
+/// Scores many texts in chunks of 256 (so a large file does not make one huge batch);
+/// returns the results in order and the texts per second.
+pub fn score_timed(
+    texts: &[&str],
+    score: impl Fn(&[&str]) -> Result<Vec<Sentiment>>,
+) -> Result<(Vec<Sentiment>, f64)> {
+    let started = Instant::now();
+    let mut out = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(256) {
+        out.extend(score(chunk)?);
+    }
+    Ok((out, texts.len() as f64 / started.elapsed().as_secs_f64()))
+}
+
+/// The models folder of the settings, with the encoder files fetched when missing and
+/// allowed (a failure is a warning: what can load still does).
+fn models_dir(settings: &crate::config::SentimentSettings) -> std::path::PathBuf {
     let dir = super::resolve_models_dir(&settings.models_dir);
     if settings.fetch_missing {
         if let Err(e) = super::ensure_models(&dir) {
             tracing::warn!("cannot fetch the model files: {e:#}");
         }
     }
+    dir
+}
+
+/// `zmot eval FILE --compare`: lexicon, frozen head, LoRA and LoRA + lexicon fusion side
+/// by side (accuracy, macro-F1, texts/s), then each confusion matrix. The fusion weight
+/// is the one stored in `models/lora.json` (chosen on the dev set when training).
+pub fn compare(settings: &crate::config::SentimentSettings, path: &Path) -> Result<()> {
+    let dir = models_dir(settings);
     let data = super::train::read_labelled(path)?;
     anyhow::ensure!(!data.is_empty(), "{}: no labelled texts", path.display());
     let texts: Vec<&str> = data.iter().map(|(t, _)| t.as_str()).collect();
@@ -274,12 +292,7 @@ pub fn compare(settings: &crate::config::SentimentSettings, path: &Path) -> Resu
     }
     let mut rows = Vec::new();
     for a in variants {
-        let started = Instant::now();
-        let mut predicted = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(256) {
-            predicted.extend(a.analyze(chunk)?);
-        }
-        let rate = texts.len() as f64 / started.elapsed().as_secs_f64();
+        let (predicted, rate) = score_timed(&texts, |t| a.analyze(t))?;
         rows.push((a.model_id().to_string(), evaluate(&gold, &predicted), rate));
     }
     println!("{}: {} texts", path.display(), texts.len());
@@ -309,23 +322,13 @@ pub fn long_reviews(
     n: usize,
 ) -> Result<()> {
     use super::windows::{LongTexts, BUDGET};
-    let dir = super::resolve_models_dir(&settings.models_dir);
-    if settings.fetch_missing {
-        if let Err(e) = super::ensure_models(&dir) {
-            tracing::warn!("cannot fetch the model files: {e:#}");
-        }
-    }
+    let dir = models_dir(settings);
     let train = super::train::TrainSettings {
         data_dir: data_dir.to_path_buf(),
         models_dir: dir.clone(),
         ..Default::default()
     };
-    let dev_path = data_dir.join("dev_imdb.json");
-    let dev: std::collections::HashSet<String> = super::train::read_labelled(&dev_path)
-        .with_context(|| format!("{} (scripts/fetch-training-data.sh)", dev_path.display()))?
-        .into_iter()
-        .map(|(t, _)| t.trim().to_string())
-        .collect();
+    let (_, dev) = super::train::dev_set(data_dir)?;
     let data = super::train::held_out_reviews(&train, &dev, n)?;
     anyhow::ensure!(
         !data.is_empty(),
@@ -340,23 +343,21 @@ pub fn long_reviews(
         .map_err(|e| tracing::warn!("LoRA adapter not loaded: {e:#}"))
         .ok();
 
-    let mut lengths: Vec<usize> = texts
-        .iter()
-        .map(|t| Ok(frozen.encoder().tokenize(t)?.ids.len()))
-        .collect::<Result<_>>()?;
-    let windows: usize = texts
+    // Each review's length in tokens and how many pieces it is scored in.
+    let sizes: Vec<(usize, usize)> = texts
         .iter()
         .map(|t| {
             let toks = frozen.encoder().tokenize(t)?;
-            Ok(if toks.ids.len() <= BUDGET {
+            let pieces = if toks.ids.len() <= BUDGET {
                 1
             } else {
                 super::windows::windows(t, &toks.spans, BUDGET).len()
-            })
+            };
+            Ok((toks.ids.len(), pieces))
         })
-        .collect::<Result<Vec<usize>>>()?
-        .iter()
-        .sum();
+        .collect::<Result<_>>()?;
+    let mut lengths: Vec<usize> = sizes.iter().map(|&(l, _)| l).collect();
+    let windows: usize = sizes.iter().map(|&(_, p)| p).sum();
     let over = |k: usize| lengths.iter().filter(|&&l| l > k).count();
     let (w126, w128, w254, w256) = (over(BUDGET), over(128), over(254), over(256));
     lengths.sort_unstable();
@@ -381,12 +382,7 @@ pub fn long_reviews(
     );
 
     let run = |f: &dyn Fn(&[&str]) -> Result<Vec<Sentiment>>| -> Result<(Evaluation, f64)> {
-        let started = Instant::now();
-        let mut predicted = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(256) {
-            predicted.extend(f(chunk)?);
-        }
-        let rate = texts.len() as f64 / started.elapsed().as_secs_f64();
+        let (predicted, rate) = score_timed(&texts, f)?;
         Ok((evaluate(&gold, &predicted), rate))
     };
     println!(

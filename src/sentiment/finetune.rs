@@ -25,7 +25,7 @@ use super::commands::{evaluate, Evaluation};
 use super::encoder::Encoder;
 use super::head::{self, Head, CLASSES, LEX_FEATURES};
 use super::lora::{linear, Adapter, Bert, ALPHA, RANK};
-use super::train::{load_training, read_labelled, TrainSettings};
+use super::train::{dev_set, load_training, r4, split_held_back, TrainSettings};
 use super::{lexicon, Analyzer, MiniLmAnalyzer};
 use crate::domain::{Label, Sentiment};
 
@@ -556,11 +556,7 @@ pub fn pick_fusion_weight(scores: &[Sentiment], texts: &[&str], gold: &[Label]) 
 }
 
 fn score_all(a: &dyn Analyzer, texts: &[&str]) -> Result<Vec<Sentiment>> {
-    let mut out = Vec::with_capacity(texts.len());
-    for chunk in texts.chunks(256) {
-        out.extend(a.analyze(chunk)?);
-    }
-    Ok(out)
+    Ok(super::commands::score_timed(texts, |t| a.analyze(t))?.0)
 }
 
 fn per_class_recall(e: &Evaluation) -> serde_json::Value {
@@ -575,20 +571,13 @@ fn per_class_recall(e: &Evaluation) -> serde_json::Value {
     serde_json::Value::Object(m)
 }
 
-fn r4(x: f64) -> f64 {
-    (x * 10_000.0).round() / 10_000.0
-}
-
 /// The held-back slice of the training mix (the first tenth of it, as `zmot train
 /// --fine-tune` splits it) as JSON lines `{"text", "label", "origin"}`, for `zmot eval
 /// FILE --compare`. Returns how many lines were written.
 pub fn export_held_back(s: &TrainSettings, out: &Path) -> Result<usize> {
-    let dev_path = s.data_dir.join("dev_imdb.json");
-    let dev = read_labelled(&dev_path).context("run scripts/fetch-training-data.sh first")?;
-    let dev_texts: std::collections::HashSet<String> =
-        dev.iter().map(|(t, _)| t.trim().to_string()).collect();
+    let (_, dev_texts) = dev_set(&s.data_dir)?;
     let examples = load_training(s, &dev_texts)?;
-    let holdout = &examples[..examples.len() / 10];
+    let (holdout, _) = split_held_back(&examples);
     let mut text = String::new();
     for e in holdout {
         text.push_str(&serde_json::to_string(&serde_json::json!({
@@ -604,13 +593,9 @@ pub fn export_held_back(s: &TrainSettings, out: &Path) -> Result<usize> {
 
 /// `zmot train --fine-tune`.
 pub fn run(s: &TrainSettings, opts: &FineTuneOptions) -> Result<()> {
-    let dev_path = s.data_dir.join("dev_imdb.json");
-    let dev = read_labelled(&dev_path).context("run scripts/fetch-training-data.sh first")?;
-    let dev_texts: std::collections::HashSet<String> =
-        dev.iter().map(|(t, _)| t.trim().to_string()).collect();
+    let (dev, dev_texts) = dev_set(&s.data_dir)?;
     let examples = load_training(s, &dev_texts)?;
-    let holdout_n = examples.len() / 10;
-    let (holdout, train_set) = examples.split_at(holdout_n);
+    let (holdout, train_set) = split_held_back(&examples);
 
     super::ensure_models(&s.models_dir)?;
     let encoder = Encoder::load(&s.models_dir)?;

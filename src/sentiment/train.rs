@@ -498,18 +498,39 @@ fn without_neutral(x: &[Vec<f32>], y: &[usize]) -> (Vec<Vec<f32>>, Vec<usize>) {
         .unzip()
 }
 
-fn r4(x: f64) -> f64 {
+/// Rounds a figure to four decimals for a manifest.
+pub(crate) fn r4(x: f64) -> f64 {
     (x * 10_000.0).round() / 10_000.0
+}
+
+/// Labelled texts, as [`read_labelled`] gives them.
+pub type Labelled = Vec<(String, Label)>;
+
+/// The development set (`dev_imdb.json` in `data_dir`) and its texts, trimmed, to keep
+/// out of any training data.
+pub fn dev_set(data_dir: &Path) -> Result<(Labelled, HashSet<String>)> {
+    let path = data_dir.join("dev_imdb.json");
+    let dev = read_labelled(&path).with_context(|| {
+        format!(
+            "{} (run scripts/fetch-training-data.sh first)",
+            path.display()
+        )
+    })?;
+    let texts = dev.iter().map(|(t, _)| t.trim().to_string()).collect();
+    Ok((dev, texts))
+}
+
+/// The training mix split as every trainer splits it: the first tenth held back (to
+/// choose settings and to report), the rest to train on.
+pub fn split_held_back(examples: &[Example]) -> (&[Example], &[Example]) {
+    examples.split_at(examples.len() / 10)
 }
 
 /// Runs the whole training and writes the head and its manifest.
 pub fn run(s: &TrainSettings) -> Result<()> {
-    let dev_path = s.data_dir.join("dev_imdb.json");
-    let dev = read_labelled(&dev_path).context("run scripts/fetch-training-data.sh first")?;
-    let dev_texts: HashSet<String> = dev.iter().map(|(t, _)| t.trim().to_string()).collect();
+    let (dev, dev_texts) = dev_set(&s.data_dir)?;
     let examples = load_training(s, &dev_texts)?;
-    let holdout_n = examples.len() / 10;
-    let (holdout, train) = examples.split_at(holdout_n);
+    let (holdout, train) = split_held_back(&examples);
     let mut by_origin = std::collections::BTreeMap::<&str, [usize; CLASSES]>::new();
     for e in train {
         by_origin.entry(e.origin).or_default()[e.class] += 1;
@@ -627,12 +648,12 @@ pub fn run(s: &TrainSettings) -> Result<()> {
             "learning_rate": opts.learning_rate,
             "l2": opts.l2,
         },
-        "held_back_accuracy_3class": (hold_acc * 10_000.0).round() / 10_000.0,
-        "held_back_macro_f1_3class": (hold.macro_f1 * 10_000.0).round() / 10_000.0,
-        "held_back_accuracy_lexicon": (hold_lexicon.accuracy * 10_000.0).round() / 10_000.0,
-        "held_back_macro_f1_lexicon": (hold_lexicon.macro_f1 * 10_000.0).round() / 10_000.0,
-        "dev_accuracy_binary": (dev_acc * 10_000.0).round() / 10_000.0,
-        "dev_accuracy_lexicon": (lexicon_dev * 10_000.0).round() / 10_000.0,
+        "held_back_accuracy_3class": r4(hold_acc),
+        "held_back_macro_f1_3class": r4(hold.macro_f1),
+        "held_back_accuracy_lexicon": r4(hold_lexicon.accuracy),
+        "held_back_macro_f1_lexicon": r4(hold_lexicon.macro_f1),
+        "dev_accuracy_binary": r4(dev_acc),
+        "dev_accuracy_lexicon": r4(lexicon_dev),
         "binary_vs_2class_head": binary,
         "trained_on": chrono::Utc::now().format("%Y-%m-%d").to_string(),
     });

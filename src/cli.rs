@@ -161,6 +161,17 @@ pub enum Command {
         /// it to another --models folder: it replaces the adapter there).
         #[arg(long, requires = "fine_tune")]
         two_class: bool,
+        /// Fine-tuning: the projections of every layer that get a LoRA update: `all`, or
+        /// some of query, key, value, attention_output, intermediate, output.
+        #[arg(long, requires = "fine_tune", default_value = "query,value")]
+        lora_targets: String,
+        /// Fine-tuning: peak learning rate of AdamW.
+        #[arg(long, requires = "fine_tune", default_value_t = 1e-3)]
+        learning_rate: f64,
+        /// Fine-tuning: threads sharing each batch (default: the number of cores). The
+        /// result is deterministic for a seed and a number of workers.
+        #[arg(long, requires = "fine_tune")]
+        workers: Option<usize>,
     },
     /// Measure speed and memory; prints what it measured.
     #[command(subcommand)]
@@ -414,6 +425,9 @@ pub async fn main(cli: Cli) -> Result<()> {
             max_tokens,
             export_held_back,
             two_class,
+            lora_targets,
+            learning_rate,
+            workers,
         } => {
             let settings = sentiment::train::TrainSettings {
                 data_dir: data,
@@ -434,6 +448,9 @@ pub async fn main(cli: Cli) -> Result<()> {
                         steps,
                         max_tokens,
                         two_class,
+                        targets: sentiment::lora::Target::parse_list(&lora_targets)?,
+                        learning_rate,
+                        workers: fine_tune_workers(workers),
                         ..Default::default()
                     },
                 )
@@ -1087,4 +1104,17 @@ async fn status(path: &Path, json: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The fine-tuning threads, each running its matrix products on one core: candle reads
+/// `RAYON_NUM_THREADS` at every product, and it is set here, before any product runs,
+/// unless the user set it.
+fn fine_tune_workers(asked: Option<usize>) -> usize {
+    let workers = asked
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    if workers > 1 && std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        std::env::set_var("RAYON_NUM_THREADS", "1");
+    }
+    workers
 }

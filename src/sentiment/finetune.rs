@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use super::commands::{evaluate, Evaluation};
 use super::encoder::Encoder;
 use super::head::{self, Head, CLASSES, LEX_FEATURES};
-use super::lora::{linear, Adapter, Bert, ALPHA, RANK};
+use super::lora::{linear, Adapter, Bert, Target, ALPHA, RANK};
 use super::train::{dev_set, load_training, r4, split_held_back, TrainSettings};
 use super::{lexicon, Analyzer, MiniLmAnalyzer};
 use crate::domain::{Label, Sentiment};
@@ -54,6 +54,14 @@ pub struct FineTuneOptions {
     /// Train on negative and positive examples only (the neutral output is never a
     /// target): the 2-class baseline the 3-class model is compared with.
     pub two_class: bool,
+    /// The projections of every layer that get a LoRA update.
+    pub targets: Vec<Target>,
+    /// Threads that each take a share of every batch (data parallel; the gradients are
+    /// summed in a fixed order, so a run is deterministic for a given number). Each is
+    /// meant to run its matrix products on one core (`RAYON_NUM_THREADS=1`): candle
+    /// parallelises only the products, so one batch on two cores leaves half of the
+    /// work (softmax, GELU, layer norms, their gradients) on one core.
+    pub workers: usize,
 }
 
 impl Default for FineTuneOptions {
@@ -71,6 +79,8 @@ impl Default for FineTuneOptions {
             checkpoint: None,
             progress: true,
             two_class: false,
+            targets: Target::QUERY_VALUE.to_vec(),
+            workers: 1,
         }
     }
 }
@@ -183,19 +193,13 @@ impl AdamW {
         })
     }
 
-    fn update(
-        &mut self,
-        vars: &[&Var],
-        grads: &candle_core::backprop::GradStore,
-        lr: f64,
-        wd: f64,
-    ) -> Result<()> {
+    fn update(&mut self, vars: &[&Var], grads: &[Option<Tensor>], lr: f64, wd: f64) -> Result<()> {
         let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
         self.step += 1;
         let c1 = 1.0 - b1.powi(self.step as i32);
         let c2 = 1.0 - b2.powi(self.step as i32);
         for (k, var) in vars.iter().enumerate() {
-            let Some(g) = grads.get(var) else { continue };
+            let Some(g) = &grads[k] else { continue };
             self.m[k] = ((&self.m[k] * b1)? + (g * (1.0 - b1))?)?;
             self.v[k] = ((&self.v[k] * b2)? + (g.sqr()? * (1.0 - b2))?)?;
             let mhat = (&self.m[k] / c1)?;
@@ -232,7 +236,7 @@ fn fingerprint(opts: &FineTuneOptions, samples: &[Sample]) -> String {
     let mut h = Sha256::new();
     h.update(
         format!(
-            "{} {} {} {} {} {} {:?} {}",
+            "{} {} {} {} {} {} {:?} {} {:?}",
             opts.seed,
             opts.batch,
             opts.max_tokens,
@@ -240,7 +244,8 @@ fn fingerprint(opts: &FineTuneOptions, samples: &[Sample]) -> String {
             opts.weight_decay,
             opts.warmup,
             opts.steps,
-            samples.len()
+            samples.len(),
+            opts.targets
         )
         .as_bytes(),
     );
@@ -314,6 +319,65 @@ fn load_checkpoint(
     Ok(meta["total"].as_u64().map(|t| t as usize))
 }
 
+/// The batch's mean cross-entropy and its gradient for each of `vars`: the batch cut
+/// into `workers` shares, each share's loss (weighted by its size) differentiated on
+/// its own thread, the gradients summed in share order.
+fn batch_gradients(
+    bert: &Bert,
+    adapter: &Adapter,
+    head: &TrainHead,
+    batch: &[&Sample],
+    vars: &[&Var],
+    workers: usize,
+) -> Result<(f32, Vec<Option<Tensor>>)> {
+    let n = batch.len();
+    let share = |part: &[&Sample]| -> Result<(f32, candle_core::backprop::GradStore)> {
+        let targets: Vec<u32> = part.iter().map(|s| s.class as u32).collect();
+        let targets = Tensor::from_vec(targets, part.len(), &Device::Cpu)?;
+        let logits = logits(bert, adapter, head, part)?;
+        let loss = candle_nn::loss::cross_entropy(&logits, &targets)?;
+        // Times 1 exactly for a single share, so one worker computes what it always did.
+        let loss = (loss * (part.len() as f64 / n as f64))?;
+        let grads = loss.backward()?;
+        Ok((loss.to_dtype(DType::F32)?.to_scalar::<f32>()?, grads))
+    };
+    let parts: Vec<&[&Sample]> = batch
+        .chunks(n.div_ceil(workers.clamp(1, n.max(1))))
+        .collect();
+    let results: Vec<Result<(f32, candle_core::backprop::GradStore)>> = if parts.len() == 1 {
+        vec![share(parts[0])]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = parts
+                .iter()
+                .map(|part| scope.spawn(|| share(part)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a training thread panicked")))
+                })
+                .collect()
+        })
+    };
+    let mut loss = 0f32;
+    let mut grads: Vec<Option<Tensor>> = vec![None; vars.len()];
+    for r in results {
+        let (l, store) = r?;
+        loss += l;
+        for (k, var) in vars.iter().enumerate() {
+            if let Some(g) = store.get(var) {
+                grads[k] = Some(match grads[k].take() {
+                    Some(sum) => (sum + g)?,
+                    None => g.clone(),
+                });
+            }
+        }
+    }
+    Ok((loss, grads))
+}
+
 /// Trains the adapter and the head in place on `samples`.
 pub fn train(
     bert: &Bert,
@@ -348,14 +412,9 @@ pub fn train(
     while opt.step < total {
         let step = opt.step;
         let batch: Vec<&Sample> = order[step].iter().map(|&i| &samples[i]).collect();
-        let targets: Vec<u32> = batch.iter().map(|s| s.class as u32).collect();
-        let targets = Tensor::from_vec(targets, batch.len(), &Device::Cpu)?;
-        let logits = logits(bert, adapter, head, &batch)?;
-        let loss = candle_nn::loss::cross_entropy(&logits, &targets)?;
-        let grads = loss.backward()?;
+        let (l, grads) = batch_gradients(bert, adapter, head, &batch, &vars, opts.workers)?;
         let lr = learning_rate(opts.learning_rate, opts.warmup, step, total);
         opt.update(&vars, &grads, lr, opts.weight_decay)?;
-        let l = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
         losses.push(l);
         smooth = if smooth.is_nan() {
             l
@@ -620,7 +679,14 @@ pub fn run(s: &TrainSettings, opts: &FineTuneOptions) -> Result<()> {
     );
     let bert = Bert::load(&s.models_dir)?;
     let frozen = Head::load(&s.models_dir.join(super::HEAD_FILE))?;
-    let adapter = Adapter::new(&bert.dims, RANK, ALPHA, opts.seed, DType::F32)?;
+    let adapter = Adapter::new(
+        &bert.dims,
+        RANK,
+        ALPHA,
+        opts.seed,
+        DType::F32,
+        &opts.targets,
+    )?;
     let head = TrainHead::from_head(&frozen)?;
     let opts = FineTuneOptions {
         checkpoint: opts
@@ -638,6 +704,7 @@ pub fn run(s: &TrainSettings, opts: &FineTuneOptions) -> Result<()> {
     );
     let path = s.models_dir.join(ADAPTER_FILE);
     save_adapter(&path, &adapter, &head)?;
+    let bert_layers = bert.dims.num_hidden_layers;
     // The run is complete: its checkpoint would only make the next run stop at once.
     if let Some(cp) = &opts.checkpoint {
         let _ = std::fs::remove_file(cp);
@@ -704,7 +771,11 @@ pub fn run(s: &TrainSettings, opts: &FineTuneOptions) -> Result<()> {
             "seed": opts.seed,
             "lora_rank": RANK,
             "lora_alpha": ALPHA,
-            "lora_targets": "query, value (all 6 layers)",
+            "lora_targets": format!(
+                "{} (all {} layers)",
+                opts.targets.iter().map(|t| t.name()).collect::<Vec<_>>().join(", "),
+                bert_layers
+            ),
             "optimizer": "AdamW",
             "learning_rate": opts.learning_rate,
             "weight_decay": opts.weight_decay,
@@ -726,6 +797,7 @@ pub fn run(s: &TrainSettings, opts: &FineTuneOptions) -> Result<()> {
         "training_seconds": (stats.seconds).round(),
         "training_resumed_at_step": stats.resumed_at,
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "workers": opts.workers,
         "fusion_weight": r4(f64::from(w)),
         "fusion_note": "w chosen on the dev set (imdb.json) only: the fused dev accuracy is optimistic",
         "dev": {
@@ -801,8 +873,17 @@ mod tests {
     }
 
     fn run_tiny(seed: u64, steps: usize) -> (Vec<Vec<f32>>, RunStats) {
+        run_tiny_with(seed, steps, 1, &Target::QUERY_VALUE)
+    }
+
+    fn run_tiny_with(
+        seed: u64,
+        steps: usize,
+        workers: usize,
+        targets: &[Target],
+    ) -> (Vec<Vec<f32>>, RunStats) {
         let bert = Bert::random(dims(), 1, DType::F32).unwrap();
-        let adapter = Adapter::new(&bert.dims, 4, 8.0, seed, DType::F32).unwrap();
+        let adapter = Adapter::new(&bert.dims, 4, 8.0, seed, DType::F32, targets).unwrap();
         let head = TrainHead::zeros(16 + LEX_FEATURES).unwrap();
         let samples = fixture(240, 2);
         let opts = FineTuneOptions {
@@ -811,6 +892,7 @@ mod tests {
             learning_rate: 3e-2,
             steps: Some(steps),
             progress: false,
+            workers,
             ..Default::default()
         };
         let stats = train(&bert, &adapter, &head, &samples, &opts).unwrap();
@@ -840,6 +922,29 @@ mod tests {
     }
 
     #[test]
+    fn batches_shared_between_threads_train_the_same_model() {
+        // The shares' gradients add up to the whole batch's: the same weights up to
+        // float rounding, and a 2-worker run is deterministic too.
+        let (one, s1) = run_tiny_with(3, 12, 1, &Target::ALL);
+        let (two, s2) = run_tiny_with(3, 12, 2, &Target::ALL);
+        let (again, _) = run_tiny_with(3, 12, 2, &Target::ALL);
+        assert_eq!(two, again);
+        assert_ne!(one, two, "two workers ran nothing in parallel");
+        for (l1, l2) in s1.losses.iter().zip(&s2.losses) {
+            assert!((l1 - l2).abs() < 1e-4, "loss {l1} vs {l2}");
+        }
+        for (a, b) in one.iter().zip(&two) {
+            for (x, y) in a.iter().zip(b) {
+                assert!((x - y).abs() < 1e-4, "{x} vs {y}");
+            }
+        }
+        let (_, all) = run_tiny_with(42, 50, 2, &Target::ALL);
+        let first: f32 = all.losses[..10].iter().sum::<f32>() / 10.0;
+        let last: f32 = all.losses[40..].iter().sum::<f32>() / 10.0;
+        assert!(last < 0.8 * first, "loss {first} -> {last}");
+    }
+
+    #[test]
     fn an_interrupted_run_resumes_from_its_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
         let cp = dir.path().join("cp.safetensors");
@@ -855,7 +960,7 @@ mod tests {
             ..Default::default()
         };
         let fresh = |o: &FineTuneOptions| {
-            let ad = Adapter::new(&bert.dims, 4, 8.0, 5, DType::F32).unwrap();
+            let ad = Adapter::new(&bert.dims, 4, 8.0, 5, DType::F32, &Target::QUERY_VALUE).unwrap();
             let head = TrainHead::zeros(16 + LEX_FEATURES).unwrap();
             let stats = train(&bert, &ad, &head, &samples, o).unwrap();
             let w: Vec<Vec<f32>> = all_vars(&ad, &head)
@@ -870,7 +975,7 @@ mod tests {
         });
         // Simulate an interruption: a checkpoint at step 6 of the same 10-step run.
         {
-            let ad = Adapter::new(&bert.dims, 4, 8.0, 5, DType::F32).unwrap();
+            let ad = Adapter::new(&bert.dims, 4, 8.0, 5, DType::F32, &Target::QUERY_VALUE).unwrap();
             let head = TrainHead::zeros(16 + LEX_FEATURES).unwrap();
             let o = opts(10);
             // Train 6 steps by hand with the 10-step schedule and save.
@@ -880,11 +985,7 @@ mod tests {
             let mut opt = AdamW::new(&vars).unwrap();
             for (step, indices) in order.iter().enumerate().take(6) {
                 let batch: Vec<&Sample> = indices.iter().map(|&i| &samples[i]).collect();
-                let t: Vec<u32> = batch.iter().map(|s| s.class as u32).collect();
-                let t = Tensor::from_vec(t, batch.len(), &Device::Cpu).unwrap();
-                let l = logits(&bert, &ad, &head, &batch).unwrap();
-                let loss = candle_nn::loss::cross_entropy(&l, &t).unwrap();
-                let g = loss.backward().unwrap();
+                let (_, g) = batch_gradients(&bert, &ad, &head, &batch, &vars, 1).unwrap();
                 let lr = learning_rate(o.learning_rate, o.warmup, step, 10);
                 opt.update(&vars, &g, lr, o.weight_decay).unwrap();
             }

@@ -4,7 +4,8 @@
 //! `candle_transformers::models::bert::BertModel` computes them (a test checks both
 //! agree).
 //!
-//! LoRA: the query and value projections of every layer get a low-rank update
+//! LoRA: chosen projections of every layer (by default the query and value
+//! projections; [`Target`] lists the others) get a low-rank update
 //! `W + (alpha / r) · B · A` (rank 16, alpha 32). `A` starts small and random (seeded),
 //! `B` at zero, so training starts from the base encoder. Only `A`, `B` and the head are
 //! trained; the base weights stay frozen. [`Bert::merge`] folds the update into plain
@@ -40,17 +41,105 @@ pub struct Bert {
     pub weights: HashMap<String, Tensor>,
 }
 
-/// The trainable low-rank updates of the query and value projections, one pair per
+/// A linear projection of every layer that LoRA can adapt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Target {
+    Query,
+    Key,
+    Value,
+    AttentionOutput,
+    Intermediate,
+    Output,
+}
+
+impl Target {
+    pub const ALL: [Target; 6] = [
+        Target::Query,
+        Target::Key,
+        Target::Value,
+        Target::AttentionOutput,
+        Target::Intermediate,
+        Target::Output,
+    ];
+    /// The original recipe's targets.
+    pub const QUERY_VALUE: [Target; 2] = [Target::Query, Target::Value];
+
+    /// Its name in adapter files, manifests and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Query => "query",
+            Target::Key => "key",
+            Target::Value => "value",
+            Target::AttentionOutput => "attention_output",
+            Target::Intermediate => "intermediate",
+            Target::Output => "output",
+        }
+    }
+
+    /// The weight it updates, as named in the encoder's safetensors.
+    fn weight(self) -> &'static str {
+        match self {
+            Target::Query => "attention.self.query",
+            Target::Key => "attention.self.key",
+            Target::Value => "attention.self.value",
+            Target::AttentionOutput => "attention.output.dense",
+            Target::Intermediate => "intermediate.dense",
+            Target::Output => "output.dense",
+        }
+    }
+
+    /// (inputs, outputs) of the projection.
+    fn shape(self, d: &Dims) -> (usize, usize) {
+        match self {
+            Target::Intermediate => (d.hidden_size, d.intermediate_size),
+            Target::Output => (d.intermediate_size, d.hidden_size),
+            _ => (d.hidden_size, d.hidden_size),
+        }
+    }
+
+    /// `all`, or names separated by commas (`query,value`).
+    pub fn parse_list(s: &str) -> Result<Vec<Target>> {
+        if s.trim() == "all" {
+            return Ok(Target::ALL.to_vec());
+        }
+        let mut out = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let t = Target::ALL
+                .into_iter()
+                .find(|t| t.name() == part)
+                .with_context(|| {
+                    format!(
+                        "unknown LoRA target {part:?} (expected all, or some of {})",
+                        Target::ALL.map(Target::name).join(", ")
+                    )
+                })?;
+            if !out.contains(&t) {
+                out.push(t);
+            }
+        }
+        anyhow::ensure!(!out.is_empty(), "no LoRA target given");
+        // Canonical order, so the same set always gives the same seeded start.
+        out.sort_by_key(|t| Target::ALL.iter().position(|a| a == t));
+        Ok(out)
+    }
+}
+
+/// The low-rank update of one projection of one layer.
+pub struct Update {
+    pub layer: usize,
+    pub target: Target,
+    /// A (rank x inputs).
+    pub a: Var,
+    /// B (outputs x rank).
+    pub b: Var,
+}
+
+/// The trainable low-rank updates: one per adapted projection per layer, layer by
 /// layer.
 pub struct Adapter {
     pub rank: usize,
     pub alpha: f64,
-    /// Per layer: A (rank x hidden).
-    pub a_q: Vec<Var>,
-    /// Per layer: B (hidden x rank).
-    pub b_q: Vec<Var>,
-    pub a_v: Vec<Var>,
-    pub b_v: Vec<Var>,
+    pub updates: Vec<Update>,
 }
 
 fn layer_key(i: usize, what: &str) -> String {
@@ -231,41 +320,17 @@ impl Bert {
         let scale = adapter.map(|a| a.alpha / a.rank as f64).unwrap_or(0.0);
         for i in 0..d.num_hidden_layers {
             let p = |s: &str| self.w(&layer_key(i, s));
-            let q = match adapter {
-                Some(a) => lora_linear(
-                    &x,
-                    p("attention.self.query.weight")?,
-                    p("attention.self.query.bias")?,
-                    a.a_q[i].as_tensor(),
-                    a.b_q[i].as_tensor(),
-                    scale,
-                )?,
-                None => linear(
-                    &x,
-                    p("attention.self.query.weight")?,
-                    p("attention.self.query.bias")?,
-                )?,
+            let proj = |x: &Tensor, t: Target| -> candle_core::Result<Tensor> {
+                let w = p(&format!("{}.weight", t.weight()))?;
+                let b = p(&format!("{}.bias", t.weight()))?;
+                match adapter.and_then(|a| a.get(i, t)) {
+                    Some(u) => lora_linear(x, w, b, u.a.as_tensor(), u.b.as_tensor(), scale),
+                    None => linear(x, w, b),
+                }
             };
-            let v = match adapter {
-                Some(a) => lora_linear(
-                    &x,
-                    p("attention.self.value.weight")?,
-                    p("attention.self.value.bias")?,
-                    a.a_v[i].as_tensor(),
-                    a.b_v[i].as_tensor(),
-                    scale,
-                )?,
-                None => linear(
-                    &x,
-                    p("attention.self.value.weight")?,
-                    p("attention.self.value.bias")?,
-                )?,
-            };
-            let k = linear(
-                &x,
-                p("attention.self.key.weight")?,
-                p("attention.self.key.bias")?,
-            )?;
+            let q = proj(&x, Target::Query)?;
+            let k = proj(&x, Target::Key)?;
+            let v = proj(&x, Target::Value)?;
             let split = |t: Tensor| -> candle_core::Result<Tensor> {
                 t.reshape((n, len, heads, hd))?
                     .transpose(1, 2)?
@@ -279,24 +344,15 @@ impl Bert {
                 .transpose(1, 2)?
                 .contiguous()?
                 .reshape((n, len, h))?;
-            let attn = linear(
-                &ctx,
-                p("attention.output.dense.weight")?,
-                p("attention.output.dense.bias")?,
-            )?;
+            let attn = proj(&ctx, Target::AttentionOutput)?;
             let x1 = layer_norm(
                 &(attn + &x)?,
                 p("attention.output.LayerNorm.weight")?,
                 p("attention.output.LayerNorm.bias")?,
                 eps,
             )?;
-            let inter = linear(
-                &x1,
-                p("intermediate.dense.weight")?,
-                p("intermediate.dense.bias")?,
-            )?
-            .gelu_erf()?;
-            let out = linear(&inter, p("output.dense.weight")?, p("output.dense.bias")?)?;
+            let inter = proj(&x1, Target::Intermediate)?.gelu_erf()?;
+            let out = proj(&inter, Target::Output)?;
             x = layer_norm(
                 &(out + &x1)?,
                 p("output.LayerNorm.weight")?,
@@ -318,21 +374,16 @@ impl Bert {
         mean_pool_normalise(&hidden, mask)
     }
 
-    /// The weights with the adapter folded in: `W + (alpha / r) · B · A` for the query
-    /// and value projections of every layer.
+    /// The weights with the adapter folded in: `W + (alpha / r) · B · A` for every
+    /// adapted projection.
     pub fn merge(&self, adapter: &Adapter) -> Result<Bert> {
         let mut out = self.clone();
         let scale = adapter.alpha / adapter.rank as f64;
-        for i in 0..self.dims.num_hidden_layers {
-            for (what, a, b) in [
-                ("query", &adapter.a_q[i], &adapter.b_q[i]),
-                ("value", &adapter.a_v[i], &adapter.b_v[i]),
-            ] {
-                let key = layer_key(i, &format!("attention.self.{what}.weight"));
-                let w = self.w(&key)?;
-                let delta = (b.as_tensor().matmul(a.as_tensor())? * scale)?.to_dtype(w.dtype())?;
-                out.weights.insert(key, (w + delta)?);
-            }
+        for u in &adapter.updates {
+            let key = layer_key(u.layer, &format!("{}.weight", u.target.weight()));
+            let w = self.w(&key)?;
+            let delta = (u.b.as_tensor().matmul(u.a.as_tensor())? * scale)?.to_dtype(w.dtype())?;
+            out.weights.insert(key, (w + delta)?);
         }
         Ok(out)
     }
@@ -349,54 +400,72 @@ pub fn mean_pool_normalise(hidden: &Tensor, mask: &Tensor) -> candle_core::Resul
 }
 
 impl Adapter {
-    /// A fresh adapter: A uniform in ±1/sqrt(hidden) (seeded), B zero.
-    pub fn new(dims: &Dims, rank: usize, alpha: f64, seed: u64, dtype: DType) -> Result<Adapter> {
+    /// A fresh adapter on `targets` of every layer: A uniform in ±1/sqrt(inputs)
+    /// (seeded, drawn layer by layer in target order), B zero.
+    pub fn new(
+        dims: &Dims,
+        rank: usize,
+        alpha: f64,
+        seed: u64,
+        dtype: DType,
+        targets: &[Target],
+    ) -> Result<Adapter> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let h = dims.hidden_size;
-        let bound = 1.0 / (h as f64).sqrt();
-        let mut a = || -> Result<Var> {
-            let v: Vec<f64> = (0..rank * h)
-                .map(|_| rng.gen_range(-bound..bound))
-                .collect();
-            Ok(Var::from_tensor(
-                &Tensor::from_vec(v, (rank, h), &Device::Cpu)?.to_dtype(dtype)?,
-            )?)
-        };
-        let layers = dims.num_hidden_layers;
-        let mut a_q = Vec::new();
-        let mut a_v = Vec::new();
-        for _ in 0..layers {
-            a_q.push(a()?);
-            a_v.push(a()?);
+        let mut updates = Vec::new();
+        for layer in 0..dims.num_hidden_layers {
+            for &target in targets {
+                let (inp, outp) = target.shape(dims);
+                let bound = 1.0 / (inp as f64).sqrt();
+                let v: Vec<f64> = (0..rank * inp)
+                    .map(|_| rng.gen_range(-bound..bound))
+                    .collect();
+                let a = Var::from_tensor(
+                    &Tensor::from_vec(v, (rank, inp), &Device::Cpu)?.to_dtype(dtype)?,
+                )?;
+                let b = Var::zeros((outp, rank), dtype, &Device::Cpu)?;
+                updates.push(Update {
+                    layer,
+                    target,
+                    a,
+                    b,
+                });
+            }
         }
-        let zero = || Var::zeros((h, rank), dtype, &Device::Cpu);
         Ok(Adapter {
             rank,
             alpha,
-            a_q,
-            b_q: (0..layers)
-                .map(|_| zero())
-                .collect::<candle_core::Result<_>>()?,
-            a_v,
-            b_v: (0..layers)
-                .map(|_| zero())
-                .collect::<candle_core::Result<_>>()?,
+            updates,
         })
+    }
+
+    /// The update of `target` in `layer`, if that projection is adapted.
+    pub fn get(&self, layer: usize, target: Target) -> Option<&Update> {
+        self.updates
+            .iter()
+            .find(|u| u.layer == layer && u.target == target)
+    }
+
+    /// The adapted projections, in order.
+    pub fn targets(&self) -> Vec<Target> {
+        Target::ALL
+            .into_iter()
+            .filter(|t| self.updates.iter().any(|u| u.target == *t))
+            .collect()
     }
 
     /// Name and variable of every trainable tensor, in a fixed order.
     pub fn named_vars(&self) -> Vec<(String, &Var)> {
         let mut out = Vec::new();
-        for i in 0..self.a_q.len() {
-            out.push((format!("layer.{i}.query.lora_a"), &self.a_q[i]));
-            out.push((format!("layer.{i}.query.lora_b"), &self.b_q[i]));
-            out.push((format!("layer.{i}.value.lora_a"), &self.a_v[i]));
-            out.push((format!("layer.{i}.value.lora_b"), &self.b_v[i]));
+        for u in &self.updates {
+            let name = u.target.name();
+            out.push((format!("layer.{}.{name}.lora_a", u.layer), &u.a));
+            out.push((format!("layer.{}.{name}.lora_b", u.layer), &u.b));
         }
         out
     }
 
-    /// Reads an adapter from tensors named as [`Adapter::named_vars`] (any float type).
+    /// Reads an adapter from tensors named as [`Adapter::named_vars`] (any float type):
+    /// whichever projections it has, the same ones in every layer.
     pub fn from_tensors(
         map: &HashMap<String, Tensor>,
         layers: usize,
@@ -406,22 +475,29 @@ impl Adapter {
             let t = map.get(&k).with_context(|| format!("adapter has no {k}"))?;
             Ok(Var::from_tensor(&t.to_dtype(DType::F32)?)?)
         };
-        let mut ad = Adapter {
-            rank: 0,
-            alpha,
-            a_q: Vec::new(),
-            b_q: Vec::new(),
-            a_v: Vec::new(),
-            b_v: Vec::new(),
-        };
-        for i in 0..layers {
-            ad.a_q.push(get(format!("layer.{i}.query.lora_a"))?);
-            ad.b_q.push(get(format!("layer.{i}.query.lora_b"))?);
-            ad.a_v.push(get(format!("layer.{i}.value.lora_a"))?);
-            ad.b_v.push(get(format!("layer.{i}.value.lora_b"))?);
+        let targets: Vec<Target> = Target::ALL
+            .into_iter()
+            .filter(|t| map.contains_key(&format!("layer.0.{}.lora_a", t.name())))
+            .collect();
+        anyhow::ensure!(!targets.is_empty(), "adapter has no LoRA update");
+        let mut updates = Vec::new();
+        for layer in 0..layers {
+            for &target in &targets {
+                let name = target.name();
+                updates.push(Update {
+                    layer,
+                    target,
+                    a: get(format!("layer.{layer}.{name}.lora_a"))?,
+                    b: get(format!("layer.{layer}.{name}.lora_b"))?,
+                });
+            }
         }
-        ad.rank = ad.a_q.first().context("adapter has no layers")?.dim(0)?;
-        Ok(ad)
+        let rank = updates[0].a.dim(0)?;
+        Ok(Adapter {
+            rank,
+            alpha,
+            updates,
+        })
     }
 }
 
@@ -457,7 +533,7 @@ mod tests {
     /// Gives B random values, so the update is not zero.
     fn perturb(ad: &Adapter, seed: u64) {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        for b in ad.b_q.iter().chain(&ad.b_v) {
+        for b in ad.updates.iter().map(|u| &u.b) {
             let v: Vec<f64> = (0..b.elem_count())
                 .map(|_| rng.gen_range(-0.2..0.2))
                 .collect();
@@ -471,8 +547,15 @@ mod tests {
 
     #[test]
     fn merged_and_unmerged_forward_agree() {
+        for targets in [&Target::QUERY_VALUE[..], &Target::ALL[..]] {
+            merged_and_unmerged_agree_on(targets);
+        }
+    }
+
+    fn merged_and_unmerged_agree_on(targets: &[Target]) {
         let bert = Bert::random(tiny_dims(), 3, DType::F32).unwrap();
-        let ad = Adapter::new(&bert.dims, 4, 8.0, 5, DType::F32).unwrap();
+        let ad = Adapter::new(&bert.dims, 4, 8.0, 5, DType::F32, targets).unwrap();
+        assert_eq!(ad.updates.len(), targets.len() * 2);
         perturb(&ad, 6);
         let (ids, mask) = batch(DType::F32);
         let unmerged = bert.embed(&ids, &mask, Some(&ad)).unwrap();
@@ -484,7 +567,7 @@ mod tests {
             .unwrap()
             .max_all()
             .unwrap();
-        assert!(diff.to_scalar::<f32>().unwrap() < 1e-4);
+        assert!(diff.to_scalar::<f32>().unwrap() < 1e-4, "{targets:?}");
         let moved = (&unmerged - &base)
             .unwrap()
             .abs()
@@ -556,7 +639,7 @@ mod tests {
     #[test]
     fn gradients_reach_every_adapter_tensor_through_the_encoder() {
         let bert = Bert::random(tiny_dims(), 3, DType::F64).unwrap();
-        let ad = Adapter::new(&bert.dims, 4, 8.0, 5, DType::F64).unwrap();
+        let ad = Adapter::new(&bert.dims, 4, 8.0, 5, DType::F64, &Target::ALL).unwrap();
         perturb(&ad, 6);
         let (ids, mask) = batch(DType::F64);
         let loss = bert
@@ -581,6 +664,39 @@ mod tests {
                 .unwrap();
             assert!(n > 0.0, "{name}: zero gradient");
         }
+    }
+
+    #[test]
+    fn targets_parse_and_round_trip_through_tensors() {
+        assert_eq!(Target::parse_list("all").unwrap(), Target::ALL.to_vec());
+        assert_eq!(
+            Target::parse_list("value, query,value").unwrap(),
+            Target::QUERY_VALUE.to_vec()
+        );
+        let err = Target::parse_list("query,ffn").unwrap_err().to_string();
+        assert!(err.contains("\"ffn\""), "{err}");
+        assert!(Target::parse_list(" , ").is_err());
+
+        let dims = tiny_dims();
+        let targets = Target::parse_list("key,intermediate,output").unwrap();
+        let ad = Adapter::new(&dims, 4, 8.0, 5, DType::F32, &targets).unwrap();
+        perturb(&ad, 7);
+        let map: HashMap<String, Tensor> = ad
+            .named_vars()
+            .into_iter()
+            .map(|(k, v)| (k, v.as_tensor().clone()))
+            .collect();
+        let back = Adapter::from_tensors(&map, dims.num_hidden_layers, 8.0).unwrap();
+        assert_eq!(back.targets(), targets);
+        assert_eq!(back.rank, 4);
+        let u = back.get(1, Target::Intermediate).unwrap();
+        assert_eq!(u.a.dims(), [4, dims.hidden_size]);
+        assert_eq!(u.b.dims(), [dims.intermediate_size, 4]);
+        assert_eq!(
+            back.get(1, Target::Output).unwrap().a.dims(),
+            [4, dims.intermediate_size]
+        );
+        assert!(back.get(0, Target::Query).is_none());
     }
 
     /// candle-transformers' BertModel on the same weights.

@@ -163,7 +163,7 @@ pub enum Command {
         two_class: bool,
         /// Fine-tuning: the projections of every layer that get a LoRA update: `all`, or
         /// some of query, key, value, attention_output, intermediate, output.
-        #[arg(long, requires = "fine_tune", default_value = "query,value")]
+        #[arg(long, requires = "fine_tune", default_value = "all")]
         lora_targets: String,
         /// Fine-tuning: peak learning rate of AdamW.
         #[arg(long, requires = "fine_tune", default_value_t = 1e-3)]

@@ -2,7 +2,8 @@
 //! the CPU with candle's autograd, seeded and resumable, and the shipped adapter
 //! (`models/lora.safetensors` + `models/lora.json`).
 //!
-//! Recipe: LoRA rank 16, alpha 32 on the query and value projections of all 6 layers;
+//! Recipe: LoRA rank 16, alpha 32 on every linear projection of all 6 layers (query,
+//! key, value, attention output, feed-forward in and out; `--lora-targets` chooses);
 //! the linear head (embedding + 5 lexicon signals -> 3 classes) starts from the frozen
 //! head in `models/head.safetensors` and trains too; AdamW (lr 1e-3, weight decay 0.01)
 //! with a linear warm-up over the first 6 % of the steps then a linear decay to zero;
@@ -10,6 +11,7 @@
 //! the batches in a seeded order); texts cut to `max_tokens` (head and tail kept);
 //! cross-entropy on three classes; no dropout. One pass over the training mix of
 //! `zmot train` (same seeded held-back slice), or the first `--steps` batches of it.
+//! Each batch is shared between `--workers` threads (one per core by default).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -79,7 +81,7 @@ impl Default for FineTuneOptions {
             checkpoint: None,
             progress: true,
             two_class: false,
-            targets: Target::QUERY_VALUE.to_vec(),
+            targets: Target::ALL.to_vec(),
             workers: 1,
         }
     }
@@ -1044,7 +1046,8 @@ mod tests {
 
         // The fused model: the manifest's weight, applied to the same model's scores.
         let w = fusion_weight(&dir).unwrap();
-        assert_eq!(f64::from(w), manifest["fusion_weight"].as_f64().unwrap());
+        let stated = manifest["fusion_weight"].as_f64().unwrap();
+        assert!((f64::from(w) - stated).abs() < 1e-6, "{w} vs {stated}");
         let texts = [
             "I love it, works perfectly",
             "Broke after two days, awful",

@@ -4,8 +4,8 @@
 //! `candle_transformers::models::bert::BertModel` computes them (a test checks both
 //! agree).
 //!
-//! LoRA: chosen projections of every layer (by default the query and value
-//! projections; [`Target`] lists the others) get a low-rank update
+//! LoRA: chosen linear projections of every layer ([`Target`]: query, key, value,
+//! attention output, feed-forward in and out) get a low-rank update
 //! `W + (alpha / r) · B · A` (rank 16, alpha 32). `A` starts small and random (seeded),
 //! `B` at zero, so training starts from the base encoder. Only `A`, `B` and the head are
 //! trained; the base weights stay frozen. [`Bert::merge`] folds the update into plain

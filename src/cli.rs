@@ -165,6 +165,9 @@ pub enum Command {
         /// some of query, key, value, attention_output, intermediate, output.
         #[arg(long, requires = "fine_tune", default_value = "all")]
         lora_targets: String,
+        /// Fine-tuning: LoRA rank (alpha stays 32).
+        #[arg(long, requires = "fine_tune", default_value_t = sentiment::lora::RANK)]
+        lora_rank: usize,
         /// Fine-tuning: peak learning rate of AdamW.
         #[arg(long, requires = "fine_tune", default_value_t = 1e-3)]
         learning_rate: f64,
@@ -426,6 +429,7 @@ pub async fn main(cli: Cli) -> Result<()> {
             export_held_back,
             two_class,
             lora_targets,
+            lora_rank,
             learning_rate,
             workers,
         } => {
@@ -449,6 +453,7 @@ pub async fn main(cli: Cli) -> Result<()> {
                         max_tokens,
                         two_class,
                         targets: sentiment::lora::Target::parse_list(&lora_targets)?,
+                        rank: lora_rank.max(1),
                         learning_rate,
                         workers: fine_tune_workers(workers),
                         ..Default::default()

@@ -2,7 +2,7 @@
 //! the CPU with candle's autograd, seeded and resumable, and the shipped adapter
 //! (`models/lora.safetensors` + `models/lora.json`).
 //!
-//! Recipe: LoRA rank 16, alpha 32 on every linear projection of all 6 layers (query,
+//! Recipe: LoRA rank 32, alpha 32 on every linear projection of all 6 layers (query,
 //! key, value, attention output, feed-forward in and out; `--lora-targets` chooses);
 //! the linear head (embedding + 5 lexicon signals -> 3 classes) starts from the frozen
 //! head in `models/head.safetensors` and trains too; AdamW (lr 1e-3, weight decay 0.01)
@@ -58,6 +58,8 @@ pub struct FineTuneOptions {
     pub two_class: bool,
     /// The projections of every layer that get a LoRA update.
     pub targets: Vec<Target>,
+    /// LoRA rank (alpha stays 32, so the update's scale is 32 / rank).
+    pub rank: usize,
     /// Threads that each take a share of every batch (data parallel; the gradients are
     /// summed in a fixed order, so a run is deterministic for a given number). Each is
     /// meant to run its matrix products on one core (`RAYON_NUM_THREADS=1`): candle
@@ -82,6 +84,7 @@ impl Default for FineTuneOptions {
             progress: true,
             two_class: false,
             targets: Target::ALL.to_vec(),
+            rank: RANK,
             workers: 1,
         }
     }
@@ -238,7 +241,7 @@ fn fingerprint(opts: &FineTuneOptions, samples: &[Sample]) -> String {
     let mut h = Sha256::new();
     h.update(
         format!(
-            "{} {} {} {} {} {} {:?} {} {:?}",
+            "{} {} {} {} {} {} {:?} {} {:?} {}",
             opts.seed,
             opts.batch,
             opts.max_tokens,
@@ -247,7 +250,8 @@ fn fingerprint(opts: &FineTuneOptions, samples: &[Sample]) -> String {
             opts.warmup,
             opts.steps,
             samples.len(),
-            opts.targets
+            opts.targets,
+            opts.rank
         )
         .as_bytes(),
     );
@@ -683,7 +687,7 @@ pub fn run(s: &TrainSettings, opts: &FineTuneOptions) -> Result<()> {
     let frozen = Head::load(&s.models_dir.join(super::HEAD_FILE))?;
     let adapter = Adapter::new(
         &bert.dims,
-        RANK,
+        opts.rank,
         ALPHA,
         opts.seed,
         DType::F32,
@@ -771,7 +775,7 @@ pub fn run(s: &TrainSettings, opts: &FineTuneOptions) -> Result<()> {
         "per_origin_neg_neu_pos": by_origin,
         "recipe": {
             "seed": opts.seed,
-            "lora_rank": RANK,
+            "lora_rank": opts.rank,
             "lora_alpha": ALPHA,
             "lora_targets": format!(
                 "{} (all {} layers)",

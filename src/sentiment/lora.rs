@@ -6,7 +6,7 @@
 //!
 //! LoRA: chosen linear projections of every layer ([`Target`]: query, key, value,
 //! attention output, feed-forward in and out) get a low-rank update
-//! `W + (alpha / r) · B · A` (rank 16, alpha 32). `A` starts small and random (seeded),
+//! `W + (alpha / r) · B · A` (rank 32, alpha 32). `A` starts small and random (seeded),
 //! `B` at zero, so training starts from the base encoder. Only `A`, `B` and the head are
 //! trained; the base weights stay frozen. [`Bert::merge`] folds the update into plain
 //! weights, so inference runs the unchanged encoder at its usual speed.
@@ -18,7 +18,7 @@ use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor, Var, D};
 use rand::{Rng, SeedableRng};
 
-pub const RANK: usize = 16;
+pub const RANK: usize = 32;
 pub const ALPHA: f64 = 32.0;
 
 /// The shape of a BERT encoder (from its config.json).

@@ -139,31 +139,23 @@ fn eval_reports_accuracy_and_confusion() {
         .join("\n"),
     )
     .unwrap();
-    let (out, err, ok) = zmot(&["eval", file.to_str().unwrap(), "--model", "minilm"], "");
-    assert!(ok, "{err}");
-    // The shipped LoRA adapter is used when it is there.
-    assert!(out.contains("model minilm-lora"), "{out}");
-    assert!(out.contains("binary"), "{out}");
-    assert!(out.contains("accuracy  1.0000"), "{out}\n{err}");
-    let (out, err, ok) = zmot(
-        &["eval", file.to_str().unwrap(), "--model", "minilm-head"],
-        "",
-    );
-    assert!(ok, "{err}");
-    assert!(out.contains("model minilm-head"), "{out}");
-    assert!(out.contains("accuracy  1.0000"), "{out}\n{err}");
+    // `minilm` is the shipped LoRA adapter when it is there; the fused model is a model
+    // like the others.
+    for (asked, used) in [
+        ("minilm", "minilm-lora"),
+        ("minilm-head", "minilm-head"),
+        ("minilm-fused", "minilm-fused"),
+    ] {
+        let (out, err, ok) = zmot(&["eval", file.to_str().unwrap(), "--model", asked], "");
+        assert!(ok, "{err}");
+        assert!(out.contains(&format!("model {used}")), "{asked}: {out}");
+        assert!(out.contains("binary"), "{out}");
+        assert!(out.contains("accuracy  1.0000"), "{asked}: {out}\n{err}");
+    }
     let (out, err, ok) = zmot(&["eval", file.to_str().unwrap(), "--compare"], "");
     assert!(ok, "{err}");
     for variant in ["lexicon", "minilm-head", "minilm-lora", "minilm-fused"] {
         assert!(out.contains(variant), "{variant} missing:\n{out}");
     }
     assert!(out.contains("texts/s"), "{out}");
-    // The fused model is a model like the others.
-    let (out, err, ok) = zmot(
-        &["eval", file.to_str().unwrap(), "--model", "minilm-fused"],
-        "",
-    );
-    assert!(ok, "{err}");
-    assert!(out.contains("model minilm-fused"), "{out}");
-    assert!(out.contains("accuracy  1.0000"), "{out}\n{err}");
 }

@@ -175,6 +175,10 @@ pub enum Command {
         /// result is deterministic for a seed and a number of workers.
         #[arg(long, requires = "fine_tune")]
         workers: Option<usize>,
+        /// Fine-tuning: cut sentences (two each) from this many more IMDB reviews, for the
+        /// training side only (the held-back slice stays the same).
+        #[arg(long, requires = "fine_tune", default_value_t = sentiment::train::EXTRA_IMDB_SENTENCE_REVIEWS)]
+        extra_imdb_sentences: usize,
     },
     /// Measure speed and memory; prints what it measured.
     #[command(subcommand)]
@@ -432,11 +436,13 @@ pub async fn main(cli: Cli) -> Result<()> {
             lora_rank,
             learning_rate,
             workers,
+            extra_imdb_sentences,
         } => {
             let settings = sentiment::train::TrainSettings {
                 data_dir: data,
                 models_dir: models,
                 seed,
+                extra_imdb_sentence_reviews: extra_imdb_sentences,
                 ..Default::default()
             };
             if let Some(out) = export_held_back {

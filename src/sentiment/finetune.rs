@@ -27,7 +27,9 @@ use super::commands::{evaluate, Evaluation};
 use super::encoder::Encoder;
 use super::head::{self, Head, CLASSES, LEX_FEATURES};
 use super::lora::{linear, Adapter, Bert, Target, ALPHA, RANK};
-use super::train::{dev_set, load_training, r4, split_held_back, TrainSettings};
+use super::train::{
+    dev_set, extra_sentences, load_training, r4, split_held_back, Example, TrainSettings,
+};
 use super::{lexicon, Analyzer, MiniLmAnalyzer};
 use crate::domain::{Label, Sentiment};
 
@@ -660,7 +662,9 @@ pub fn export_held_back(s: &TrainSettings, out: &Path) -> Result<usize> {
 pub fn run(s: &TrainSettings, opts: &FineTuneOptions) -> Result<()> {
     let (dev, dev_texts) = dev_set(&s.data_dir)?;
     let examples = load_training(s, &dev_texts)?;
-    let (holdout, train_set) = split_held_back(&examples);
+    let (holdout, base_train) = split_held_back(&examples);
+    let extra = extra_sentences(s, &dev_texts, &examples)?;
+    let train_set: Vec<&Example> = base_train.iter().chain(&extra).collect();
 
     super::ensure_models(&s.models_dir)?;
     let encoder = Encoder::load(&s.models_dir)?;
@@ -799,6 +803,7 @@ pub fn run(s: &TrainSettings, opts: &FineTuneOptions) -> Result<()> {
             "imdb_reviews": s.imdb_reviews,
             "imdb_sentence_reviews": s.imdb_sentence_reviews,
             "tweets_per_class": s.tweets_per_class,
+            "extra_imdb_sentence_reviews": s.extra_imdb_sentence_reviews,
         },
         "training_seconds": (stats.seconds).round(),
         "training_resumed_at_step": stats.resumed_at,

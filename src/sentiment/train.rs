@@ -28,6 +28,10 @@ use super::head::{self, Head, TrainOptions, CLASSES};
 use super::lexicon;
 use crate::domain::Label;
 
+/// IMDB reviews whose sentences are added to the fine-tuning side of the mix by
+/// default (about 28,000 sentences; see [`extra_sentences`]).
+pub const EXTRA_IMDB_SENTENCE_REVIEWS: usize = 15_000;
+
 /// What `zmot train` reads and writes.
 #[derive(Debug, Clone)]
 pub struct TrainSettings {
@@ -40,6 +44,9 @@ pub struct TrainSettings {
     pub imdb_sentence_reviews: usize,
     /// Tweets per class at most.
     pub tweets_per_class: usize,
+    /// More IMDB reviews to cut sentences from, for fine-tuning only: added to the
+    /// training side after the held-back slice is split off (see [`extra_sentences`]).
+    pub extra_imdb_sentence_reviews: usize,
 }
 
 impl Default for TrainSettings {
@@ -51,6 +58,7 @@ impl Default for TrainSettings {
             imdb_reviews: 2_000,
             imdb_sentence_reviews: 5_000,
             tweets_per_class: 5_000,
+            extra_imdb_sentence_reviews: EXTRA_IMDB_SENTENCE_REVIEWS,
         }
     }
 }
@@ -180,8 +188,9 @@ fn read_imdb(data_dir: &Path) -> Result<Vec<(String, usize)>> {
 
 /// `n` whole IMDB reviews never trained on: the reviews after the
 /// `imdb_reviews + imdb_sentence_reviews` that [`load_training`] takes, in the same
-/// seeded order, without those equal to a development text or to a review used in
-/// training (IMDB 50k has duplicates), each once.
+/// seeded order, before the last `extra_imdb_sentence_reviews` (see
+/// [`extra_sentences`]), without those equal to a development text or to a review used
+/// in training (IMDB 50k has duplicates), each once.
 pub fn held_out_reviews(
     s: &TrainSettings,
     dev: &HashSet<String>,
@@ -193,6 +202,8 @@ pub fn held_out_reviews(
     let mut imdb = read_imdb(&s.data_dir)?;
     imdb.shuffle(&mut rng);
     let used = s.imdb_reviews + s.imdb_sentence_reviews;
+    // The end of the shuffle feeds `extra_sentences`.
+    imdb.truncate(imdb.len().saturating_sub(s.extra_imdb_sentence_reviews));
     let mut seen: HashSet<String> = imdb
         .iter()
         .take(used)
@@ -297,6 +308,52 @@ pub fn load_training(s: &TrainSettings, dev: &HashSet<String>) -> Result<Vec<Exa
         !key.is_empty() && !dev.contains(&key) && seen.insert(key)
     });
     out.shuffle(&mut rng);
+    Ok(out)
+}
+
+/// Sentences (two at most per review) cut from the last
+/// `extra_imdb_sentence_reviews` IMDB reviews of the seeded shuffle, for the training
+/// side only: the base mix, its held-back slice and the held-out whole reviews
+/// ([`held_out_reviews`]) stay as they are, so runs with and without them compare on the
+/// same held-back texts. Texts equal to a dev text or to one in `mix` are left out.
+pub fn extra_sentences(
+    s: &TrainSettings,
+    dev: &HashSet<String>,
+    mix: &[Example],
+) -> Result<Vec<Example>> {
+    if s.extra_imdb_sentence_reviews == 0 {
+        return Ok(Vec::new());
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(s.seed);
+    let mut imdb = read_imdb(&s.data_dir)?;
+    imdb.shuffle(&mut rng);
+    let first = imdb.len().saturating_sub(s.extra_imdb_sentence_reviews);
+    anyhow::ensure!(
+        first >= s.imdb_reviews + s.imdb_sentence_reviews,
+        "{} extra IMDB reviews overlap the {} + {} the base mix takes (the file has {})",
+        s.extra_imdb_sentence_reviews,
+        s.imdb_reviews,
+        s.imdb_sentence_reviews,
+        imdb.len()
+    );
+    // Its own generator: the base mix's draws stay the same.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(s.seed ^ 0x5e47_e4ce);
+    let mut seen: HashSet<String> = mix.iter().map(|e| e.text.trim().to_string()).collect();
+    let mut out = Vec::new();
+    for (text, class) in imdb.split_off(first) {
+        let mut cut = sentences(&text);
+        cut.shuffle(&mut rng);
+        for sentence in cut.into_iter().take(2) {
+            let key = sentence.trim().to_string();
+            if !dev.contains(&key) && seen.insert(key) {
+                out.push(Example {
+                    text: sentence,
+                    class,
+                    origin: "imdb_sentence_extra",
+                });
+            }
+        }
+    }
     Ok(out)
 }
 
@@ -714,6 +771,80 @@ mod tests {
         std::fs::write(&c, "{\"text\":\"x\",\"label\":\"great\"}\n").unwrap();
         let e = read_labelled(&c).unwrap_err().to_string();
         assert!(e.contains("c.jsonl:1: unknown label"), "{e}");
+    }
+
+    /// A small data folder in the shapes `load_training` reads.
+    fn tiny_data(dir: &Path, reviews: usize) {
+        let mut imdb = String::from("review,sentiment\n");
+        for i in 0..reviews {
+            let label = if i % 2 == 0 { "positive" } else { "negative" };
+            imdb.push_str(&format!(
+                "\"Review number {i} opens with this sentence of words. Review number {i} then \
+                 goes on with a second sentence. Short.\",{label}\n"
+            ));
+        }
+        std::fs::write(dir.join("imdb50k.csv"), imdb).unwrap();
+        std::fs::write(
+            dir.join("movie_reviews.csv"),
+            "text,label,source\na dull and lifeless film,0,rotten_tomatoes\na warm and funny film,1,rotten_tomatoes\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("tweets.csv"),
+            "sentiment,confidence,text\nnegative,0.9,my car broke again\nneutral,0.9,driving to work now\npositive,0.9,love this new car\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("dev_imdb.json"),
+            r#"[{"text":"Review number 3 opens with this sentence of words.","class":0}]"#,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn extra_sentences_come_from_the_end_and_change_no_held_back_text() {
+        let dir = tempfile::tempdir().unwrap();
+        tiny_data(dir.path(), 40);
+        let base = TrainSettings {
+            data_dir: dir.path().to_path_buf(),
+            imdb_reviews: 4,
+            imdb_sentence_reviews: 6,
+            tweets_per_class: 5,
+            extra_imdb_sentence_reviews: 0,
+            ..Default::default()
+        };
+        let (_, dev) = dev_set(dir.path()).unwrap();
+        let mix = load_training(&base, &dev).unwrap();
+        assert!(extra_sentences(&base, &dev, &mix).unwrap().is_empty());
+        let with = TrainSettings {
+            extra_imdb_sentence_reviews: 20,
+            ..base.clone()
+        };
+        let extra = extra_sentences(&with, &dev, &mix).unwrap();
+        // Two sentences per review, less the one equal to a dev text when review 3 is
+        // among the 20.
+        assert!((39..=40).contains(&extra.len()), "{}", extra.len());
+        let mix_texts: HashSet<&str> = mix.iter().map(|e| e.text.as_str()).collect();
+        let held_out = held_out_reviews(&with, &dev, 1_000).unwrap();
+        assert_eq!(held_out.len(), 40 - 10 - 20);
+        for e in &extra {
+            assert_eq!(e.origin, "imdb_sentence_extra");
+            assert!(!mix_texts.contains(e.text.as_str()) && !dev.contains(&e.text));
+            let n: usize = e.text.split_whitespace().nth(2).unwrap().parse().unwrap();
+            assert_eq!(e.class, if n % 2 == 0 { 2 } else { 0 }, "{}", e.text);
+            let own = format!("Review number {n} ");
+            assert!(held_out.iter().all(|(r, _)| !r.starts_with(&own)), "{n}");
+        }
+        // Without extra sentences the held-out reviews reach into the tail.
+        assert_eq!(held_out_reviews(&base, &dev, 1_000).unwrap().len(), 30);
+        let too_many = TrainSettings {
+            extra_imdb_sentence_reviews: 31,
+            ..base
+        };
+        let e = extra_sentences(&too_many, &dev, &mix)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("31 extra IMDB reviews overlap"), "{e}");
     }
 
     #[test]

@@ -831,7 +831,12 @@ mod tests {
             assert_eq!(e.origin, "imdb_sentence_extra");
             assert!(!mix_texts.contains(e.text.as_str()) && !dev.contains(&e.text));
             let n: usize = e.text.split_whitespace().nth(2).unwrap().parse().unwrap();
-            assert_eq!(e.class, if n % 2 == 0 { 2 } else { 0 }, "{}", e.text);
+            assert_eq!(
+                e.class,
+                if n.is_multiple_of(2) { 2 } else { 0 },
+                "{}",
+                e.text
+            );
             let own = format!("Review number {n} ");
             assert!(held_out.iter().all(|(r, _)| !r.starts_with(&own)), "{n}");
         }

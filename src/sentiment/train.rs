@@ -186,6 +186,23 @@ fn read_imdb(data_dir: &Path) -> Result<Vec<(String, usize)>> {
     Ok(imdb)
 }
 
+/// The IMDB 50k reviews in the seeded order that the training mix, the extra sentences
+/// and the held-out whole reviews all cut from, and the generator as the shuffle left
+/// it (`load_training` goes on drawing from it).
+fn shuffled_imdb(s: &TrainSettings) -> Result<(Vec<(String, usize)>, rand::rngs::StdRng)> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(s.seed);
+    let mut imdb = read_imdb(&s.data_dir)?;
+    imdb.shuffle(&mut rng);
+    Ok((imdb, rng))
+}
+
+/// At most two of a review's sentences, picked with `rng`.
+fn two_sentences(review: &str, rng: &mut rand::rngs::StdRng) -> impl Iterator<Item = String> {
+    let mut cut = sentences(review);
+    cut.shuffle(rng);
+    cut.into_iter().take(2)
+}
+
 /// `n` whole IMDB reviews never trained on: the reviews after the
 /// `imdb_reviews + imdb_sentence_reviews` that [`load_training`] takes, in the same
 /// seeded order, before the last `extra_imdb_sentence_reviews` (see
@@ -196,11 +213,7 @@ pub fn held_out_reviews(
     dev: &HashSet<String>,
     n: usize,
 ) -> Result<Vec<(String, Label)>> {
-    // The same generator state as `load_training` when it shuffles the reviews: nothing
-    // draws from it before.
-    let mut rng = rand::rngs::StdRng::seed_from_u64(s.seed);
-    let mut imdb = read_imdb(&s.data_dir)?;
-    imdb.shuffle(&mut rng);
+    let (mut imdb, _) = shuffled_imdb(s)?;
     let used = s.imdb_reviews + s.imdb_sentence_reviews;
     // The end of the shuffle feeds `extra_sentences`.
     imdb.truncate(imdb.len().saturating_sub(s.extra_imdb_sentence_reviews));
@@ -223,7 +236,6 @@ pub fn held_out_reviews(
 
 /// Reads the training mix from `data_dir`, dev duplicates removed, in a seeded order.
 pub fn load_training(s: &TrainSettings, dev: &HashSet<String>) -> Result<Vec<Example>> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(s.seed);
     let mut out = Vec::new();
 
     // Rotten Tomatoes sentences.
@@ -245,9 +257,9 @@ pub fn load_training(s: &TrainSettings, dev: &HashSet<String>) -> Result<Vec<Exa
         });
     }
 
-    // IMDB 50k: whole reviews and sentences cut from other reviews.
-    let mut imdb = read_imdb(&s.data_dir)?;
-    imdb.shuffle(&mut rng);
+    // IMDB 50k: whole reviews and sentences cut from other reviews. The rest of the mix
+    // draws from the same generator.
+    let (imdb, mut rng) = shuffled_imdb(s)?;
     let mut rest = imdb.into_iter();
     for (text, class) in rest.by_ref().take(s.imdb_reviews) {
         out.push(Example {
@@ -257,9 +269,7 @@ pub fn load_training(s: &TrainSettings, dev: &HashSet<String>) -> Result<Vec<Exa
         });
     }
     for (text, class) in rest.take(s.imdb_sentence_reviews) {
-        let mut cut = sentences(&text);
-        cut.shuffle(&mut rng);
-        for sentence in cut.into_iter().take(2) {
+        for sentence in two_sentences(&text, &mut rng) {
             out.push(Example {
                 text: sentence,
                 class,
@@ -324,9 +334,7 @@ pub fn extra_sentences(
     if s.extra_imdb_sentence_reviews == 0 {
         return Ok(Vec::new());
     }
-    let mut rng = rand::rngs::StdRng::seed_from_u64(s.seed);
-    let mut imdb = read_imdb(&s.data_dir)?;
-    imdb.shuffle(&mut rng);
+    let (mut imdb, _) = shuffled_imdb(s)?;
     let first = imdb.len().saturating_sub(s.extra_imdb_sentence_reviews);
     anyhow::ensure!(
         first >= s.imdb_reviews + s.imdb_sentence_reviews,
@@ -341,9 +349,7 @@ pub fn extra_sentences(
     let mut seen: HashSet<String> = mix.iter().map(|e| e.text.trim().to_string()).collect();
     let mut out = Vec::new();
     for (text, class) in imdb.split_off(first) {
-        let mut cut = sentences(&text);
-        cut.shuffle(&mut rng);
-        for sentence in cut.into_iter().take(2) {
+        for sentence in two_sentences(&text, &mut rng) {
             let key = sentence.trim().to_string();
             if !dev.contains(&key) && seen.insert(key) {
                 out.push(Example {
@@ -820,10 +826,15 @@ mod tests {
             extra_imdb_sentence_reviews: 20,
             ..base.clone()
         };
+        // Two sentences from each of the 20 tail reviews when no dev text is among them;
+        // a dev text equal to one of them leaves exactly that one out.
+        let all = extra_sentences(&with, &HashSet::new(), &mix).unwrap();
+        assert_eq!(all.len(), 40, "{all:?}");
+        let dev_from_tail: HashSet<String> = [all[7].text.clone()].into();
+        let fewer = extra_sentences(&with, &dev_from_tail, &mix).unwrap();
+        assert_eq!(fewer.len(), 39);
+        assert!(fewer.iter().all(|e| e.text != all[7].text));
         let extra = extra_sentences(&with, &dev, &mix).unwrap();
-        // Two sentences per review, less the one equal to a dev text when review 3 is
-        // among the 20.
-        assert!((39..=40).contains(&extra.len()), "{}", extra.len());
         let mix_texts: HashSet<&str> = mix.iter().map(|e| e.text.as_str()).collect();
         let held_out = held_out_reviews(&with, &dev, 1_000).unwrap();
         assert_eq!(held_out.len(), 40 - 10 - 20);

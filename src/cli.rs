@@ -179,6 +179,14 @@ pub enum Command {
         /// training side only (the held-back slice stays the same).
         #[arg(long, requires = "fine_tune", default_value_t = sentiment::train::EXTRA_IMDB_SENTENCE_REVIEWS)]
         extra_imdb_sentences: usize,
+        /// Fine-tuning: add up to this many more tweets of each class, ones the mix did
+        /// not take, for the training side only (the held-back slice stays the same).
+        #[arg(long, requires = "fine_tune", default_value_t = sentiment::train::EXTRA_TWEETS_PER_CLASS)]
+        extra_tweets: usize,
+        /// Fine-tuning: seed of the adapter's random start and of the batch order
+        /// (default: --seed, which also draws the training mix and its held-back slice).
+        #[arg(long, requires = "fine_tune")]
+        init_seed: Option<u64>,
     },
     /// Measure speed and memory; prints what it measured.
     #[command(subcommand)]
@@ -437,12 +445,15 @@ pub async fn main(cli: Cli) -> Result<()> {
             learning_rate,
             workers,
             extra_imdb_sentences,
+            extra_tweets,
+            init_seed,
         } => {
             let settings = sentiment::train::TrainSettings {
                 data_dir: data,
                 models_dir: models,
                 seed,
                 extra_imdb_sentence_reviews: extra_imdb_sentences,
+                extra_tweets_per_class: extra_tweets,
                 ..Default::default()
             };
             if let Some(out) = export_held_back {
@@ -453,7 +464,7 @@ pub async fn main(cli: Cli) -> Result<()> {
                 sentiment::finetune::run(
                     &settings,
                     &sentiment::finetune::FineTuneOptions {
-                        seed,
+                        seed: init_seed.unwrap_or(seed),
                         budget_minutes,
                         steps,
                         max_tokens,

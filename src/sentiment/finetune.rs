@@ -28,7 +28,8 @@ use super::encoder::Encoder;
 use super::head::{self, Head, CLASSES, LEX_FEATURES};
 use super::lora::{linear, Adapter, Bert, Target, ALPHA, RANK};
 use super::train::{
-    dev_set, extra_sentences, load_training, r4, split_held_back, Example, TrainSettings,
+    dev_set, extra_sentences, extra_tweets, load_training, r4, split_held_back, Example,
+    TrainSettings,
 };
 use super::{lexicon, Analyzer, MiniLmAnalyzer};
 use crate::domain::{Label, Sentiment};
@@ -39,6 +40,8 @@ pub const MANIFEST_FILE: &str = "lora.json";
 /// Fine-tuning settings.
 #[derive(Debug, Clone)]
 pub struct FineTuneOptions {
+    /// Seed of the adapter's random start and of the batch order (the training mix is
+    /// drawn with `TrainSettings::seed`).
     pub seed: u64,
     pub batch: usize,
     pub max_tokens: usize,
@@ -664,7 +667,8 @@ pub fn run(s: &TrainSettings, opts: &FineTuneOptions) -> Result<()> {
     let examples = load_training(s, &dev_texts)?;
     let (holdout, base_train) = split_held_back(&examples);
     let extra = extra_sentences(s, &dev_texts, &examples)?;
-    let train_set: Vec<&Example> = base_train.iter().chain(&extra).collect();
+    let extra_t = extra_tweets(s, &dev_texts, &examples)?;
+    let train_set: Vec<&Example> = base_train.iter().chain(&extra).chain(&extra_t).collect();
 
     super::ensure_models(&s.models_dir)?;
     let encoder = Encoder::load(&s.models_dir)?;
@@ -779,6 +783,7 @@ pub fn run(s: &TrainSettings, opts: &FineTuneOptions) -> Result<()> {
         "per_origin_neg_neu_pos": by_origin,
         "recipe": {
             "seed": opts.seed,
+            "mix_seed": s.seed,
             "lora_rank": opts.rank,
             "lora_alpha": ALPHA,
             "lora_targets": format!(
@@ -804,6 +809,7 @@ pub fn run(s: &TrainSettings, opts: &FineTuneOptions) -> Result<()> {
             "imdb_sentence_reviews": s.imdb_sentence_reviews,
             "tweets_per_class": s.tweets_per_class,
             "extra_imdb_sentence_reviews": s.extra_imdb_sentence_reviews,
+            "extra_tweets_per_class": s.extra_tweets_per_class,
         },
         "training_seconds": (stats.seconds).round(),
         "training_resumed_at_step": stats.resumed_at,

@@ -32,6 +32,9 @@ use crate::domain::Label;
 /// default (about 28,000 sentences; see [`extra_sentences`]).
 pub const EXTRA_IMDB_SENTENCE_REVIEWS: usize = 15_000;
 
+/// Tweets per class beyond the mix's, for fine-tuning only (see [`extra_tweets`]).
+pub const EXTRA_TWEETS_PER_CLASS: usize = 0;
+
 /// What `zmot train` reads and writes.
 #[derive(Debug, Clone)]
 pub struct TrainSettings {
@@ -47,6 +50,10 @@ pub struct TrainSettings {
     /// More IMDB reviews to cut sentences from, for fine-tuning only: added to the
     /// training side after the held-back slice is split off (see [`extra_sentences`]).
     pub extra_imdb_sentence_reviews: usize,
+    /// More tweets per class, for fine-tuning only: those the mix did not take,
+    /// added to the training side after the held-back slice is split off (see
+    /// [`extra_tweets`]).
+    pub extra_tweets_per_class: usize,
 }
 
 impl Default for TrainSettings {
@@ -59,6 +66,7 @@ impl Default for TrainSettings {
             imdb_sentence_reviews: 5_000,
             tweets_per_class: 5_000,
             extra_imdb_sentence_reviews: EXTRA_IMDB_SENTENCE_REVIEWS,
+            extra_tweets_per_class: EXTRA_TWEETS_PER_CLASS,
         }
     }
 }
@@ -279,26 +287,7 @@ pub fn load_training(s: &TrainSettings, dev: &HashSet<String>) -> Result<Vec<Exa
     }
 
     // Tweets, three classes; only those the annotators agreed on.
-    let mut rdr = csv_reader(&s.data_dir.join("tweets.csv"))?;
-    let mut tweets: [Vec<String>; CLASSES] = Default::default();
-    for row in rdr.byte_records() {
-        let row = row?;
-        let class = match row.get(0) {
-            Some(b"negative") => 0,
-            Some(b"neutral") => 1,
-            Some(b"positive") => 2,
-            _ => continue,
-        };
-        let confidence: f32 = std::str::from_utf8(row.get(1).unwrap_or(b"0"))
-            .ok()
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0.0);
-        if confidence < 0.6 {
-            continue;
-        }
-        let text = clean(&String::from_utf8_lossy(row.get(2).unwrap_or(b"")));
-        tweets[class].push(text);
-    }
+    let mut tweets = read_tweets(s)?;
     for (class, list) in tweets.iter_mut().enumerate() {
         list.shuffle(&mut rng);
         for text in list.drain(..).take(s.tweets_per_class) {
@@ -357,6 +346,78 @@ pub fn extra_sentences(
                     class,
                     origin: "imdb_sentence_extra",
                 });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The tweets the annotators agreed on (confidence 0.6 or more), cleaned, by class, in
+/// file order.
+fn read_tweets(s: &TrainSettings) -> Result<[Vec<String>; CLASSES]> {
+    let mut rdr = csv_reader(&s.data_dir.join("tweets.csv"))?;
+    let mut tweets: [Vec<String>; CLASSES] = Default::default();
+    for row in rdr.byte_records() {
+        let row = row?;
+        let class = match row.get(0) {
+            Some(b"negative") => 0,
+            Some(b"neutral") => 1,
+            Some(b"positive") => 2,
+            _ => continue,
+        };
+        let confidence: f32 = std::str::from_utf8(row.get(1).unwrap_or(b"0"))
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0.0);
+        if confidence < 0.6 {
+            continue;
+        }
+        let text = clean(&String::from_utf8_lossy(row.get(2).unwrap_or(b"")));
+        tweets[class].push(text);
+    }
+    Ok(tweets)
+}
+
+/// Up to `extra_tweets_per_class` tweets of each class that the mix did not take (it
+/// takes `tweets_per_class` at most), in a seeded order, for the training side only,
+/// like [`extra_sentences`]: the mix and its held-back slice stay as they are. A tweet
+/// is left out when it equals a dev text or a text of `mix`, or a mix text with the
+/// emoji the mix appended to some texts cut off (so no held-back tweet comes back
+/// without its emoji).
+pub fn extra_tweets(
+    s: &TrainSettings,
+    dev: &HashSet<String>,
+    mix: &[Example],
+) -> Result<Vec<Example>> {
+    if s.extra_tweets_per_class == 0 {
+        return Ok(Vec::new());
+    }
+    let mut seen: HashSet<String> = HashSet::new();
+    for e in mix {
+        let text = e.text.trim();
+        seen.insert(text.to_string());
+        if let Some((base, _)) = text.rsplit_once(' ') {
+            seen.insert(base.trim().to_string());
+        }
+    }
+    // Its own generator: the base mix's draws stay the same.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(s.seed ^ 0x7e_e75);
+    let mut out = Vec::new();
+    for (class, mut list) in read_tweets(s)?.into_iter().enumerate() {
+        list.shuffle(&mut rng);
+        let mut taken = 0;
+        for text in list {
+            if taken == s.extra_tweets_per_class {
+                break;
+            }
+            let key = text.trim().to_string();
+            if !key.is_empty() && !dev.contains(&key) && seen.insert(key) {
+                out.push(Example {
+                    text,
+                    class,
+                    origin: "tweet_extra",
+                });
+                taken += 1;
             }
         }
     }
@@ -861,6 +922,84 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("31 extra IMDB reviews overlap"), "{e}");
+    }
+
+    #[test]
+    fn extra_tweets_are_the_ones_the_mix_did_not_take() {
+        let dir = tempfile::tempdir().unwrap();
+        tiny_data(dir.path(), 40);
+        let mut csv = String::from("sentiment,confidence,text\n");
+        for class in ["negative", "neutral", "positive"] {
+            for i in 0..12 {
+                csv.push_str(&format!("{class},0.9,{class} tweet number {i}\n"));
+            }
+            // Annotators did not agree: never used.
+            csv.push_str(&format!("{class},0.4,{class} unsure tweet\n"));
+        }
+        csv.push_str("neutral,0.9,the dev sentence\n");
+        std::fs::write(dir.path().join("tweets.csv"), csv).unwrap();
+        let base = TrainSettings {
+            data_dir: dir.path().to_path_buf(),
+            imdb_reviews: 4,
+            imdb_sentence_reviews: 6,
+            tweets_per_class: 5,
+            extra_imdb_sentence_reviews: 0,
+            extra_tweets_per_class: 0,
+            ..Default::default()
+        };
+        let dev: HashSet<String> = ["the dev sentence".to_string()].into();
+        let mix = load_training(&base, &dev).unwrap();
+        assert!(extra_tweets(&base, &dev, &mix).unwrap().is_empty());
+        // The mix's numbered tweets, with any emoji it appended cut off.
+        let mix_tweets: Vec<String> = mix
+            .iter()
+            .filter(|e| e.origin == "tweet" && e.text.contains(" tweet number "))
+            .map(|e| e.text.splitn(5, ' ').take(4).collect::<Vec<_>>().join(" "))
+            .collect();
+        assert!((14..=15).contains(&mix_tweets.len()), "{mix_tweets:?}");
+        let some = TrainSettings {
+            extra_tweets_per_class: 4,
+            ..base.clone()
+        };
+        let extra = extra_tweets(&some, &dev, &mix).unwrap();
+        assert_eq!(extra.len(), 12, "{extra:?}");
+        for (class, name) in ["negative", "neutral", "positive"].iter().enumerate() {
+            let of_class: Vec<&Example> = extra.iter().filter(|e| e.class == class).collect();
+            assert_eq!(of_class.len(), 4, "{extra:?}");
+            assert!(of_class
+                .iter()
+                .all(|e| e.text.starts_with(&format!("{name} tweet number "))));
+        }
+        // All the rest: every confident numbered tweet the mix did not take, none it
+        // took, no unsure one, not the dev text.
+        let all_settings = TrainSettings {
+            extra_tweets_per_class: 100,
+            ..base
+        };
+        let all = extra_tweets(&all_settings, &dev, &mix).unwrap();
+        assert_eq!(all.len() + mix_tweets.len(), 36, "{all:?}");
+        assert!(all.iter().all(|e| e.origin == "tweet_extra"));
+        let mut covered: Vec<String> = all.iter().map(|e| e.text.clone()).collect();
+        covered.extend(mix_tweets);
+        covered.sort();
+        covered.dedup();
+        assert_eq!(covered.len(), 36, "each confident tweet once: {covered:?}");
+        assert!(covered.iter().all(|t| t.contains(" tweet number ")));
+        // A dev text among the spare tweets leaves exactly that one out.
+        let mut dev_more = dev.clone();
+        dev_more.insert(all[3].text.clone());
+        let fewer = extra_tweets(&all_settings, &dev_more, &mix).unwrap();
+        assert_eq!(fewer.len(), all.len() - 1);
+        assert!(fewer.iter().all(|e| e.text != all[3].text));
+        // A mix text with emoji appended keeps its tweet out too.
+        let with_emoji = [Example {
+            text: "negative tweet number 0 \u{1F600}".into(),
+            class: 0,
+            origin: "tweet",
+        }];
+        let rest = extra_tweets(&all_settings, &HashSet::new(), &with_emoji).unwrap();
+        assert_eq!(rest.len(), 36, "37 confident tweets, one taken: {rest:?}");
+        assert!(rest.iter().all(|e| e.text != "negative tweet number 0"));
     }
 
     #[test]

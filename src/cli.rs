@@ -183,6 +183,10 @@ pub enum Command {
         /// not take, for the training side only (the held-back slice stays the same).
         #[arg(long, requires = "fine_tune", default_value_t = sentiment::train::EXTRA_TWEETS_PER_CLASS)]
         extra_tweets: usize,
+        /// Fine-tuning: cut the extra IMDB sentences only from those whose lexicon score
+        /// leans their review's way.
+        #[arg(long, requires = "fine_tune")]
+        extra_sentences_agreeing: bool,
         /// Fine-tuning: seed of the adapter's random start and of the batch order
         /// (default: --seed, which also draws the training mix and its held-back slice).
         #[arg(long, requires = "fine_tune")]
@@ -446,6 +450,7 @@ pub async fn main(cli: Cli) -> Result<()> {
             workers,
             extra_imdb_sentences,
             extra_tweets,
+            extra_sentences_agreeing,
             init_seed,
         } => {
             let settings = sentiment::train::TrainSettings {
@@ -454,6 +459,7 @@ pub async fn main(cli: Cli) -> Result<()> {
                 seed,
                 extra_imdb_sentence_reviews: extra_imdb_sentences,
                 extra_tweets_per_class: extra_tweets,
+                extra_sentences_agreeing,
                 ..Default::default()
             };
             if let Some(out) = export_held_back {

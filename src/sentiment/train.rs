@@ -54,6 +54,9 @@ pub struct TrainSettings {
     /// added to the training side after the held-back slice is split off (see
     /// [`extra_tweets`]).
     pub extra_tweets_per_class: usize,
+    /// Cut the extra sentences only from those whose lexicon score agrees with their
+    /// review's label (see [`extra_sentences`]).
+    pub extra_sentences_agreeing: bool,
 }
 
 impl Default for TrainSettings {
@@ -67,6 +70,7 @@ impl Default for TrainSettings {
             tweets_per_class: 5_000,
             extra_imdb_sentence_reviews: EXTRA_IMDB_SENTENCE_REVIEWS,
             extra_tweets_per_class: EXTRA_TWEETS_PER_CLASS,
+            extra_sentences_agreeing: false,
         }
     }
 }
@@ -338,7 +342,21 @@ pub fn extra_sentences(
     let mut seen: HashSet<String> = mix.iter().map(|e| e.text.trim().to_string()).collect();
     let mut out = Vec::new();
     for (text, class) in imdb.split_off(first) {
-        for sentence in two_sentences(&text, &mut rng) {
+        let picked: Vec<String> = if s.extra_sentences_agreeing {
+            // A sentence carries its review's label only when it says so itself: keep
+            // those whose lexicon compound leans the label's way.
+            let sign = if class == 2 { 1.0 } else { -1.0 };
+            let mut cut: Vec<String> = sentences(&text)
+                .into_iter()
+                .filter(|t| super::lexicon::scores(t).compound * sign >= 0.05)
+                .collect();
+            cut.shuffle(&mut rng);
+            cut.truncate(2);
+            cut
+        } else {
+            two_sentences(&text, &mut rng).collect()
+        };
+        for sentence in picked {
             let key = sentence.trim().to_string();
             if !dev.contains(&key) && seen.insert(key) {
                 out.push(Example {
@@ -922,6 +940,70 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("31 extra IMDB reviews overlap"), "{e}");
+    }
+
+    #[test]
+    fn agreeing_extra_sentences_lean_their_reviews_way() {
+        let dir = tempfile::tempdir().unwrap();
+        tiny_data(dir.path(), 40);
+        let mut imdb = String::from("review,sentiment\n");
+        for i in 0..40 {
+            let (label, says) = if i % 2 == 0 {
+                (
+                    "positive",
+                    [
+                        "I loved this wonderful film",
+                        "The cast was great and funny",
+                    ],
+                )
+            } else {
+                (
+                    "negative",
+                    [
+                        "I hated this awful film",
+                        "The cast was terrible and boring",
+                    ],
+                )
+            };
+            imdb.push_str(&format!(
+                "\"Review {i} is set in a small town. {} {i}. {} in {i}. Review {i} runs two hours.\",{label}\n",
+                says[0], says[1]
+            ));
+        }
+        std::fs::write(dir.path().join("imdb50k.csv"), imdb).unwrap();
+        let plain = TrainSettings {
+            data_dir: dir.path().to_path_buf(),
+            imdb_reviews: 4,
+            imdb_sentence_reviews: 6,
+            tweets_per_class: 5,
+            extra_imdb_sentence_reviews: 20,
+            ..Default::default()
+        };
+        let (_, dev) = dev_set(dir.path()).unwrap();
+        let mix = load_training(&plain, &dev).unwrap();
+        let says_something = |t: &str| {
+            ["loved", "great", "hated", "terrible"]
+                .iter()
+                .any(|w| t.contains(w))
+        };
+        let random = extra_sentences(&plain, &dev, &mix).unwrap();
+        assert_eq!(random.len(), 40);
+        assert!(random.iter().any(|e| !says_something(&e.text)));
+        let agreeing = extra_sentences(
+            &TrainSettings {
+                extra_sentences_agreeing: true,
+                ..plain
+            },
+            &dev,
+            &mix,
+        )
+        .unwrap();
+        assert_eq!(agreeing.len(), 40, "{agreeing:?}");
+        for e in &agreeing {
+            let positive = e.text.contains("loved") || e.text.contains("great");
+            let negative = e.text.contains("hated") || e.text.contains("terrible");
+            assert!(if e.class == 2 { positive } else { negative }, "{e:?}");
+        }
     }
 
     #[test]

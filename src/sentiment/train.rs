@@ -210,7 +210,11 @@ fn shuffled_imdb(s: &TrainSettings) -> Result<(Vec<(String, usize)>, rand::rngs:
 
 /// At most two of a review's sentences, picked with `rng`.
 fn two_sentences(review: &str, rng: &mut rand::rngs::StdRng) -> impl Iterator<Item = String> {
-    let mut cut = sentences(review);
+    two_of(sentences(review), rng)
+}
+
+/// At most two of `cut`, picked with `rng`.
+fn two_of(mut cut: Vec<String>, rng: &mut rand::rngs::StdRng) -> impl Iterator<Item = String> {
     cut.shuffle(rng);
     cut.into_iter().take(2)
 }
@@ -342,21 +346,14 @@ pub fn extra_sentences(
     let mut seen: HashSet<String> = mix.iter().map(|e| e.text.trim().to_string()).collect();
     let mut out = Vec::new();
     for (text, class) in imdb.split_off(first) {
-        let picked: Vec<String> = if s.extra_sentences_agreeing {
+        let mut cut = sentences(&text);
+        if s.extra_sentences_agreeing {
             // A sentence carries its review's label only when it says so itself: keep
             // those whose lexicon compound leans the label's way.
             let sign = if class == 2 { 1.0 } else { -1.0 };
-            let mut cut: Vec<String> = sentences(&text)
-                .into_iter()
-                .filter(|t| super::lexicon::scores(t).compound * sign >= 0.05)
-                .collect();
-            cut.shuffle(&mut rng);
-            cut.truncate(2);
-            cut
-        } else {
-            two_sentences(&text, &mut rng).collect()
-        };
-        for sentence in picked {
+            cut.retain(|t| super::lexicon::scores(t).compound * sign >= 0.05);
+        }
+        for sentence in two_of(cut, &mut rng) {
             let key = sentence.trim().to_string();
             if !dev.contains(&key) && seen.insert(key) {
                 out.push(Example {

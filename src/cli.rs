@@ -187,6 +187,10 @@ pub enum Command {
         /// leans their review's way.
         #[arg(long, requires = "fine_tune")]
         extra_sentences_agreeing: bool,
+        /// Label the IMDB sentences in which the lexicon finds no sentiment neutral (in the
+        /// mix and its held-back slice too, so with --export-held-back as well).
+        #[arg(long)]
+        weak_valence_neutral: bool,
         /// Fine-tuning: seed of the adapter's random start and of the batch order
         /// (default: --seed, which also draws the training mix and its held-back slice).
         #[arg(long, requires = "fine_tune")]
@@ -451,6 +455,7 @@ pub async fn main(cli: Cli) -> Result<()> {
             extra_imdb_sentences,
             extra_tweets,
             extra_sentences_agreeing,
+            weak_valence_neutral,
             init_seed,
         } => {
             let settings = sentiment::train::TrainSettings {
@@ -460,6 +465,7 @@ pub async fn main(cli: Cli) -> Result<()> {
                 extra_imdb_sentence_reviews: extra_imdb_sentences,
                 extra_tweets_per_class: extra_tweets,
                 extra_sentences_agreeing,
+                weak_valence_neutral,
                 ..Default::default()
             };
             if let Some(out) = export_held_back {

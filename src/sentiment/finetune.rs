@@ -811,6 +811,7 @@ pub fn run(s: &TrainSettings, opts: &FineTuneOptions) -> Result<()> {
             "extra_imdb_sentence_reviews": s.extra_imdb_sentence_reviews,
             "extra_tweets_per_class": s.extra_tweets_per_class,
             "extra_sentences_agreeing": s.extra_sentences_agreeing,
+            "weak_valence_neutral": s.weak_valence_neutral,
         },
         "training_seconds": (stats.seconds).round(),
         "training_resumed_at_step": stats.resumed_at,

@@ -57,6 +57,9 @@ pub struct TrainSettings {
     /// Cut the extra sentences only from those whose lexicon score agrees with their
     /// review's label (see [`extra_sentences`]).
     pub extra_sentences_agreeing: bool,
+    /// Label IMDB sentences in which the lexicon finds no sentiment neutral, in the mix,
+    /// its held-back slice and the extra sentences (see [`weak_valence_class`]).
+    pub weak_valence_neutral: bool,
 }
 
 impl Default for TrainSettings {
@@ -71,6 +74,7 @@ impl Default for TrainSettings {
             extra_imdb_sentence_reviews: EXTRA_IMDB_SENTENCE_REVIEWS,
             extra_tweets_per_class: EXTRA_TWEETS_PER_CLASS,
             extra_sentences_agreeing: false,
+            weak_valence_neutral: false,
         }
     }
 }
@@ -308,6 +312,12 @@ pub fn load_training(s: &TrainSettings, dev: &HashSet<String>) -> Result<Vec<Exa
     }
 
     augment_with_emoji(&mut out, &mut rng);
+    // After the emoji draws, so the mix's texts stay the same with or without it.
+    if s.weak_valence_neutral {
+        for e in out.iter_mut().filter(|e| e.origin == "imdb_sentence") {
+            e.class = weak_valence_class(&e.text, e.class);
+        }
+    }
 
     let mut seen = HashSet::new();
     out.retain(|e| {
@@ -356,6 +366,11 @@ pub fn extra_sentences(
         for sentence in two_of(cut, &mut rng) {
             let key = sentence.trim().to_string();
             if !dev.contains(&key) && seen.insert(key) {
+                let class = if s.weak_valence_neutral {
+                    weak_valence_class(&sentence, class)
+                } else {
+                    class
+                };
                 out.push(Example {
                     text: sentence,
                     class,
@@ -365,6 +380,20 @@ pub fn extra_sentences(
         }
     }
     Ok(out)
+}
+
+/// The class of a sentence cut from a review of class `class`: neutral when the lexicon
+/// finds no sentiment in it (compound within its ±0.05 neutral band: plot, facts, a
+/// fragment such as "Astaire and Randolph Scott are in the Navy."), which says nothing
+/// of the review's label; otherwise the review's. The issue's "neutral from weak-valence
+/// texts": the tweets are otherwise the only neutral source, and short posts about a
+/// product are often plain statements.
+fn weak_valence_class(sentence: &str, class: usize) -> usize {
+    if lexicon::label_of(lexicon::scores(sentence).compound) == Label::Neutral {
+        1
+    } else {
+        class
+    }
 }
 
 /// The tweets the annotators agreed on (confidence 0.6 or more), cleaned, by class, in
@@ -782,6 +811,7 @@ pub fn run(s: &TrainSettings) -> Result<()> {
             "imdb_reviews": s.imdb_reviews,
             "imdb_sentence_reviews": s.imdb_sentence_reviews,
             "tweets_per_class": s.tweets_per_class,
+            "weak_valence_neutral": s.weak_valence_neutral,
             "epochs": opts.epochs,
             "batch": opts.batch,
             "learning_rate": opts.learning_rate,
@@ -939,10 +969,10 @@ mod tests {
         assert!(e.contains("31 extra IMDB reviews overlap"), "{e}");
     }
 
-    #[test]
-    fn agreeing_extra_sentences_lean_their_reviews_way() {
-        let dir = tempfile::tempdir().unwrap();
-        tiny_data(dir.path(), 40);
+    /// `tiny_data` whose 40 IMDB reviews each have two sentences of plot and two that
+    /// say their label ("loved", "great" / "hated", "terrible").
+    fn opinion_data(dir: &Path) {
+        tiny_data(dir, 40);
         let mut imdb = String::from("review,sentiment\n");
         for i in 0..40 {
             let (label, says) = if i % 2 == 0 {
@@ -967,7 +997,13 @@ mod tests {
                 says[0], says[1]
             ));
         }
-        std::fs::write(dir.path().join("imdb50k.csv"), imdb).unwrap();
+        std::fs::write(dir.join("imdb50k.csv"), imdb).unwrap();
+    }
+
+    #[test]
+    fn agreeing_extra_sentences_lean_their_reviews_way() {
+        let dir = tempfile::tempdir().unwrap();
+        opinion_data(dir.path());
         let plain = TrainSettings {
             data_dir: dir.path().to_path_buf(),
             imdb_reviews: 4,
@@ -1000,6 +1036,59 @@ mod tests {
             let positive = e.text.contains("loved") || e.text.contains("great");
             let negative = e.text.contains("hated") || e.text.contains("terrible");
             assert!(if e.class == 2 { positive } else { negative }, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn weak_valence_sentences_become_neutral_and_texts_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        opinion_data(dir.path());
+        let plain = TrainSettings {
+            data_dir: dir.path().to_path_buf(),
+            imdb_reviews: 4,
+            imdb_sentence_reviews: 16,
+            tweets_per_class: 5,
+            extra_imdb_sentence_reviews: 20,
+            ..Default::default()
+        };
+        let weak = TrainSettings {
+            weak_valence_neutral: true,
+            ..plain.clone()
+        };
+        let (_, dev) = dev_set(dir.path()).unwrap();
+        let says_nothing =
+            |t: &str| lexicon::label_of(lexicon::scores(t).compound) == Label::Neutral;
+        // The same texts in the same order: only the labels of sentences the lexicon
+        // finds nothing in move, to neutral; reviews, tweets and the rest keep theirs.
+        let before = load_training(&plain, &dev).unwrap();
+        let after = load_training(&weak, &dev).unwrap();
+        assert_eq!(before.len(), after.len());
+        let mut moved = 0;
+        for (b, a) in before.iter().zip(&after) {
+            assert_eq!((&b.text, b.origin), (&a.text, a.origin));
+            if b.origin == "imdb_sentence" && says_nothing(&b.text) {
+                assert_eq!(a.class, 1, "{}", a.text);
+                moved += usize::from(b.class != 1);
+            } else {
+                assert_eq!(a.class, b.class, "{}", a.text);
+            }
+        }
+        assert!(moved > 0);
+        let (held_before, _) = split_held_back(&before);
+        let (held_after, _) = split_held_back(&after);
+        assert!(held_before
+            .iter()
+            .zip(held_after)
+            .all(|(b, a)| b.text == a.text));
+        // The extra sentences: plot neutral, opinions their review's.
+        let extra = extra_sentences(&weak, &dev, &after).unwrap();
+        assert_eq!(extra.len(), 40);
+        assert!(extra.iter().any(|e| e.class == 1) && extra.iter().any(|e| e.class != 1));
+        for e in &extra {
+            let opinion = ["loved", "great", "hated", "terrible"]
+                .iter()
+                .any(|w| e.text.contains(w));
+            assert_eq!(e.class == 1, !opinion, "{}", e.text);
         }
     }
 

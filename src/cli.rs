@@ -197,7 +197,7 @@ pub enum Command {
         init_seed: Option<u64>,
         /// Fine-tuning: label smoothing, the share of each target spread evenly over the
         /// classes (0 = plain cross-entropy).
-        #[arg(long, requires = "fine_tune", default_value_t = 0.0)]
+        #[arg(long, requires = "fine_tune", default_value_t = 0.0, value_parser = label_smoothing)]
         label_smoothing: f64,
     },
     /// Measure speed and memory; prints what it measured.
@@ -490,7 +490,7 @@ pub async fn main(cli: Cli) -> Result<()> {
                         rank: lora_rank.max(1),
                         learning_rate,
                         workers: fine_tune_workers(workers),
-                        label_smoothing: label_smoothing.clamp(0.0, 1.0),
+                        label_smoothing,
                         ..Default::default()
                     },
                 )
@@ -1157,4 +1157,41 @@ fn fine_tune_workers(asked: Option<usize>) -> usize {
         std::env::set_var("RAYON_NUM_THREADS", "1");
     }
     workers
+}
+
+/// `--label-smoothing`: a share of the target, at least 0 and under 1 (at 1 the label
+/// would count for nothing).
+fn label_smoothing(arg: &str) -> Result<f64, String> {
+    let value: f64 = arg.trim().parse().map_err(|e| format!("`{arg}`: {e}"))?;
+    if (0.0..1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("`{arg}` is not in [0, 1)"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn label_smoothing_outside_zero_to_one_is_refused() {
+        // `--label-smoothing=V`, so that a negative V is read as the value.
+        let parse = |v: &str| {
+            let arg = format!("--label-smoothing={v}");
+            Cli::try_parse_from(["zmot", "train", "--fine-tune", arg.as_str()])
+        };
+        for bad in ["1", "1.5", "-0.1", "NaN", "a tenth"] {
+            let e = parse(bad).err().unwrap_or_else(|| panic!("{bad} accepted"));
+            assert!(e.to_string().contains("--label-smoothing"), "{e}");
+        }
+        let Command::Train {
+            label_smoothing, ..
+        } = parse("0.1").unwrap().command
+        else {
+            panic!("not train");
+        };
+        assert_eq!(label_smoothing, 0.1);
+    }
 }

@@ -343,12 +343,14 @@ fn load_checkpoint(
 /// `1 - smoothing` on the labelled class and `smoothing` spread evenly over all classes:
 /// `(1 - s) · CE(label) + s · mean over classes of -log p`. Plain cross-entropy at 0.
 fn smoothed_cross_entropy(logits: &Tensor, targets: &Tensor, smoothing: f64) -> Result<Tensor> {
-    let loss = candle_nn::loss::cross_entropy(logits, targets)?;
+    // What `candle_nn::loss::cross_entropy` computes, with the log-probabilities kept
+    // for the smoothing term.
+    let log_p = candle_nn::ops::log_softmax(logits, 1)?;
+    let loss = candle_nn::loss::nll(&log_p, targets)?;
     if smoothing <= 0.0 {
         return Ok(loss);
     }
-    let log_p = candle_nn::ops::log_softmax(logits, candle_core::D::Minus1)?;
-    let uniform = log_p.mean(candle_core::D::Minus1)?.mean_all()?.neg()?;
+    let uniform = log_p.mean(1)?.mean_all()?.neg()?;
     Ok(((loss * (1.0 - smoothing))? + (uniform * smoothing)?)?)
 }
 
@@ -978,6 +980,13 @@ mod tests {
                 .unwrap();
             assert!((f64::from(got) - expected(s)).abs() < 1e-5, "s {s}: {got}");
         }
+        // At 0, candle's own cross-entropy to the bit: runs without smoothing train as before.
+        let plain = candle_nn::loss::cross_entropy(&logits, &targets).unwrap();
+        let zero = smoothed_cross_entropy(&logits, &targets, 0.0).unwrap();
+        assert_eq!(
+            zero.to_scalar::<f32>().unwrap().to_bits(),
+            plain.to_scalar::<f32>().unwrap().to_bits()
+        );
     }
 
     #[test]

@@ -996,28 +996,36 @@ mod tests {
         std::fs::write(dir.join("imdb50k.csv"), imdb).unwrap();
     }
 
+    /// Whether a sentence of `opinion_data` says its review's label.
+    fn says_its_label(text: &str) -> bool {
+        ["loved", "great", "hated", "terrible"]
+            .iter()
+            .any(|w| text.contains(w))
+    }
+
+    /// Settings for `opinion_data`: 4 whole reviews, sentences from
+    /// `imdb_sentence_reviews` more, 5 tweets per class, sentences from the other 20.
+    fn opinion_settings(dir: &Path, imdb_sentence_reviews: usize) -> TrainSettings {
+        TrainSettings {
+            data_dir: dir.to_path_buf(),
+            imdb_reviews: 4,
+            imdb_sentence_reviews,
+            tweets_per_class: 5,
+            extra_imdb_sentence_reviews: 20,
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn agreeing_extra_sentences_lean_their_reviews_way() {
         let dir = tempfile::tempdir().unwrap();
         opinion_data(dir.path());
-        let plain = TrainSettings {
-            data_dir: dir.path().to_path_buf(),
-            imdb_reviews: 4,
-            imdb_sentence_reviews: 6,
-            tweets_per_class: 5,
-            extra_imdb_sentence_reviews: 20,
-            ..Default::default()
-        };
+        let plain = opinion_settings(dir.path(), 6);
         let (_, dev) = dev_set(dir.path()).unwrap();
         let mix = load_training(&plain, &dev).unwrap();
-        let says_something = |t: &str| {
-            ["loved", "great", "hated", "terrible"]
-                .iter()
-                .any(|w| t.contains(w))
-        };
         let random = extra_sentences(&plain, &dev, &mix).unwrap();
         assert_eq!(random.len(), 40);
-        assert!(random.iter().any(|e| !says_something(&e.text)));
+        assert!(random.iter().any(|e| !says_its_label(&e.text)));
         let agreeing = extra_sentences(
             &TrainSettings {
                 extra_sentences_agreeing: true,
@@ -1039,14 +1047,7 @@ mod tests {
     fn weak_valence_sentences_become_neutral_and_texts_stay() {
         let dir = tempfile::tempdir().unwrap();
         opinion_data(dir.path());
-        let plain = TrainSettings {
-            data_dir: dir.path().to_path_buf(),
-            imdb_reviews: 4,
-            imdb_sentence_reviews: 16,
-            tweets_per_class: 5,
-            extra_imdb_sentence_reviews: 20,
-            ..Default::default()
-        };
+        let plain = opinion_settings(dir.path(), 16);
         let weak = TrainSettings {
             weak_valence_neutral: true,
             ..plain.clone()
@@ -1081,10 +1082,7 @@ mod tests {
         assert_eq!(extra.len(), 40);
         assert!(extra.iter().any(|e| e.class == 1) && extra.iter().any(|e| e.class != 1));
         for e in &extra {
-            let opinion = ["loved", "great", "hated", "terrible"]
-                .iter()
-                .any(|w| e.text.contains(w));
-            assert_eq!(e.class == 1, !opinion, "{}", e.text);
+            assert_eq!(e.class == 1, !says_its_label(&e.text), "{}", e.text);
         }
     }
 

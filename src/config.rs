@@ -780,10 +780,20 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             },
         }],
     })?;
-    let env: Vec<(String, String)> = std::env::vars()
+    parse(&text, &path.display().to_string(), &env_overrides())
+}
+
+/// The configuration of a command run without a file (`zmot analyze`, `eval`, `train`):
+/// every default, then the environment's overrides, which apply with or without a file.
+pub fn defaults_with_env() -> Result<Config, ConfigError> {
+    parse("", "(no configuration file)", &env_overrides())
+}
+
+/// The `ZMOT__` variables of this process.
+fn env_overrides() -> Vec<(String, String)> {
+    std::env::vars()
         .filter(|(k, _)| k.starts_with(ENV_PREFIX))
-        .collect();
-    parse(&text, &path.display().to_string(), &env)
+        .collect()
 }
 
 /// Parses configuration text; `env` holds the override variables to apply.

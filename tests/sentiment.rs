@@ -20,12 +20,18 @@ fn model() -> MiniLmAnalyzer {
 }
 
 fn zmot(args: &[&str], stdin: &str) -> (String, String, bool) {
+    zmot_with_env(args, stdin, &[])
+}
+
+/// Runs zmot in an empty folder (no configuration file), with these `ZMOT__` overrides.
+fn zmot_with_env(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> (String, String, bool) {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_zmot"));
     cmd.current_dir(dir.path())
         .args(args)
         .env_remove("ZMOT_CONFIG")
         .env("ZMOT__SENTIMENT__FETCH_MISSING", "false")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -86,6 +92,50 @@ fn analyze_gets_the_obvious_ones_right_in_order() {
         assert!((-1.0..=1.0).contains(&score), "{l}");
         assert!((0.0..=1.0).contains(&confidence), "{l}");
     }
+}
+
+#[test]
+fn without_a_configuration_file_the_environment_still_sets_the_model() {
+    let _ = model();
+    let input = [
+        r#"{"id": 1, "text": "It broke after two days and they refused a refund."}"#,
+        r#"{"id": 2, "text": "Would buy again, works great."}"#,
+        r#"{"id": 3, "text": "The box contained a charger and a cable."}"#,
+    ]
+    .join("\n");
+    let (lexicon, err, ok) = zmot(&["analyze", "--model", "lexicon"], &input);
+    assert!(ok, "{err}");
+    let (minilm, err, ok) = zmot(&["analyze"], &input);
+    assert!(ok, "{err}");
+    assert_ne!(
+        minilm, lexicon,
+        "the two models score these texts differently"
+    );
+    let (from_env, err, ok) = zmot_with_env(
+        &["analyze"],
+        &input,
+        &[("ZMOT__SENTIMENT__MODEL", "lexicon")],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(from_env, lexicon);
+    // A models folder without the model files, and fetching them switched off (by the
+    // environment too): the lexicon, with a warning that says so.
+    let empty = tempfile::tempdir().unwrap();
+    let (out, err, ok) = zmot_with_env(
+        &["analyze"],
+        &input,
+        &[(
+            "ZMOT__SENTIMENT__MODELS_DIR",
+            empty.path().to_str().unwrap(),
+        )],
+    );
+    assert!(ok, "{err}");
+    assert!(err.contains("using the lexicon model"), "{err}");
+    assert_eq!(out, lexicon);
+    // A bad value is named with its variable.
+    let (_, err, ok) = zmot_with_env(&["analyze"], &input, &[("ZMOT__SENTIMENT__MODEL", "gpt-9")]);
+    assert!(!ok);
+    assert!(err.contains("ZMOT__SENTIMENT__MODEL"), "{err}");
 }
 
 #[test]

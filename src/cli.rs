@@ -996,7 +996,7 @@ async fn import_file(path: &Path, args: ImportArgs) -> Result<()> {
 }
 
 fn parse_since(s: &str) -> Result<DateTime<Utc>> {
-    import::parse_time(s).with_context(|| format!("`{s}` is not a date (use 2026-11-01)"))
+    import::parse_plausible_time(s, Utc::now()).map_err(|e| anyhow::anyhow!("--since {e}"))
 }
 
 async fn mentions(path: &Path, args: MentionsArgs) -> Result<()> {

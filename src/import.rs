@@ -127,10 +127,18 @@ fn parse_csv(reader: impl std::io::Read) -> Parsed {
 
 /// The first of several accepted names present in a record.
 fn field<'a>(map: &'a Map<String, Value>, names: &[&str]) -> Option<&'a Value> {
+    named_field(map, names).map(|(_, v)| v)
+}
+
+/// The same with the name it was found under, for errors that quote the record.
+fn named_field<'a, 'n>(
+    map: &'a Map<String, Value>,
+    names: &[&'n str],
+) -> Option<(&'n str, &'a Value)> {
     names
         .iter()
-        .find_map(|n| map.get(*n))
-        .filter(|v| !v.is_null())
+        .find_map(|n| map.get(*n).map(|v| (*n, v)))
+        .filter(|(_, v)| !v.is_null())
 }
 
 fn string(map: &Map<String, Value>, names: &[&str]) -> Option<String> {
@@ -159,44 +167,129 @@ fn integer(map: &Map<String, Value>, names: &[&str]) -> Result<Option<i64>, Stri
     }
 }
 
-/// Reads a date: RFC 3339, `YYYY-MM-DD HH:MM[:SS]` (UTC), `YYYY-MM-DD`, or Unix seconds.
-pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+/// How a date was written; integers say which unit they were read in, so that a
+/// rejected one can be explained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    Text,
+    UnixSeconds,
+    UnixMilliseconds,
+}
+
+impl Reading {
+    fn note(self) -> &'static str {
+        match self {
+            Reading::Text => "",
+            Reading::UnixSeconds => " (read as Unix seconds)",
+            Reading::UnixMilliseconds => " (read as Unix milliseconds)",
+        }
+    }
+}
+
+/// An integer date: Unix seconds, or Unix milliseconds when it has 13 digits (what
+/// JavaScript's `Date.now()` and many exports give; 13 digits of seconds would be more
+/// than 30,000 years from now).
+fn from_unix(n: i64) -> Option<(DateTime<Utc>, Reading)> {
+    if n.unsigned_abs().checked_ilog10() == Some(12) {
+        Some((
+            Utc.timestamp_millis_opt(n).single()?,
+            Reading::UnixMilliseconds,
+        ))
+    } else {
+        Some((Utc.timestamp_opt(n, 0).single()?, Reading::UnixSeconds))
+    }
+}
+
+fn read_time(s: &str) -> Option<(DateTime<Utc>, Reading)> {
     let s = s.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Some(t.with_timezone(&Utc));
+        return Some((t.with_timezone(&Utc), Reading::Text));
     }
     if let Ok(t) = DateTime::parse_from_rfc2822(s) {
-        return Some(t.with_timezone(&Utc));
+        return Some((t.with_timezone(&Utc), Reading::Text));
     }
     for fmt in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S"] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
-            return Some(Utc.from_utc_datetime(&t));
+            return Some((Utc.from_utc_datetime(&t), Reading::Text));
         }
     }
     if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return Some(Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0)?));
+        return Some((Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0)?), Reading::Text));
     }
-    if let Ok(secs) = s.parse::<i64>() {
-        return Utc.timestamp_opt(secs, 0).single();
+    from_unix(s.parse::<i64>().ok()?)
+}
+
+/// Reads a date: RFC 3339, `YYYY-MM-DD HH:MM[:SS]` (UTC), `YYYY-MM-DD`, Unix seconds, or
+/// Unix milliseconds (13 digits). Says nothing about whether the date is plausible: see
+/// [`parse_plausible_time`].
+pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    read_time(s).map(|(t, _)| t)
+}
+
+/// The earliest date a mention may carry. Anything older is taken for a misread value
+/// (a year or `20261103` read as Unix seconds lands in 1970) rather than stored where it
+/// would distort trends.
+pub fn earliest_date() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(1990, 1, 1, 0, 0, 0).unwrap()
+}
+
+/// How far past now a date may be: clocks and time zones differ by hours, not days, so a
+/// date further ahead is a misread value that would sit first in every list until then.
+pub const FUTURE_SLACK_HOURS: i64 = 24;
+
+/// Why `t` is not a plausible date for a mention, if it is not.
+fn implausible(t: DateTime<Utc>, now: DateTime<Utc>) -> Option<String> {
+    let shown = t.format("%Y-%m-%d %H:%M UTC");
+    if t < earliest_date() {
+        Some(format!("{shown} is before 1990-01-01"))
+    } else if t > now + chrono::Duration::hours(FUTURE_SLACK_HOURS) {
+        Some(format!("{shown} is more than a day in the future"))
+    } else {
+        None
     }
-    None
+}
+
+/// Reads a date as [`parse_time`] does and refuses one before 1990 or more than a day
+/// after `now`, saying how it was read.
+pub fn parse_plausible_time(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    let (t, reading) =
+        read_time(s).ok_or_else(|| format!("`{}` is not a date (use 2026-11-23)", s.trim()))?;
+    match implausible(t, now) {
+        None => Ok(t),
+        Some(why) => Err(format!(
+            "`{}`{}: {why} (use a date like 2026-11-23)",
+            s.trim(),
+            reading.note()
+        )),
+    }
 }
 
 fn time(map: &Map<String, Value>, names: &[&str]) -> Result<Option<DateTime<Utc>>, String> {
-    match field(map, names) {
-        None => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .and_then(|s| Utc.timestamp_opt(s, 0).single())
-            .map(Some)
-            .ok_or_else(|| format!("{} `{n}` is not a Unix time", names[0])),
-        Some(Value::String(s)) => parse_time(s).map(Some).ok_or_else(|| {
-            format!(
-                "{} `{s}` is not a date (use 2026-11-23T14:05:00Z or 2026-11-23)",
-                names[0]
-            )
-        }),
-        Some(v) => Err(format!("{} should be a date, not {v}", names[0])),
+    let Some((key, value)) = named_field(map, names) else {
+        return Ok(None);
+    };
+    let (t, reading, shown) = match value {
+        Value::Number(n) => {
+            let (t, reading) = n
+                .as_i64()
+                .and_then(from_unix)
+                .ok_or_else(|| format!("{key} `{n}` is not a Unix time"))?;
+            (t, reading, n.to_string())
+        }
+        Value::String(s) => {
+            let (t, reading) = read_time(s).ok_or_else(|| {
+                format!("{key} `{s}` is not a date (use 2026-11-23T14:05:00Z or 2026-11-23)")
+            })?;
+            (t, reading, s.trim().to_string())
+        }
+        v => return Err(format!("{key} should be a date, not {v}")),
+    };
+    match implausible(t, Utc::now()) {
+        None => Ok(Some(t)),
+        Some(why) => Err(format!(
+            "{key} `{shown}`{}: {why}; use a date like 2026-11-23T14:05:00Z",
+            reading.note()
+        )),
     }
 }
 
@@ -302,5 +395,67 @@ mod tests {
         let a = parse_reader(data.as_bytes(), Format::Jsonl);
         let b = parse_reader(data.as_bytes(), Format::Jsonl);
         assert_eq!(a.mentions[0].external_id, b.mentions[0].external_id);
+    }
+
+    fn jsonl_dates(dates: &[&str]) -> Parsed {
+        let data: String = dates
+            .iter()
+            .enumerate()
+            .map(|(i, d)| format!("{{\"id\":\"m{i}\",\"text\":\"t\",\"date\":{d}}}\n"))
+            .collect();
+        parse_reader(data.as_bytes(), Format::Jsonl)
+    }
+
+    #[test]
+    fn thirteen_digit_integers_are_milliseconds() {
+        let p = jsonl_dates(&["1763000000000", "\"1763000000000\"", "1763000000"]);
+        assert!(p.bad.is_empty(), "{:?}", p.bad);
+        for m in &p.mentions {
+            assert_eq!(m.published_at.timestamp(), 1_763_000_000);
+        }
+    }
+
+    #[test]
+    fn implausible_dates_are_rejected_with_the_field_and_value() {
+        let tomorrow_and_more = (Utc::now() + chrono::Duration::hours(30)).to_rfc3339();
+        let in_an_hour = (Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+        let p = jsonl_dates(&[
+            "20261103",
+            "\"2026\"",
+            "-99999999999",
+            "1763000000000000",
+            &format!("\"{tomorrow_and_more}\""),
+            "\"1989-12-31\"",
+            &format!("\"{in_an_hour}\""),
+            "\"1990-01-01\"",
+        ]);
+        let lines: Vec<u64> = p.bad.iter().map(|b| b.line).collect();
+        assert_eq!(lines, vec![1, 2, 3, 4, 5, 6], "{:?}", p.bad);
+        assert_eq!(p.mentions.len(), 2);
+        assert_eq!(
+            p.bad[0].error,
+            "date `20261103` (read as Unix seconds): 1970-08-23 12:05 UTC is before 1990-01-01; \
+             use a date like 2026-11-23T14:05:00Z"
+        );
+        assert!(p.bad[1].error.starts_with("date `2026` (read as Unix seconds): 1970-01-01"));
+        assert_eq!(p.bad[3].error, "date `1763000000000000` is not a Unix time");
+        assert!(p.bad[4].error.contains("more than a day in the future"), "{:?}", p.bad[4]);
+        assert!(p.bad[5].error.starts_with("date `1989-12-31`: 1989-12-31 00:00 UTC is before"));
+    }
+
+    #[test]
+    fn a_reply_date_is_checked_too() {
+        let data = "{\"id\":\"a\",\"text\":\"t\",\"date\":\"2026-11-01\",\"reply_at\":2026}\n";
+        let p = parse_reader(data.as_bytes(), Format::Jsonl);
+        assert!(p.bad[0].error.starts_with("reply_at `2026` (read as Unix seconds)"), "{:?}", p.bad);
+    }
+
+    #[test]
+    fn a_bare_year_is_not_a_since_date() {
+        let now = Utc::now();
+        let e = parse_plausible_time("2026", now).unwrap_err();
+        assert!(e.contains("`2026` (read as Unix seconds): 1970-01-01"), "{e}");
+        assert!(parse_plausible_time("2026-11-01", now).is_ok());
+        assert!(parse_plausible_time("yesterday", now).unwrap_err().contains("not a date"));
     }
 }

@@ -240,3 +240,57 @@ fn a_second_daemon_on_one_sqlite_file_refuses_to_start() {
         "{err}"
     );
 }
+
+#[test]
+fn odd_dates_are_rejected_per_record_and_a_year_is_no_since_date() {
+    let dir = tempdir();
+    write_config(dir.path());
+    std::fs::write(
+        dir.path().join("odd.jsonl"),
+        "{\"id\":\"ms\",\"text\":\"In milliseconds\",\"date\":1763000000000}\n\
+         {\"id\":\"year\",\"text\":\"A year\",\"date\":2026}\n\
+         {\"id\":\"ymd\",\"text\":\"Digits\",\"date\":\"20261103\"}\n\
+         {\"id\":\"old\",\"text\":\"Negative\",\"date\":-99999999999}\n\
+         {\"id\":\"ahead\",\"text\":\"Ahead\",\"date\":\"2099-01-01\"}\n",
+    )
+    .unwrap();
+    let o = zmot(
+        dir.path(),
+        &["import", "odd.jsonl", "--watch", "Example Notes"],
+        &[],
+    );
+    let (out, err) = text(&o);
+    assert!(out.contains("1 new") && out.contains("4 rejected"), "{out}");
+    assert!(
+        err.contains(
+            "odd.jsonl:2: date `2026` (read as Unix seconds): 1970-01-01 00:33 UTC is before 1990-01-01"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("odd.jsonl:3: date `20261103`"), "{err}");
+    assert!(err.contains("odd.jsonl:4: date `-99999999999`"), "{err}");
+    assert!(
+        err.contains("odd.jsonl:5: date `2099-01-01`: 2099-01-01 00:00 UTC is more than a day in the future"),
+        "{err}"
+    );
+    let o = zmot(
+        dir.path(),
+        &["mentions", "--watch", "Example Notes", "--json"],
+        &[],
+    );
+    let (out, _) = text(&o);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("\"published_at\":\"2025-11-13T02:13:20"), "{out}");
+
+    let o = zmot(
+        dir.path(),
+        &["mentions", "--watch", "Example Notes", "--since", "2026"],
+        &[],
+    );
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("--since `2026` (read as Unix seconds): 1970-01-01 00:33 UTC is before 1990-01-01"),
+        "{err}"
+    );
+}

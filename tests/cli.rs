@@ -294,3 +294,43 @@ fn odd_dates_are_rejected_per_record_and_a_year_is_no_since_date() {
         "{err}"
     );
 }
+
+#[test]
+fn source_names_ignore_case_and_cannot_be_empty() {
+    let dir = tempdir();
+    write_config(dir.path());
+    std::fs::write(dir.path().join("reviews.csv"), REVIEWS).unwrap();
+    let import = |source: &str| {
+        zmot(
+            dir.path(),
+            &[
+                "import",
+                "reviews.csv",
+                "--watch",
+                "Example Notes",
+                "--source",
+                source,
+            ],
+            &[],
+        )
+    };
+    let o = import("import");
+    assert!(text(&o).0.contains("3 new"), "{:?}", text(&o));
+    let o = import("IMPORT");
+    let (out, err) = text(&o);
+    assert!(
+        out.contains("import: 0 new, 0 updated, 3 unchanged"),
+        "{out}{err}"
+    );
+    let o = import("Hacker-News");
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("`Hacker-News` is a configured hackernews source"),
+        "{err}"
+    );
+    let o = import("");
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(err.contains("the source name is empty"), "{err}");
+}

@@ -348,8 +348,19 @@ async fn push_sources_are_created_once_and_survive_config_sync() {
         let a = store.push_source(source.watch_id, "import").await.unwrap();
         let b = store.push_source(source.watch_id, "import").await.unwrap();
         assert_eq!(a.id, b.id);
-        // A configured source's name cannot be used for pushing.
-        assert!(store.push_source(source.watch_id, "reviews").await.is_err());
+        // Names are matched ignoring case, so a re-import under `IMPORT` stores nothing twice.
+        let upper = store.push_source(source.watch_id, "IMPORT").await.unwrap();
+        assert_eq!(upper.id, a.id, "{}", db.label);
+        assert_eq!(upper.name, "import");
+        // A configured source's name cannot be used for pushing, in any case.
+        for name in ["reviews", "Reviews", "REVIEWS"] {
+            let e = store.push_source(source.watch_id, name).await.unwrap_err();
+            assert!(e.to_string().contains("is a configured"), "{name}: {e}");
+        }
+        for name in ["", "  "] {
+            let e = store.push_source(source.watch_id, name).await.unwrap_err();
+            assert!(e.to_string().contains("source name is empty"), "{e}");
+        }
         let c = config::parse(CONFIG, "test.toml", &[]).unwrap();
         store.sync_config(&c).await.unwrap();
         assert!(

@@ -388,11 +388,21 @@ impl Store {
     /// The source that receives pushed mentions (`zmot import`, the ingest API) for a
     /// watch, created on first use. It has no schedule: nothing polls it.
     pub async fn push_source(&self, watch_id: i64, name: &str) -> Result<SourceRow> {
-        let found = sqlx::query("SELECT id, kind FROM sources WHERE watch_id = $1 AND name = $2")
-            .bind(watch_id)
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
+        let name = name.trim();
+        if name.is_empty() {
+            bail!("the source name is empty; name the source the mentions came from");
+        }
+        // Source names are matched ignoring case, as watch names and `fetch --source` are:
+        // `IMPORT` is the `import` source, and `Hacker-News` the configured `hacker-news`.
+        // Of names stored before that differ only in case, the exact one, else the oldest.
+        let found = sqlx::query(
+            "SELECT id, kind FROM sources WHERE watch_id = $1 AND lower(name) = lower($2)
+             ORDER BY CASE WHEN name = $2 THEN 0 ELSE 1 END, id LIMIT 1",
+        )
+        .bind(watch_id)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
         let id: i64 = match found {
             Some(row) => {
                 let kind: String = row.try_get("kind")?;

@@ -960,14 +960,8 @@ fn validate(c: &Config) -> Vec<(Vec<Seg>, String)> {
         out.push((vec![k("general"), k("timezone")], e));
     }
     let url = c.database.url.as_str();
-    if !(url.starts_with("sqlite:")
-        || url.starts_with("postgres://")
-        || url.starts_with("postgresql://"))
-    {
-        out.push((
-            vec![k("database"), k("url")],
-            format!("`{url}` is neither a sqlite: nor a postgres:// URL"),
-        ));
+    if let Err(e) = check_database_url(url) {
+        out.push((vec![k("database"), k("url")], e));
     }
     if c.general.max_concurrent_jobs == 0 {
         out.push((
@@ -1051,12 +1045,20 @@ fn validate(c: &Config) -> Vec<(Vec<Seg>, String)> {
                 e,
             ));
         }
-        for (ri, r) in w.recipients.iter().enumerate() {
-            if let Err(e) = r.parse::<lettre::message::Mailbox>() {
-                out.push((
-                    vec![k("watch"), Seg::Index(wi), k("recipients"), Seg::Index(ri)],
-                    format!("`{r}` is not an email address: {e}"),
-                ));
+        let lists = [
+            (vec![k("watch"), Seg::Index(wi), k("recipients")], &w.recipients),
+            (
+                vec![k("watch"), Seg::Index(wi), k("digest"), k("recipients")],
+                &w.digest.recipients,
+            ),
+        ];
+        for (path, list) in lists {
+            for (ri, r) in list.iter().enumerate() {
+                if let Err(e) = r.parse::<lettre::message::Mailbox>() {
+                    let mut at = path.clone();
+                    at.push(Seg::Index(ri));
+                    out.push((at, format!("`{r}` is not an email address: {e}")));
+                }
             }
         }
         let mut source_names = std::collections::HashSet::new();
@@ -1097,6 +1099,38 @@ fn validate(c: &Config) -> Vec<(Vec<Seg>, String)> {
         }
     }
     out
+}
+
+/// What `zmot` can open: a SQLite file or a PostgreSQL server. Messages show the URL with
+/// its passwords hidden.
+fn check_database_url(url: &str) -> Result<(), String> {
+    let shown = crate::store::redact(url);
+    if let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        let file = rest.split('?').next().unwrap_or("");
+        if file.starts_with(":memory:") {
+            return Err(format!(
+                "`{shown}` is an in-memory database: each connection would get its own empty \
+                 one and everything would be lost at exit; name a file like sqlite://zmot.db"
+            ));
+        }
+        if file.is_empty() {
+            return Err(format!(
+                "`{shown}` names no file; use sqlite://zmot.db or sqlite:///var/lib/zmot/zmot.db"
+            ));
+        }
+        return Ok(());
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return url::Url::parse(url)
+            .map(|_| ())
+            .map_err(|e| format!("`{shown}` is not a valid PostgreSQL URL: {e}"));
+    }
+    Err(format!(
+        "`{shown}` is neither a sqlite: nor a postgres:// URL"
+    ))
 }
 
 /// Parses an IANA time zone name, with a readable error.

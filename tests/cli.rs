@@ -334,3 +334,42 @@ fn source_names_ignore_case_and_cannot_be_empty() {
     assert!(!o.status.success());
     assert!(err.contains("the source name is empty"), "{err}");
 }
+
+#[test]
+fn config_check_reports_digest_recipients_and_unusable_sqlite_urls() {
+    let dir = tempdir();
+    std::fs::create_dir_all(dir.path().join("config")).unwrap();
+    let write = |url: &str| {
+        std::fs::write(
+            dir.path().join("config/zmot.toml"),
+            format!(
+                "[database]\nurl = \"{url}\"\n\n[[watch]]\nname = \"A\"\n\n[watch.digest]\n\
+                 recipients = [\"ok@example.com\", \"not an email\"]\n\n[email]\nfrom = \"zmot@\"\n"
+            ),
+        )
+        .unwrap();
+    };
+    write("sqlite::memory:");
+    let o = zmot(dir.path(), &["config", "check"], &[]);
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("config/zmot.toml:8: watch[0].digest.recipients[1]: `not an email` is not an email address"),
+        "{err}"
+    );
+    assert!(
+        err.contains("config/zmot.toml:11: email.from: `zmot@` is not an email address"),
+        "{err}"
+    );
+    assert!(
+        err.contains("config/zmot.toml:2: database.url: `sqlite::memory:` is an in-memory database"),
+        "{err}"
+    );
+    write("sqlite:");
+    let o = zmot(dir.path(), &["config", "check"], &[]);
+    let (_, err) = text(&o);
+    assert!(
+        err.contains("config/zmot.toml:2: database.url: `sqlite:` names no file"),
+        "{err}"
+    );
+}

@@ -40,9 +40,9 @@ pub struct Cli {
 pub enum Command {
     /// Write a commented starter configuration.
     Init {
-        /// Where to write it.
-        #[arg(default_value = config::DEFAULT_PATH)]
-        path: PathBuf,
+        /// Where to write it (default: the --config path, so that the other commands
+        /// find it).
+        path: Option<PathBuf>,
         /// Replace an existing file.
         #[arg(long)]
         force: bool,
@@ -329,7 +329,7 @@ pub fn load_analyzer(config: &Config) -> Option<Arc<dyn Analyzer>> {
 
 pub async fn main(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Init { path, force } => init(&path, force),
+        Command::Init { path, force } => init(path.as_deref().unwrap_or(&cli.config), force),
         Command::Config(ConfigCommand::Check) => config_check(&cli.config),
         Command::Run => run(&cli.config).await,
         Command::Serve => serve(&cli.config).await,

@@ -373,3 +373,24 @@ fn config_check_reports_digest_recipients_and_unusable_sqlite_urls() {
         "{err}"
     );
 }
+
+#[test]
+fn init_writes_where_config_points() {
+    let dir = tempdir();
+    let o = zmot(dir.path(), &["--config", "elsewhere/z.toml", "init"], &[]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(dir.path().join("elsewhere/z.toml").exists());
+    assert!(!dir.path().join("config/zmot.toml").exists());
+    let o = zmot(dir.path(), &["config", "check"], &[("ZMOT_CONFIG", "env.toml")]);
+    assert!(!o.status.success());
+    let o = zmot(dir.path(), &["init"], &[("ZMOT_CONFIG", "env.toml")]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let o = zmot(dir.path(), &["config", "check"], &[("ZMOT_CONFIG", "env.toml")]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.starts_with("env.toml: OK"), "{out}");
+    // A path given to init itself still wins.
+    let o = zmot(dir.path(), &["init", "own.toml"], &[("ZMOT_CONFIG", "env.toml")]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(dir.path().join("own.toml").exists());
+}

@@ -519,52 +519,108 @@ impl Source {
     }
 }
 
-/// Accepts the 5-field crontab form by adding a seconds field.
+/// Accepts the 5-field crontab form by adding a seconds field, and gives weekday numbers
+/// their crontab meaning in both forms.
 pub fn normalise_cron(expr: &str) -> String {
-    let fields: Vec<&str> = expr.split_whitespace().collect();
+    let mut fields: Vec<String> = expr.split_whitespace().map(str::to_string).collect();
     if fields.len() == 5 {
-        // Classic cron numbers weekdays 0-7 from Sunday (1 = Monday); the cron crate
-        // numbers them 1-7 from Sunday. Names mean the same to both.
-        format!(
-            "0 {} {} {} {} {}",
-            fields[0],
-            fields[1],
-            fields[2],
-            fields[3],
-            weekday_names(fields[4])
-        )
-    } else {
-        expr.trim().to_string()
+        fields.insert(0, "0".into());
     }
+    if !(6..=7).contains(&fields.len()) {
+        // The cron crate explains a wrong number of fields.
+        return expr.trim().to_string();
+    }
+    // Crontab numbers weekdays from Sunday as 0 (and 7), so 1 is Monday; the cron crate
+    // numbers them 1-7 from Sunday. Names mean the same to both, so the weekday field is
+    // handed over as names.
+    fields[5] = weekday_names(&fields[5]);
+    fields.join(" ")
 }
 
-/// Classic cron weekday numbers as names (`1-5` is `MON-FRI`); steps stay numbers.
+const WEEKDAYS: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
+
+/// A crontab weekday field (`1-5`, `5-7`, `0,3`, `*/2`, `Mon-Fri`) as the weekday names it
+/// selects, in runs (`MON-FRI`, `SUN,FRI-SAT`). A field it cannot read is returned as it
+/// is, for the cron crate to explain.
 fn weekday_names(field: &str) -> String {
-    const NAMES: [&str; 8] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"];
-    let mut out = String::new();
-    let mut digits = String::new();
-    let mut after_slash = false;
-    let flush = |digits: &mut String, out: &mut String, after_slash: bool| {
-        if digits.is_empty() {
-            return;
-        }
-        match digits.parse::<usize>() {
-            Ok(n) if n < NAMES.len() && !after_slash => out.push_str(NAMES[n]),
-            _ => out.push_str(digits),
-        }
-        digits.clear();
-    };
-    for c in field.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-        } else {
-            flush(&mut digits, &mut out, after_slash);
-            after_slash = c == '/';
-            out.push(c);
+    if field == "*" || field == "?" {
+        return field.to_string();
+    }
+    let mut days = [false; 7];
+    for part in field.split(',') {
+        match weekday_part(part) {
+            Some(selected) => selected.into_iter().for_each(|d| days[d] = true),
+            None => return field.to_string(),
         }
     }
-    flush(&mut digits, &mut out, after_slash);
-    out
+    if days.iter().all(|d| *d) {
+        return "*".into();
+    }
+    let mut runs: Vec<String> = Vec::new();
+    let mut d = 0;
+    while d < 7 {
+        if !days[d] {
+            d += 1;
+            continue;
+        }
+        let start = d;
+        while d + 1 < 7 && days[d + 1] {
+            d += 1;
+        }
+        runs.push(if start == d {
+            WEEKDAYS[d].to_string()
+        } else {
+            format!("{}-{}", WEEKDAYS[start], WEEKDAYS[d])
+        });
+        d += 1;
+    }
+    runs.join(",")
+}
+
+/// The days (0 = Sunday) one comma-separated part of a crontab weekday field selects.
+fn weekday_part(part: &str) -> Option<Vec<usize>> {
+    // A weekday as a crontab number 0-7 (7 is Sunday again) or a name.
+    let day = |s: &str| -> Option<usize> {
+        match s.parse::<usize>() {
+            Ok(n) if n <= 7 => Some(n),
+            Ok(_) => None,
+            Err(_) => {
+                let s = s.to_ascii_lowercase();
+                [
+                    "sunday",
+                    "monday",
+                    "tuesday",
+                    "wednesday",
+                    "thursday",
+                    "friday",
+                    "saturday",
+                ]
+                .iter()
+                .position(|name| s.len() >= 3 && name.starts_with(&s))
+            }
+        }
+    };
+    let (range, step) = match part.split_once('/') {
+        Some((r, s)) => (r, s.parse::<usize>().ok().filter(|s| *s > 0)?),
+        None => (part, 1),
+    };
+    let (first, last) = if range == "*" {
+        (0, 6)
+    } else if let Some((a, b)) = range.split_once('-') {
+        // A range may end on 7 (`5-7` is Friday to Sunday) or on the name SUN.
+        let last = match day(b)? {
+            0 => 7,
+            n => n,
+        };
+        (day(a)?, last)
+    } else if part.contains('/') {
+        // `1/2`: from Monday, every other day, to the end of the week.
+        (day(range)?, 6)
+    } else {
+        let d = day(range)?;
+        (d, d)
+    };
+    (first <= last).then(|| (first..=last).step_by(step).map(|d| d % 7).collect())
 }
 
 fn default_timezone() -> String {
@@ -1168,19 +1224,56 @@ mod tests {
     #[test]
     fn classic_cron_weekday_numbers_mean_what_they_mean_in_crontab() {
         assert_eq!(normalise_cron("0 8 * * 1"), "0 0 8 * * MON");
+        assert_eq!(normalise_cron("0 0 8 * * 1"), "0 0 8 * * MON");
         assert_eq!(
             normalise_cron("*/15 9-17 * * 1-5"),
             "0 */15 9-17 * * MON-FRI"
         );
-        assert_eq!(normalise_cron("0 8 * * 0,7"), "0 0 8 * * SUN,SUN");
-        assert_eq!(normalise_cron("0 8 * * */2"), "0 0 8 * * */2");
-        assert_eq!(normalise_cron("0 8 * * Mon"), "0 0 8 * * Mon");
-        // Monday 23 November 2026 is the next Monday after Saturday the 21st.
-        let s = parse_schedule("0 8 * * 1").unwrap();
+        assert_eq!(normalise_cron("0 8 * * 0,7"), "0 0 8 * * SUN");
+        assert_eq!(normalise_cron("0 8 * * 5-7"), "0 0 8 * * SUN,FRI-SAT");
+        assert_eq!(normalise_cron("0 8 * * 1-7"), "0 0 8 * * *");
+        assert_eq!(normalise_cron("0 8 * * */2"), "0 0 8 * * SUN,TUE,THU,SAT");
+        assert_eq!(normalise_cron("0 8 * * Mon"), "0 0 8 * * MON");
+        assert_eq!(normalise_cron("0 8 * * Fri-Sun"), "0 0 8 * * SUN,FRI-SAT");
+        assert_eq!(normalise_cron("0 8 * * 8"), "0 0 8 * * 8");
+        assert!(parse_schedule("0 8 * * 8").is_err());
+        assert!(parse_schedule("0 8 * * 5-1").is_err());
+    }
+
+    /// The next four 08:00 runs of a schedule from Saturday 21 November 2026, as dates.
+    fn next_runs(expr: &str) -> Vec<String> {
+        let s = parse_schedule(expr).unwrap_or_else(|e| panic!("{e}"));
         let after =
             chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 11, 21, 0, 0, 0).unwrap();
-        let next = s.after(&after).next().unwrap();
-        assert_eq!(next.to_rfc3339(), "2026-11-23T08:00:00+00:00");
+        s.after(&after)
+            .take(4)
+            .map(|t| t.format("%a %d %H:%M").to_string())
+            .collect()
+    }
+
+    #[test]
+    fn weekday_numbers_give_the_same_runs_in_both_forms() {
+        let mondays = ["Mon 23 08:00", "Mon 30 08:00", "Mon 07 08:00", "Mon 14 08:00"];
+        assert_eq!(next_runs("0 8 * * 1"), mondays);
+        assert_eq!(next_runs("0 0 8 * * 1"), mondays);
+        assert_eq!(next_runs("0 0 8 * * Mon"), mondays);
+        let sundays = ["Sun 22 08:00", "Sun 29 08:00", "Sun 06 08:00", "Sun 13 08:00"];
+        for expr in ["0 8 * * 0", "0 8 * * 7", "0 0 8 * * 0", "0 0 8 * * 7"] {
+            assert_eq!(next_runs(expr), sundays, "{expr}");
+        }
+        let fri_to_sun = ["Sat 21 08:00", "Sun 22 08:00", "Fri 27 08:00", "Sat 28 08:00"];
+        assert_eq!(next_runs("0 8 * * 5-7"), fri_to_sun);
+        assert_eq!(next_runs("0 0 8 * * 5-7"), fri_to_sun);
+        let daily = ["Sat 21 08:00", "Sun 22 08:00", "Mon 23 08:00", "Tue 24 08:00"];
+        assert_eq!(next_runs("0 8 * * 1-7"), daily);
+        assert_eq!(
+            next_runs("0 8 * * 1,3"),
+            ["Mon 23 08:00", "Wed 25 08:00", "Mon 30 08:00", "Wed 02 08:00"]
+        );
+        assert_eq!(
+            next_runs("0 8 * * 1-5/2"),
+            ["Mon 23 08:00", "Wed 25 08:00", "Fri 27 08:00", "Mon 30 08:00"]
+        );
     }
 
     #[test]

@@ -1086,10 +1086,25 @@ async fn status(path: &Path, json: bool) -> Result<()> {
     }
     let fmt = |t: DateTime<Utc>| t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string();
     println!(
-        "{:<16} {:<16} {:<10} {:<16} {:<8} {:>8} {:<16}  (times in {})",
+        "{:<16} {:<16} {:<10} {:<16} {:<8} {:>8} {:<16}  (times in {}, unless marked)",
         "WATCH", "SOURCE", "KIND", "LAST RUN", "RESULT", "MENTIONS", "NEXT RUN", tz
     );
     for s in list {
+        // A source runs on its watch's clock: its times are shown on it, marked with the
+        // zone when that is not the general one.
+        let watch_tz = match config.watch(&s.watch) {
+            Some(w) => config::parse_timezone(w.timezone(&config.general))
+                .map_err(anyhow::Error::msg)?,
+            None => tz,
+        };
+        let fmt = |t: DateTime<Utc>| {
+            let local = t.with_timezone(&watch_tz);
+            if watch_tz == tz {
+                local.format("%Y-%m-%d %H:%M").to_string()
+            } else {
+                local.format("%Y-%m-%d %H:%M %Z").to_string()
+            }
+        };
         let (last, result, detail) = match &s.last_run {
             None => ("never".to_string(), "-".to_string(), String::new()),
             Some(r) => (
@@ -1111,7 +1126,7 @@ async fn status(path: &Path, json: bool) -> Result<()> {
                 None => scheduler::next_after(
                     &std::str::FromStr::from_str(&s.schedule)
                         .map_err(|e| anyhow::anyhow!("{e}"))?,
-                    tz,
+                    watch_tz,
                     Utc::now(),
                 )
                 .map(fmt)

@@ -394,3 +394,21 @@ fn init_writes_where_config_points() {
     assert!(o.status.success(), "{:?}", text(&o));
     assert!(dir.path().join("own.toml").exists());
 }
+
+#[test]
+fn status_shows_a_source_next_run_on_its_watch_clock() {
+    let dir = tempdir();
+    write_config(dir.path());
+    let env = [
+        ("ZMOT__WATCH__0__TIMEZONE", "Asia/Tokyo"),
+        ("ZMOT__WATCH__0__SOURCE__0__SCHEDULE", "0 8 * * *"),
+    ];
+    let o = zmot(dir.path(), &["status"], &env);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    let row = out
+        .lines()
+        .find(|l| l.contains("hacker-news"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(row.contains(" 08:00 JST"), "{out}");
+}

@@ -41,17 +41,38 @@ impl Format {
 }
 
 /// Reads a whole file's records.
-pub fn parse_reader(reader: impl std::io::Read, format: Format) -> Parsed {
+pub fn parse_reader(mut reader: impl std::io::Read, format: Format) -> Parsed {
+    let mut bytes = Vec::new();
+    if let Err(e) = reader.read_to_end(&mut bytes) {
+        return Parsed {
+            bad: vec![BadRecord {
+                line: 1,
+                error: format!("cannot read the file: {e}"),
+            }],
+            ..Default::default()
+        };
+    }
+    if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
+        return Parsed {
+            bad: vec![BadRecord {
+                line: 1,
+                error: "the file is UTF-16 text; save it as UTF-8".into(),
+            }],
+            ..Default::default()
+        };
+    }
+    // Editors on Windows start UTF-8 files with a byte-order mark; it is no part of the
+    // first record.
+    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
     match format {
-        Format::Csv => parse_csv(reader),
-        Format::Jsonl => parse_jsonl(reader),
+        Format::Csv => parse_csv(body),
+        Format::Jsonl => parse_jsonl(body),
     }
 }
 
-fn parse_jsonl(reader: impl std::io::Read) -> Parsed {
+fn parse_jsonl(body: &[u8]) -> Parsed {
     let mut out = Parsed::default();
-    let reader = std::io::BufReader::new(reader);
-    for (i, line) in reader.lines().enumerate() {
+    for (i, line) in body.lines().enumerate() {
         let line_no = i as u64 + 1;
         let line = match line {
             Ok(l) => l,
@@ -83,11 +104,38 @@ fn parse_jsonl(reader: impl std::io::Read) -> Parsed {
     out
 }
 
-fn parse_csv(reader: impl std::io::Read) -> Parsed {
+/// The 1-based line of the first non-empty line at or after byte `at`. The csv crate's
+/// own line count is off after blank lines and with CRLF line ends, so lines are counted
+/// here from byte positions, which it keeps exactly.
+struct LineCounter<'a> {
+    body: &'a [u8],
+    at: usize,
+    line: u64,
+}
+
+impl LineCounter<'_> {
+    fn line_of(&mut self, byte: u64) -> u64 {
+        let mut target = (byte as usize).min(self.body.len());
+        while target < self.body.len() && matches!(self.body[target], b'\r' | b'\n') {
+            target += 1;
+        }
+        if target < self.at {
+            // Positions only move forward; restart if one does not.
+            self.at = 0;
+            self.line = 1;
+        }
+        self.line += self.body[self.at..target]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count() as u64;
+        self.at = target;
+        self.line
+    }
+}
+
+fn parse_csv(body: &[u8]) -> Parsed {
     let mut out = Parsed::default();
-    let mut rdr = csv::ReaderBuilder::new()
-        .flexible(false)
-        .from_reader(reader);
+    let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(body);
     let headers: Vec<String> = match rdr.headers() {
         Ok(h) => h.iter().map(|s| s.trim().to_ascii_lowercase()).collect(),
         Err(e) => {
@@ -98,10 +146,15 @@ fn parse_csv(reader: impl std::io::Read) -> Parsed {
             return out;
         }
     };
+    let mut lines = LineCounter {
+        body,
+        at: 0,
+        line: 1,
+    };
     for record in rdr.records() {
         match record {
             Ok(rec) => {
-                let line = rec.position().map(|p| p.line()).unwrap_or(0);
+                let line = lines.line_of(rec.position().map(|p| p.byte()).unwrap_or(0));
                 let map: Map<String, Value> = headers
                     .iter()
                     .zip(rec.iter())
@@ -114,7 +167,7 @@ fn parse_csv(reader: impl std::io::Read) -> Parsed {
                 }
             }
             Err(e) => {
-                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                let line = lines.line_of(e.position().map(|p| p.byte()).unwrap_or(0));
                 out.bad.push(BadRecord {
                     line,
                     error: format!("not a valid CSV record: {e}"),
@@ -293,23 +346,39 @@ fn time(map: &Map<String, Value>, names: &[&str]) -> Result<Option<DateTime<Utc>
     }
 }
 
+// The names a record's fields are accepted under, first preferred.
+const TEXT: &[&str] = &["text", "body", "content", "review"];
+const TITLE: &[&str] = &["title", "subject"];
+const PUBLISHED_AT: &[&str] = &["published_at", "date", "created_at", "published"];
+const RATING: &[&str] = &["rating", "stars"];
+const AUTHOR: &[&str] = &["author", "user", "username"];
+const ID: &[&str] = &["external_id", "id"];
+const URL: &[&str] = &["url", "link"];
+const LIKES: &[&str] = &["likes", "helpful"];
+const REPLIES: &[&str] = &["replies", "comments"];
+const REPOSTS: &[&str] = &["reposts", "shares"];
+const LANGUAGE: &[&str] = &["language", "lang"];
+const OWNER_REPLY: &[&str] = &["owner_reply", "reply"];
+const OWNER_REPLY_AT: &[&str] = &["owner_reply_at", "reply_at"];
+const EXTRA: &[&str] = &["extra"];
+
 /// Builds a mention from a record's fields. Accepted names (first wins):
 /// `external_id`/`id`, `url`/`link`, `author`/`user`, `title`, `text`/`body`/`content`/`review`,
 /// `rating`/`stars`, `likes`, `replies`, `reposts`, `language`/`lang`,
 /// `published_at`/`date`/`created_at`, `owner_reply`/`reply`, `owner_reply_at`/`reply_at`.
 /// Without an id, one is derived from author, date and text so re-importing is idempotent.
 pub fn mention_from_map(map: &Map<String, Value>) -> Result<Mention, String> {
-    let text = string(map, &["text", "body", "content", "review"]).unwrap_or_default();
-    let title = string(map, &["title", "subject"]);
-    let published_at = time(map, &["published_at", "date", "created_at", "published"])?
+    let text = string(map, TEXT).unwrap_or_default();
+    let title = string(map, TITLE);
+    let published_at = time(map, PUBLISHED_AT)?
         .ok_or("published_at (or date) is missing")?;
-    let rating = match integer(map, &["rating", "stars"])? {
+    let rating = match integer(map, RATING)? {
         None => None,
         Some(r) if (1..=5).contains(&r) => Some(r as u8),
         Some(r) => return Err(format!("rating {r} is outside 1-5")),
     };
-    let author = string(map, &["author", "user", "username"]);
-    let external_id = match string(map, &["external_id", "id"]) {
+    let author = string(map, AUTHOR);
+    let external_id = match string(map, ID) {
         Some(id) => id,
         None => {
             let key = format!(
@@ -333,21 +402,21 @@ pub fn mention_from_map(map: &Map<String, Value>) -> Result<Mention, String> {
     };
     let m = Mention {
         external_id,
-        url: string(map, &["url", "link"]),
+        url: string(map, URL),
         author,
         title,
         text,
         rating,
         engagement: Engagement {
-            likes: count(&["likes", "helpful"])?,
-            replies: count(&["replies", "comments"])?,
-            reposts: count(&["reposts", "shares"])?,
+            likes: count(LIKES)?,
+            replies: count(REPLIES)?,
+            reposts: count(REPOSTS)?,
         },
-        language: string(map, &["language", "lang"]),
+        language: string(map, LANGUAGE),
         published_at,
-        owner_reply: string(map, &["owner_reply", "reply"]),
-        owner_reply_at: time(map, &["owner_reply_at", "reply_at"])?,
-        extra: field(map, &["extra"]).cloned(),
+        owner_reply: string(map, OWNER_REPLY),
+        owner_reply_at: time(map, OWNER_REPLY_AT)?,
+        extra: field(map, EXTRA).cloned(),
     };
     m.validate()?;
     Ok(m)
@@ -457,5 +526,52 @@ mod tests {
         assert!(e.contains("`2026` (read as Unix seconds): 1970-01-01"), "{e}");
         assert!(parse_plausible_time("2026-11-01", now).is_ok());
         assert!(parse_plausible_time("yesterday", now).unwrap_err().contains("not a date"));
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_no_part_of_the_first_record() {
+        let data = "\u{feff}{\"id\":\"a\",\"text\":\"first\",\"date\":\"2026-11-01\"}\n\
+                    {\"id\":\"b\",\"text\":\"second\",\"date\":\"2026-11-02\"}\n";
+        let p = parse_reader(data.as_bytes(), Format::Jsonl);
+        assert!(p.bad.is_empty(), "{:?}", p.bad);
+        assert_eq!(p.mentions.len(), 2);
+        let csv = "\u{feff}id,date,text\nr1,2026-11-01,first\n";
+        let p = parse_reader(csv.as_bytes(), Format::Csv);
+        assert_eq!(p.mentions[0].external_id, "r1");
+    }
+
+    #[test]
+    fn a_utf16_file_is_one_clear_problem() {
+        let utf16: Vec<u8> = [0xFF, 0xFE]
+            .into_iter()
+            .chain("id,date,text\n".encode_utf16().flat_map(u16::to_le_bytes))
+            .collect();
+        let p = parse_reader(utf16.as_slice(), Format::Csv);
+        assert!(p.mentions.is_empty());
+        assert_eq!(p.bad.len(), 1);
+        assert!(p.bad[0].error.contains("UTF-16"), "{:?}", p.bad);
+    }
+
+    #[test]
+    fn csv_lines_count_blank_lines_and_crlf() {
+        let rows = [
+            "id,date,rating,text",
+            "r1,2026-11-01,9,bad rating",
+            "",
+            "r2,2026-11-02,5,\"two",
+            "lines\"",
+            "",
+            "",
+            "r3,2026-11-03,7,bad again",
+            "r4,2026-11-04,1,fine",
+            "r5,2026-11-05,1",
+        ];
+        for end in ["\n", "\r\n"] {
+            let data = rows.join(end) + end;
+            let p = parse_reader(data.as_bytes(), Format::Csv);
+            let lines: Vec<u64> = p.bad.iter().map(|b| b.line).collect();
+            assert_eq!(lines, vec![2, 8, 10], "{end:?}: {:?}", p.bad);
+            assert_eq!(p.mentions.len(), 2);
+        }
     }
 }

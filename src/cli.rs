@@ -961,10 +961,30 @@ async fn import_file(path: &Path, args: ImportArgs) -> Result<()> {
         .unwrap_or_else(|| import::Format::from_path(&args.file));
     let file = std::fs::File::open(&args.file)
         .with_context(|| format!("cannot open {}", args.file.display()))?;
-    let parsed = import::parse_reader(file, format);
+    let mut parsed = import::parse_reader(file, format);
+    for warning in &parsed.warnings {
+        eprintln!("{}: warning: {warning}", args.file.display());
+    }
     for bad in &parsed.bad {
         eprintln!("{}:{}: {}", args.file.display(), bad.line, bad.error);
     }
+    if parsed.mentions.is_empty() {
+        // Nothing to store: exit non-zero, so that a script importing an empty export or
+        // a file in the wrong format notices.
+        if parsed.bad.is_empty() {
+            bail!(
+                "nothing to import: {} holds no records",
+                args.file.display()
+            );
+        }
+        bail!(
+            "nothing imported: every record of {} was rejected ({} problem{} above)",
+            args.file.display(),
+            parsed.bad.len(),
+            if parsed.bad.len() == 1 { "" } else { "s" }
+        );
+    }
+    let repeated = parsed.keep_last_of_repeated();
     let source = store.push_source(watch.id, &args.source).await?;
     let pipeline = Pipeline::new(store.clone(), config.clone(), load_analyzer(&config))?;
     let note = (!parsed.bad.is_empty()).then(|| {
@@ -983,8 +1003,14 @@ async fn import_file(path: &Path, args: ImportArgs) -> Result<()> {
             note.as_deref(),
         )
         .await?;
+    // Every record is counted once: stored (new, updated, unchanged), dropped as an
+    // earlier copy of a later record, or rejected.
+    let repeated = match repeated {
+        0 => String::new(),
+        n => format!(" {n} repeated within the file (the last of each id kept),"),
+    };
     println!(
-        "Imported into {} / {}: {} new, {} updated, {} unchanged, {} rejected.",
+        "Imported into {} / {}: {} new, {} updated, {} unchanged,{repeated} {} rejected.",
         watch.name,
         source.name,
         stats.new,

@@ -22,6 +22,31 @@ pub struct BadRecord {
 pub struct Parsed {
     pub mentions: Vec<Mention>,
     pub bad: Vec<BadRecord>,
+    /// Problems with the file as a whole that lose no record by themselves, such as
+    /// columns that are not read.
+    pub warnings: Vec<String>,
+}
+
+impl Parsed {
+    /// Drops all but the last record of each external id (the last is the freshest, and
+    /// the store would keep only it anyway), so that counts add up; returns how many
+    /// were dropped.
+    pub fn keep_last_of_repeated(&mut self) -> usize {
+        let mut last: std::collections::HashMap<&str, usize> = Default::default();
+        for (i, m) in self.mentions.iter().enumerate() {
+            last.insert(m.external_id.as_str(), i);
+        }
+        let keep: Vec<bool> = self
+            .mentions
+            .iter()
+            .enumerate()
+            .map(|(i, m)| last[m.external_id.as_str()] == i)
+            .collect();
+        let before = self.mentions.len();
+        let mut flags = keep.into_iter();
+        self.mentions.retain(|_| flags.next().unwrap_or(true));
+        before - self.mentions.len()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -146,6 +171,7 @@ fn parse_csv(body: &[u8]) -> Parsed {
             return out;
         }
     };
+    out.warnings.extend(header_warning(&headers));
     let mut lines = LineCounter {
         body,
         at: 0,
@@ -176,6 +202,34 @@ fn parse_csv(body: &[u8]) -> Parsed {
         }
     }
     out
+}
+
+/// Columns of a CSV header that no field is read from. A header that is one column
+/// holding `;` or tabs is a file with another delimiter: every row would then lack its
+/// date, so that is said first.
+fn header_warning(headers: &[String]) -> Option<String> {
+    if let [only] = headers {
+        for (delimiter, name) in [(';', "semicolons"), ('\t', "tabs")] {
+            if only.contains(delimiter) {
+                return Some(format!(
+                    "the header line is one column, `{only}`: the file looks separated by \
+                     {name}, but only commas separate columns; save it as comma-separated CSV"
+                ));
+            }
+        }
+    }
+    let unknown: Vec<String> = headers
+        .iter()
+        .filter(|h| !h.is_empty() && !FIELDS.iter().any(|names| names.contains(&h.as_str())))
+        .map(|h| format!("`{h}`"))
+        .collect();
+    (!unknown.is_empty()).then(|| {
+        format!(
+            "column{} {} not recognised and ignored (see the accepted field names in the README)",
+            if unknown.len() == 1 { "" } else { "s" },
+            unknown.join(", ")
+        )
+    })
 }
 
 /// The first of several accepted names present in a record.
@@ -362,6 +416,11 @@ const OWNER_REPLY: &[&str] = &["owner_reply", "reply"];
 const OWNER_REPLY_AT: &[&str] = &["owner_reply_at", "reply_at"];
 const EXTRA: &[&str] = &["extra"];
 
+/// Every accepted field name, to point out the columns of a file that are not read.
+const FIELDS: &[&[&str]] = &[
+    TEXT, TITLE, PUBLISHED_AT, RATING, AUTHOR, ID, URL, LIKES, REPLIES, REPOSTS, LANGUAGE, OWNER_REPLY, OWNER_REPLY_AT, EXTRA,
+];
+
 /// Builds a mention from a record's fields. Accepted names (first wins):
 /// `external_id`/`id`, `url`/`link`, `author`/`user`, `title`, `text`/`body`/`content`/`review`,
 /// `rating`/`stars`, `likes`, `replies`, `reposts`, `language`/`lang`,
@@ -538,6 +597,7 @@ mod tests {
         let csv = "\u{feff}id,date,text\nr1,2026-11-01,first\n";
         let p = parse_reader(csv.as_bytes(), Format::Csv);
         assert_eq!(p.mentions[0].external_id, "r1");
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
     }
 
     #[test]
@@ -573,5 +633,34 @@ mod tests {
             assert_eq!(lines, vec![2, 8, 10], "{end:?}: {:?}", p.bad);
             assert_eq!(p.mentions.len(), 2);
         }
+    }
+
+    #[test]
+    fn unread_columns_and_other_delimiters_are_pointed_out() {
+        let p = parse_reader(
+            "id,date,text,Stars,sentiment,Notes\nr1,2026-11-01,ok,5,pos,x\n".as_bytes(),
+            Format::Csv,
+        );
+        assert_eq!(
+            p.warnings,
+            vec![
+                "columns `sentiment`, `notes` not recognised and ignored \
+                 (see the accepted field names in the README)"
+            ]
+        );
+        let p = parse_reader("id;date;text\nr1;2026-11-01;ok\n".as_bytes(), Format::Csv);
+        assert_eq!(p.warnings.len(), 1);
+        assert!(p.warnings[0].contains("separated by semicolons"), "{:?}", p.warnings);
+        let p = parse_reader("id\tdate\ttext\nr1\t2026-11-01\tok\n".as_bytes(), Format::Csv);
+        assert!(p.warnings[0].contains("separated by tabs"), "{:?}", p.warnings);
+    }
+
+    #[test]
+    fn repeated_ids_keep_the_last_and_are_counted() {
+        let csv = "id,date,text\nr1,2026-11-01,old\nr2,2026-11-01,b\nr1,2026-11-02,new\nr1,2026-11-03,newest\n";
+        let mut p = parse_reader(csv.as_bytes(), Format::Csv);
+        assert_eq!(p.keep_last_of_repeated(), 2);
+        let texts: Vec<&str> = p.mentions.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(texts, vec!["b", "newest"]);
     }
 }

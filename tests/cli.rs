@@ -412,3 +412,70 @@ fn status_shows_a_source_next_run_on_its_watch_clock() {
         .unwrap_or_else(|| panic!("{out}"));
     assert!(row.contains(" 08:00 JST"), "{out}");
 }
+
+#[test]
+fn an_import_that_gives_nothing_fails_and_every_record_is_counted() {
+    let dir = tempdir();
+    write_config(dir.path());
+    let import = |name: &str, body: &[u8]| {
+        std::fs::write(dir.path().join(name), body).unwrap();
+        let o = zmot(
+            dir.path(),
+            &["import", name, "--watch", "Example Notes"],
+            &[],
+        );
+        let (out, err) = text(&o);
+        (o.status.success(), out, err)
+    };
+    let (ok, _, err) = import("empty.csv", b"");
+    assert!(!ok);
+    assert!(err.contains("nothing to import: empty.csv holds no records"), "{err}");
+    let (ok, _, err) = import("header.csv", b"id,date,text\n");
+    assert!(!ok);
+    assert!(err.contains("header.csv holds no records"), "{err}");
+    let (ok, _, err) = import("semi.csv", b"id;date;text\nr1;2026-11-01;ok\n");
+    assert!(!ok);
+    assert!(
+        err.contains("semi.csv: warning: the header line is one column, `id;date;text`: the file looks separated by semicolons"),
+        "{err}"
+    );
+    assert!(err.contains("semi.csv:2: published_at (or date) is missing"), "{err}");
+    assert!(
+        err.contains("nothing imported: every record of semi.csv was rejected (1 problem above)"),
+        "{err}"
+    );
+    let utf16: Vec<u8> = [0xFF, 0xFE]
+        .into_iter()
+        .chain(
+            "id,date,text\nr1,2026-11-01,ok\n"
+                .encode_utf16()
+                .flat_map(u16::to_le_bytes),
+        )
+        .collect();
+    let (ok, _, err) = import("wide.csv", &utf16);
+    assert!(!ok);
+    assert!(err.contains("wide.csv:1: the file is UTF-16 text"), "{err}");
+
+    // 6 records: 1 rejected, r1 three times (the last kept), 3 stored; unknown columns named.
+    let (ok, out, err) = import(
+        "repeats.csv",
+        b"id,date,text,mood\nr1,2026-11-01,first,x\nr2,2026-11-02,two,x\nr1,2026-11-03,again,x\n\
+          r3,2026-11-04,three,x\nr4,not a date,four,x\nr1,2026-11-05,last,x\n",
+    );
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("3 new, 0 updated, 0 unchanged, 2 repeated within the file (the last of each id kept), 1 rejected."),
+        "{out}"
+    );
+    assert!(
+        err.contains("repeats.csv: warning: column `mood` not recognised and ignored"),
+        "{err}"
+    );
+    let o = zmot(
+        dir.path(),
+        &["mentions", "--watch", "Example Notes", "--json"],
+        &[],
+    );
+    let (out, _) = text(&o);
+    assert!(out.contains("\"text\":\"last\"") && !out.contains("\"again\""), "{out}");
+}

@@ -446,33 +446,61 @@ impl AlertSettings {
     }
 
     /// What is wrong with these settings, if anything.
-    pub fn problems(&self) -> Vec<String> {
+    /// Each problem with the key (under `alerts`) it is about, so that it can be located.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
         let mut p = Vec::new();
         for d in &self.disabled {
             if !ALERT_RULES.contains(&d.as_str()) {
-                p.push(format!(
-                    "unknown rule `{d}` in alerts.disabled; rules: {}",
-                    ALERT_RULES.join(", ")
+                p.push((
+                    "disabled",
+                    format!(
+                        "unknown rule `{d}` in alerts.disabled; rules: {}",
+                        ALERT_RULES.join(", ")
+                    ),
                 ));
             }
         }
         if self.buyer_view_size == 0 {
-            p.push("alerts.buyer_view_size must be at least 1".into());
+            p.push((
+                "buyer_view_size",
+                "alerts.buyer_view_size must be at least 1".into(),
+            ));
         }
         if !(1.0..=5.0).contains(&self.buyer_view_threshold) {
-            p.push("alerts.buyer_view_threshold must be between 1 and 5 stars".into());
+            p.push((
+                "buyer_view_threshold",
+                "alerts.buyer_view_threshold must be between 1 and 5 stars".into(),
+            ));
         }
-        if self.spike_window_hours == 0 || self.spike_baseline_days == 0 {
-            p.push("alerts.spike_window_hours and spike_baseline_days must be positive".into());
+        if self.spike_window_hours == 0 {
+            p.push((
+                "spike_window_hours",
+                "alerts.spike_window_hours must be positive".into(),
+            ));
+        }
+        if self.spike_baseline_days == 0 {
+            p.push((
+                "spike_baseline_days",
+                "alerts.spike_baseline_days must be positive".into(),
+            ));
         }
         if !(1..=5).contains(&self.severe_max_stars) {
-            p.push("alerts.severe_max_stars must be between 1 and 5".into());
+            p.push((
+                "severe_max_stars",
+                "alerts.severe_max_stars must be between 1 and 5".into(),
+            ));
         }
         if !(-1.0..=1.0).contains(&self.severe_score) {
-            p.push("alerts.severe_score must be between -1 and 1".into());
+            p.push((
+                "severe_score",
+                "alerts.severe_score must be between -1 and 1".into(),
+            ));
         }
         if self.reminder_hours < 24 {
-            p.push("alerts.reminder_hours must be at least 24 (one reminder a day at most)".into());
+            p.push((
+                "reminder_hours",
+                "alerts.reminder_hours must be at least 24 (one reminder a day at most)".into(),
+            ));
         }
         p
     }
@@ -911,14 +939,7 @@ pub fn parse(text: &str, file: &str, env: &[(String, String)]) -> Result<Config,
     }
     let config: Config = match toml::from_str(&overridden) {
         Ok(c) => c,
-        Err(e) => {
-            let names: Vec<_> = env.iter().map(|(n, _)| n.as_str()).collect();
-            return fail(vec![Problem {
-                place: format!("environment ({})", names.join(", ")),
-                key: None,
-                message: e.message().trim().to_string(),
-            }]);
-        }
+        Err(e) => return fail(env_type_problems(text, env, e.message())),
     };
 
     // Pass 3: meaning, located in the file (or at the variable that set the value).
@@ -928,7 +949,7 @@ pub fn parse(text: &str, file: &str, env: &[(String, String)]) -> Result<Config,
             let key = path_string(&path);
             let place = env_paths
                 .iter()
-                .find(|(p, _)| key.starts_with(p.as_str()))
+                .find(|(p, _)| sets_key(p, &key))
                 .map(|(_, var)| format!("environment variable {var}"))
                 .unwrap_or_else(|| match locate(&doc, &path) {
                     Some(off) => format!("{file}:{}", line_col(text, off).0),
@@ -946,6 +967,47 @@ pub fn parse(text: &str, file: &str, env: &[(String, String)]) -> Result<Config,
     } else {
         fail(problems)
     }
+}
+
+/// Whether a variable setting `set` gave the value at `key`: the same key, or one inside
+/// it (a variable setting `watch[0].recipients` gave `watch[0].recipients[1]`). A plain
+/// prefix is not enough: `watch[1]` is no part of `watch[10]`.
+fn sets_key(set: &str, key: &str) -> bool {
+    key.strip_prefix(set)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.') || rest.starts_with('['))
+}
+
+/// Which variables give values of the wrong type: each is applied alone to the file
+/// (which parsed by itself), so the problem names the variable and its key.
+fn env_type_problems(text: &str, env: &[(String, String)], combined: &str) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (name, value) in env {
+        let path = env_path(name);
+        if path.is_empty() {
+            continue;
+        }
+        let mut doc: toml_edit::DocumentMut = text.parse().expect("parsed before");
+        if set_path(doc.as_table_mut(), &path, value).is_err() {
+            continue;
+        }
+        if let Err(e) = toml::from_str::<Config>(&doc.to_string()) {
+            problems.push(Problem {
+                place: format!("environment variable {name}"),
+                key: Some(path_string(&path)),
+                message: e.message().trim().to_string(),
+            });
+        }
+    }
+    if problems.is_empty() {
+        // Only the variables together are wrong; name them all.
+        let names: Vec<_> = env.iter().map(|(n, _)| n.as_str()).collect();
+        problems.push(Problem {
+            place: format!("environment ({})", names.join(", ")),
+            key: None,
+            message: combined.trim().to_string(),
+        });
+    }
+    problems
 }
 
 fn env_path(name: &str) -> Vec<Seg> {
@@ -967,7 +1029,13 @@ fn env_value(raw: &str) -> toml_edit::Value {
         .unwrap_or_else(|| toml_edit::Value::from(raw))
 }
 
-fn set_path(table: &mut toml_edit::Table, path: &[Seg], raw: &str) -> Result<(), String> {
+/// Sets the value at `path` in a table, a section written `[a.b]` or inline as
+/// `b = { ... }` (as the starter configuration writes `params`).
+fn set_path(
+    table: &mut dyn toml_edit::TableLike,
+    path: &[Seg],
+    raw: &str,
+) -> Result<(), String> {
     let (first, rest) = path.split_first().ok_or("empty key path")?;
     let Seg::Key(key) = first else {
         return Err("a key path cannot start with an index".into());
@@ -999,12 +1067,13 @@ fn set_path(table: &mut toml_edit::Table, path: &[Seg], raw: &str) -> Result<(),
             _ => Err(format!("`{key}` is not a list")),
         };
     }
-    let entry = table
-        .entry(key)
-        .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()));
-    match entry {
-        toml_edit::Item::Table(t) => set_path(t, rest, raw),
-        _ => Err(format!("`{key}` is not a section")),
+    if !table.contains_key(key) {
+        // In an inline table this becomes an inline table too.
+        table.insert(key, toml_edit::Item::Table(toml_edit::Table::new()));
+    }
+    match table.get_mut(key).and_then(|item| item.as_table_like_mut()) {
+        Some(t) => set_path(t, rest, raw),
+        None => Err(format!("`{key}` is not a section")),
     }
 }
 
@@ -1092,8 +1161,11 @@ fn validate(c: &Config) -> Vec<(Vec<Seg>, String)> {
                 out.push((wp("timezone"), e));
             }
         }
-        for problem in w.alerts.problems() {
-            out.push((wp("alerts"), problem));
+        for (key, problem) in w.alerts.problems() {
+            out.push((
+                vec![k("watch"), Seg::Index(wi), k("alerts"), k(key)],
+                problem,
+            ));
         }
         if let Err(e) = parse_schedule(&w.digest.schedule) {
             out.push((
@@ -1378,5 +1450,74 @@ params = { query = "acme" }
     fn syntax_error_names_line_and_column() {
         let err = parse("[database\nurl = 1\n", "c.toml", &[]).unwrap_err();
         assert!(err.problems[0].place.starts_with("c.toml:1:"), "{err}");
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn overrides_reach_into_inline_tables() {
+        let c = parse(
+            STARTER,
+            "zmot.toml",
+            &env(&[
+                ("ZMOT__WATCH__0__SOURCE__0__PARAMS__QUERY", "foo"),
+                ("ZMOT__WATCH__0__SOURCE__0__PARAMS__MAX_PAGES", "2"),
+            ]),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let params = &c.watches[0].sources[0].params;
+        assert_eq!(params["query"].as_str(), Some("foo"));
+        assert_eq!(params["max_pages"].as_integer(), Some(2));
+    }
+
+    #[test]
+    fn a_wrongly_typed_override_names_its_variable_and_key() {
+        let err = parse(
+            STARTER,
+            "zmot.toml",
+            &env(&[
+                ("ZMOT__SERVER__LISTEN", "127.0.0.1:9000"),
+                ("ZMOT__GENERAL__RETENTION_DAYS", "many"),
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err}");
+        let p = &err.problems[0];
+        assert_eq!(p.place, "environment variable ZMOT__GENERAL__RETENTION_DAYS");
+        assert_eq!(p.key.as_deref(), Some("general.retention_days"));
+    }
+
+    #[test]
+    fn a_bad_override_value_is_blamed_on_the_variable_not_the_file() {
+        let err = parse(
+            STARTER,
+            "config/zmot.toml",
+            &env(&[("ZMOT__WATCH__0__ALERTS__BUYER_VIEW_THRESHOLD", "9")]),
+        )
+        .unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err}");
+        let p = &err.problems[0];
+        assert_eq!(
+            p.place,
+            "environment variable ZMOT__WATCH__0__ALERTS__BUYER_VIEW_THRESHOLD"
+        );
+        assert_eq!(p.key.as_deref(), Some("watch[0].alerts.buyer_view_threshold"));
+        // The same value in the file is located at its line.
+        let text = STARTER.replace("buyer_view_threshold = 4.3", "buyer_view_threshold = 9");
+        let err = parse(&text, "config/zmot.toml", &[]).unwrap_err();
+        let line = text
+            .lines()
+            .position(|l| l.contains("buyer_view_threshold = 9"))
+            .unwrap()
+            + 1;
+        assert_eq!(err.problems[0].place, format!("config/zmot.toml:{line}"));
+        assert!(sets_key("watch[1]", "watch[1].name"));
+        assert!(!sets_key("watch[1]", "watch[10].name"));
+        assert!(!sets_key("watch[0].name", "watch[0].names"));
     }
 }

@@ -479,3 +479,47 @@ fn an_import_that_gives_nothing_fails_and_every_record_is_counted() {
     let (out, _) = text(&o);
     assert!(out.contains("\"text\":\"last\"") && !out.contains("\"again\""), "{out}");
 }
+
+#[test]
+fn database_passwords_are_never_printed() {
+    let dir = tempdir();
+    write_config(dir.path());
+    // An sslmode sqlx does not know fails at once, where an unreachable server would be
+    // retried for 30 seconds; both errors show the URL the same way.
+    let url = "postgres://zmot:pw_user@127.0.0.1:1/zmot?password=qp_secret&sslmode=bogus";
+    let o = zmot(
+        dir.path(),
+        &["mentions", "--watch", "Example Notes"],
+        &[("ZMOT__DATABASE__URL", url)],
+    );
+    let (out, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        err.contains(
+            "cannot open the database postgres://zmot:***@127.0.0.1:1/zmot?password=***&sslmode=bogus"
+        ),
+        "{err}"
+    );
+    for (url, problem) in [
+        (
+            "postgres://zmot:pw_user@127.0.0.1:notaport/zmot?password=qp_secret",
+            "`postgres://zmot:***@127.0.0.1:notaport/zmot?password=***` is not a valid PostgreSQL URL",
+        ),
+        (
+            "mysql://zmot:pw_user@127.0.0.1/zmot?password=qp_secret",
+            "`mysql://zmot:***@127.0.0.1/zmot?password=***` is neither",
+        ),
+    ] {
+        let o = zmot(
+            dir.path(),
+            &["config", "check"],
+            &[("ZMOT__DATABASE__URL", url)],
+        );
+        let (out2, err2) = text(&o);
+        assert!(!o.status.success());
+        assert!(err2.contains(problem), "{err2}");
+        assert!(!(out2 + &err2).contains("pw_user"), "{url}");
+    }
+    let all = format!("{out}{err}");
+    assert!(!all.contains("qp_secret") && !all.contains("pw_user"), "{all}");
+}

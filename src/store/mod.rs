@@ -92,15 +92,55 @@ impl Backend {
     }
 }
 
-/// A database URL with any password hidden, for logs and errors.
+/// A database URL with its passwords hidden, for logs and errors: the one in the user
+/// information (`user:pw@`) and any in the query (`?password=`, `sslpassword=`). Worked on
+/// the text rather than a parsed URL, so that a URL too broken to parse is hidden too; a
+/// password holding `@` or `/` may hide more than itself, never less.
 pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
+    };
+    let mut out = String::from(scheme);
+    let host_and_rest = match rest.rfind('@') {
+        Some(at) => {
+            let userinfo = &rest[..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => {
+                    out.push_str(user);
+                    out.push_str(":***");
+                }
+                None => out.push_str(userinfo),
+            }
+            out.push('@');
+            &rest[at + 1..]
         }
-        _ => url.to_string(),
+        None => rest,
+    };
+    match host_and_rest.split_once('?') {
+        None => out.push_str(host_and_rest),
+        Some((path, query)) => {
+            out.push_str(path);
+            out.push('?');
+            let params: Vec<String> = query
+                .split('&')
+                .map(|param| match param.split_once('=') {
+                    Some((key, _)) if is_secret_param(key) => format!("{key}=***"),
+                    _ => param.to_string(),
+                })
+                .collect();
+            out.push_str(&params.join("&"));
+        }
     }
+    out
+}
+
+/// Query parameters that carry a secret (`password`, `sslpassword`, a token).
+fn is_secret_param(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["pass", "pwd", "secret", "token"]
+        .iter()
+        .any(|word| key.contains(word))
 }
 
 #[derive(Clone)]
@@ -213,7 +253,8 @@ impl Store {
             .connect_with(
                 // Statement logging formats every SQL text it logs; on batch inserts with
                 // thousands of parameters that costs more than the insert itself.
-                url.parse::<sqlx::any::AnyConnectOptions>()?
+                url.parse::<sqlx::any::AnyConnectOptions>()
+                    .with_context(|| format!("cannot read the database URL {}", redact(&url)))?
                     .log_statements(tracing::log::LevelFilter::Off)
                     .log_slow_statements(
                         tracing::log::LevelFilter::Warn,
@@ -637,4 +678,32 @@ fn stored_mention(r: &AnyRow) -> Result<StoredMention> {
         revision: r.try_get("revision")?,
         sentiment,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redact_hides_passwords_in_userinfo_and_query_even_in_broken_urls() {
+        for (url, shown) in [
+            (
+                "postgres://zmot:pw@127.0.0.1:1/zmot?password=qp_secret&sslmode=disable",
+                "postgres://zmot:***@127.0.0.1:1/zmot?password=***&sslmode=disable",
+            ),
+            (
+                "postgres://db/zmot?user=zmot&sslpassword=k3y",
+                "postgres://db/zmot?user=zmot&sslpassword=***",
+            ),
+            (
+                "postgres://zmot:p@ss/w@host:notaport/zmot",
+                "postgres://zmot:***@host:notaport/zmot",
+            ),
+            ("mysql://root:hunter2@db/x", "mysql://root:***@db/x"),
+            ("postgres://zmot@db/zmot", "postgres://zmot@db/zmot"),
+            ("sqlite://zmot.db?mode=rwc", "sqlite://zmot.db?mode=rwc"),
+        ] {
+            assert_eq!(redact(url), shown, "{url}");
+        }
+    }
 }

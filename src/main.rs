@@ -17,7 +17,27 @@ async fn main() {
         .with_target(false)
         .init();
     if let Err(e) = zmot::cli::main(cli).await {
+        if is_broken_pipe(&e) {
+            // The reader stopped early (`zmot mentions --json | head -1`): the output
+            // has ended where it was wanted, which is no failure.
+            std::process::exit(0);
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// Whether writing to a closed pipe caused the error, directly or through serde_json.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        let kind = cause
+            .downcast_ref::<std::io::Error>()
+            .map(std::io::Error::kind)
+            .or_else(|| {
+                cause
+                    .downcast_ref::<serde_json::Error>()
+                    .and_then(serde_json::Error::io_error_kind)
+            });
+        kind == Some(std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -523,3 +523,35 @@ fn database_passwords_are_never_printed() {
     let all = format!("{out}{err}");
     assert!(!all.contains("qp_secret") && !all.contains("pw_user"), "{all}");
 }
+
+#[test]
+fn listing_into_a_closed_pipe_ends_quietly() {
+    let dir = tempdir();
+    write_config(dir.path());
+    std::fs::write(dir.path().join("reviews.csv"), REVIEWS).unwrap();
+    let o = zmot(
+        dir.path(),
+        &["import", "reviews.csv", "--watch", "Example Notes"],
+        &[],
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    for extra in [&["--json"][..], &[][..]] {
+        // Like `| head -0`: the reader is gone before the first line is written.
+        let mut child = Command::new(env!("CARGO_BIN_EXE_zmot"))
+            .current_dir(dir.path())
+            .args(["mentions", "--watch", "Example Notes"])
+            .args(extra)
+            .env_remove("ZMOT_CONFIG")
+            .env("ZMOT__SENTIMENT__MODEL", "lexicon")
+            .env("ZMOT__SENTIMENT__FETCH_MISSING", "false")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{extra:?}: {err}");
+        assert!(!err.contains("Broken pipe"), "{extra:?}: {err}");
+    }
+}

@@ -1119,8 +1119,9 @@ async fn status(path: &Path, json: bool) -> Result<()> {
         // A source runs on its watch's clock: its times are shown on it, marked with the
         // zone when that is not the general one.
         let watch_tz = match config.watch(&s.watch) {
-            Some(w) => config::parse_timezone(w.timezone(&config.general))
-                .map_err(anyhow::Error::msg)?,
+            Some(w) => {
+                config::parse_timezone(w.timezone(&config.general)).map_err(anyhow::Error::msg)?
+            }
             None => tz,
         };
         let fmt = |t: DateTime<Utc>| {

@@ -1031,11 +1031,7 @@ fn env_value(raw: &str) -> toml_edit::Value {
 
 /// Sets the value at `path` in a table, a section written `[a.b]` or inline as
 /// `b = { ... }` (as the starter configuration writes `params`).
-fn set_path(
-    table: &mut dyn toml_edit::TableLike,
-    path: &[Seg],
-    raw: &str,
-) -> Result<(), String> {
+fn set_path(table: &mut dyn toml_edit::TableLike, path: &[Seg], raw: &str) -> Result<(), String> {
     let (first, rest) = path.split_first().ok_or("empty key path")?;
     let Seg::Key(key) = first else {
         return Err("a key path cannot start with an index".into());
@@ -1174,7 +1170,10 @@ fn validate(c: &Config) -> Vec<(Vec<Seg>, String)> {
             ));
         }
         let lists = [
-            (vec![k("watch"), Seg::Index(wi), k("recipients")], &w.recipients),
+            (
+                vec![k("watch"), Seg::Index(wi), k("recipients")],
+                &w.recipients,
+            ),
             (
                 vec![k("watch"), Seg::Index(wi), k("digest"), k("recipients")],
                 &w.digest.recipients,
@@ -1325,26 +1324,56 @@ mod tests {
 
     #[test]
     fn weekday_numbers_give_the_same_runs_in_both_forms() {
-        let mondays = ["Mon 23 08:00", "Mon 30 08:00", "Mon 07 08:00", "Mon 14 08:00"];
+        let mondays = [
+            "Mon 23 08:00",
+            "Mon 30 08:00",
+            "Mon 07 08:00",
+            "Mon 14 08:00",
+        ];
         assert_eq!(next_runs("0 8 * * 1"), mondays);
         assert_eq!(next_runs("0 0 8 * * 1"), mondays);
         assert_eq!(next_runs("0 0 8 * * Mon"), mondays);
-        let sundays = ["Sun 22 08:00", "Sun 29 08:00", "Sun 06 08:00", "Sun 13 08:00"];
+        let sundays = [
+            "Sun 22 08:00",
+            "Sun 29 08:00",
+            "Sun 06 08:00",
+            "Sun 13 08:00",
+        ];
         for expr in ["0 8 * * 0", "0 8 * * 7", "0 0 8 * * 0", "0 0 8 * * 7"] {
             assert_eq!(next_runs(expr), sundays, "{expr}");
         }
-        let fri_to_sun = ["Sat 21 08:00", "Sun 22 08:00", "Fri 27 08:00", "Sat 28 08:00"];
+        let fri_to_sun = [
+            "Sat 21 08:00",
+            "Sun 22 08:00",
+            "Fri 27 08:00",
+            "Sat 28 08:00",
+        ];
         assert_eq!(next_runs("0 8 * * 5-7"), fri_to_sun);
         assert_eq!(next_runs("0 0 8 * * 5-7"), fri_to_sun);
-        let daily = ["Sat 21 08:00", "Sun 22 08:00", "Mon 23 08:00", "Tue 24 08:00"];
+        let daily = [
+            "Sat 21 08:00",
+            "Sun 22 08:00",
+            "Mon 23 08:00",
+            "Tue 24 08:00",
+        ];
         assert_eq!(next_runs("0 8 * * 1-7"), daily);
         assert_eq!(
             next_runs("0 8 * * 1,3"),
-            ["Mon 23 08:00", "Wed 25 08:00", "Mon 30 08:00", "Wed 02 08:00"]
+            [
+                "Mon 23 08:00",
+                "Wed 25 08:00",
+                "Mon 30 08:00",
+                "Wed 02 08:00"
+            ]
         );
         assert_eq!(
             next_runs("0 8 * * 1-5/2"),
-            ["Mon 23 08:00", "Wed 25 08:00", "Fri 27 08:00", "Mon 30 08:00"]
+            [
+                "Mon 23 08:00",
+                "Wed 25 08:00",
+                "Fri 27 08:00",
+                "Mon 30 08:00"
+            ]
         );
     }
 
@@ -1488,7 +1517,10 @@ params = { query = "acme" }
         .unwrap_err();
         assert_eq!(err.problems.len(), 1, "{err}");
         let p = &err.problems[0];
-        assert_eq!(p.place, "environment variable ZMOT__GENERAL__RETENTION_DAYS");
+        assert_eq!(
+            p.place,
+            "environment variable ZMOT__GENERAL__RETENTION_DAYS"
+        );
         assert_eq!(p.key.as_deref(), Some("general.retention_days"));
     }
 
@@ -1506,7 +1538,10 @@ params = { query = "acme" }
             p.place,
             "environment variable ZMOT__WATCH__0__ALERTS__BUYER_VIEW_THRESHOLD"
         );
-        assert_eq!(p.key.as_deref(), Some("watch[0].alerts.buyer_view_threshold"));
+        assert_eq!(
+            p.key.as_deref(),
+            Some("watch[0].alerts.buyer_view_threshold")
+        );
         // The same value in the file is located at its line.
         let text = STARTER.replace("buyer_view_threshold = 4.3", "buyer_view_threshold = 9");
         let err = parse(&text, "config/zmot.toml", &[]).unwrap_err();

@@ -321,7 +321,10 @@ fn read_time(s: &str) -> Option<(DateTime<Utc>, Reading)> {
         }
     }
     if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return Some((Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0)?), Reading::Text));
+        return Some((
+            Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0)?),
+            Reading::Text,
+        ));
     }
     from_unix(s.parse::<i64>().ok()?)
 }
@@ -418,7 +421,20 @@ const EXTRA: &[&str] = &["extra"];
 
 /// Every accepted field name, to point out the columns of a file that are not read.
 const FIELDS: &[&[&str]] = &[
-    TEXT, TITLE, PUBLISHED_AT, RATING, AUTHOR, ID, URL, LIKES, REPLIES, REPOSTS, LANGUAGE, OWNER_REPLY, OWNER_REPLY_AT, EXTRA,
+    TEXT,
+    TITLE,
+    PUBLISHED_AT,
+    RATING,
+    AUTHOR,
+    ID,
+    URL,
+    LIKES,
+    REPLIES,
+    REPOSTS,
+    LANGUAGE,
+    OWNER_REPLY,
+    OWNER_REPLY_AT,
+    EXTRA,
 ];
 
 /// Builds a mention from a record's fields. Accepted names (first wins):
@@ -429,8 +445,7 @@ const FIELDS: &[&[&str]] = &[
 pub fn mention_from_map(map: &Map<String, Value>) -> Result<Mention, String> {
     let text = string(map, TEXT).unwrap_or_default();
     let title = string(map, TITLE);
-    let published_at = time(map, PUBLISHED_AT)?
-        .ok_or("published_at (or date) is missing")?;
+    let published_at = time(map, PUBLISHED_AT)?.ok_or("published_at (or date) is missing")?;
     let rating = match integer(map, RATING)? {
         None => None,
         Some(r) if (1..=5).contains(&r) => Some(r as u8),
@@ -565,26 +580,45 @@ mod tests {
             "date `20261103` (read as Unix seconds): 1970-08-23 12:05 UTC is before 1990-01-01; \
              use a date like 2026-11-23T14:05:00Z"
         );
-        assert!(p.bad[1].error.starts_with("date `2026` (read as Unix seconds): 1970-01-01"));
+        assert!(p.bad[1]
+            .error
+            .starts_with("date `2026` (read as Unix seconds): 1970-01-01"));
         assert_eq!(p.bad[3].error, "date `1763000000000000` is not a Unix time");
-        assert!(p.bad[4].error.contains("more than a day in the future"), "{:?}", p.bad[4]);
-        assert!(p.bad[5].error.starts_with("date `1989-12-31`: 1989-12-31 00:00 UTC is before"));
+        assert!(
+            p.bad[4].error.contains("more than a day in the future"),
+            "{:?}",
+            p.bad[4]
+        );
+        assert!(p.bad[5]
+            .error
+            .starts_with("date `1989-12-31`: 1989-12-31 00:00 UTC is before"));
     }
 
     #[test]
     fn a_reply_date_is_checked_too() {
         let data = "{\"id\":\"a\",\"text\":\"t\",\"date\":\"2026-11-01\",\"reply_at\":2026}\n";
         let p = parse_reader(data.as_bytes(), Format::Jsonl);
-        assert!(p.bad[0].error.starts_with("reply_at `2026` (read as Unix seconds)"), "{:?}", p.bad);
+        assert!(
+            p.bad[0]
+                .error
+                .starts_with("reply_at `2026` (read as Unix seconds)"),
+            "{:?}",
+            p.bad
+        );
     }
 
     #[test]
     fn a_bare_year_is_not_a_since_date() {
         let now = Utc::now();
         let e = parse_plausible_time("2026", now).unwrap_err();
-        assert!(e.contains("`2026` (read as Unix seconds): 1970-01-01"), "{e}");
+        assert!(
+            e.contains("`2026` (read as Unix seconds): 1970-01-01"),
+            "{e}"
+        );
         assert!(parse_plausible_time("2026-11-01", now).is_ok());
-        assert!(parse_plausible_time("yesterday", now).unwrap_err().contains("not a date"));
+        assert!(parse_plausible_time("yesterday", now)
+            .unwrap_err()
+            .contains("not a date"));
     }
 
     #[test]
@@ -650,9 +684,20 @@ mod tests {
         );
         let p = parse_reader("id;date;text\nr1;2026-11-01;ok\n".as_bytes(), Format::Csv);
         assert_eq!(p.warnings.len(), 1);
-        assert!(p.warnings[0].contains("separated by semicolons"), "{:?}", p.warnings);
-        let p = parse_reader("id\tdate\ttext\nr1\t2026-11-01\tok\n".as_bytes(), Format::Csv);
-        assert!(p.warnings[0].contains("separated by tabs"), "{:?}", p.warnings);
+        assert!(
+            p.warnings[0].contains("separated by semicolons"),
+            "{:?}",
+            p.warnings
+        );
+        let p = parse_reader(
+            "id\tdate\ttext\nr1\t2026-11-01\tok\n".as_bytes(),
+            Format::Csv,
+        );
+        assert!(
+            p.warnings[0].contains("separated by tabs"),
+            "{:?}",
+            p.warnings
+        );
     }
 
     #[test]

@@ -270,7 +270,9 @@ fn odd_dates_are_rejected_per_record_and_a_year_is_no_since_date() {
     assert!(err.contains("odd.jsonl:3: date `20261103`"), "{err}");
     assert!(err.contains("odd.jsonl:4: date `-99999999999`"), "{err}");
     assert!(
-        err.contains("odd.jsonl:5: date `2099-01-01`: 2099-01-01 00:00 UTC is more than a day in the future"),
+        err.contains(
+            "odd.jsonl:5: date `2099-01-01`: 2099-01-01 00:00 UTC is more than a day in the future"
+        ),
         "{err}"
     );
     let o = zmot(
@@ -280,7 +282,10 @@ fn odd_dates_are_rejected_per_record_and_a_year_is_no_since_date() {
     );
     let (out, _) = text(&o);
     assert_eq!(out.lines().count(), 1, "{out}");
-    assert!(out.contains("\"published_at\":\"2025-11-13T02:13:20"), "{out}");
+    assert!(
+        out.contains("\"published_at\":\"2025-11-13T02:13:20"),
+        "{out}"
+    );
 
     let o = zmot(
         dir.path(),
@@ -290,7 +295,9 @@ fn odd_dates_are_rejected_per_record_and_a_year_is_no_since_date() {
     let (_, err) = text(&o);
     assert!(!o.status.success());
     assert!(
-        err.contains("--since `2026` (read as Unix seconds): 1970-01-01 00:33 UTC is before 1990-01-01"),
+        err.contains(
+            "--since `2026` (read as Unix seconds): 1970-01-01 00:33 UTC is before 1990-01-01"
+        ),
         "{err}"
     );
 }
@@ -362,7 +369,9 @@ fn config_check_reports_digest_recipients_and_unusable_sqlite_urls() {
         "{err}"
     );
     assert!(
-        err.contains("config/zmot.toml:2: database.url: `sqlite::memory:` is an in-memory database"),
+        err.contains(
+            "config/zmot.toml:2: database.url: `sqlite::memory:` is an in-memory database"
+        ),
         "{err}"
     );
     write("sqlite:");
@@ -381,16 +390,28 @@ fn init_writes_where_config_points() {
     assert!(o.status.success(), "{:?}", text(&o));
     assert!(dir.path().join("elsewhere/z.toml").exists());
     assert!(!dir.path().join("config/zmot.toml").exists());
-    let o = zmot(dir.path(), &["config", "check"], &[("ZMOT_CONFIG", "env.toml")]);
+    let o = zmot(
+        dir.path(),
+        &["config", "check"],
+        &[("ZMOT_CONFIG", "env.toml")],
+    );
     assert!(!o.status.success());
     let o = zmot(dir.path(), &["init"], &[("ZMOT_CONFIG", "env.toml")]);
     assert!(o.status.success(), "{:?}", text(&o));
-    let o = zmot(dir.path(), &["config", "check"], &[("ZMOT_CONFIG", "env.toml")]);
+    let o = zmot(
+        dir.path(),
+        &["config", "check"],
+        &[("ZMOT_CONFIG", "env.toml")],
+    );
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}{err}");
     assert!(out.starts_with("env.toml: OK"), "{out}");
     // A path given to init itself still wins.
-    let o = zmot(dir.path(), &["init", "own.toml"], &[("ZMOT_CONFIG", "env.toml")]);
+    let o = zmot(
+        dir.path(),
+        &["init", "own.toml"],
+        &[("ZMOT_CONFIG", "env.toml")],
+    );
     assert!(o.status.success(), "{:?}", text(&o));
     assert!(dir.path().join("own.toml").exists());
 }
@@ -429,7 +450,10 @@ fn an_import_that_gives_nothing_fails_and_every_record_is_counted() {
     };
     let (ok, _, err) = import("empty.csv", b"");
     assert!(!ok);
-    assert!(err.contains("nothing to import: empty.csv holds no records"), "{err}");
+    assert!(
+        err.contains("nothing to import: empty.csv holds no records"),
+        "{err}"
+    );
     let (ok, _, err) = import("header.csv", b"id,date,text\n");
     assert!(!ok);
     assert!(err.contains("header.csv holds no records"), "{err}");
@@ -439,7 +463,10 @@ fn an_import_that_gives_nothing_fails_and_every_record_is_counted() {
         err.contains("semi.csv: warning: the header line is one column, `id;date;text`: the file looks separated by semicolons"),
         "{err}"
     );
-    assert!(err.contains("semi.csv:2: published_at (or date) is missing"), "{err}");
+    assert!(
+        err.contains("semi.csv:2: published_at (or date) is missing"),
+        "{err}"
+    );
     assert!(
         err.contains("nothing imported: every record of semi.csv was rejected (1 problem above)"),
         "{err}"
@@ -477,7 +504,10 @@ fn an_import_that_gives_nothing_fails_and_every_record_is_counted() {
         &[],
     );
     let (out, _) = text(&o);
-    assert!(out.contains("\"text\":\"last\"") && !out.contains("\"again\""), "{out}");
+    assert!(
+        out.contains("\"text\":\"last\"") && !out.contains("\"again\""),
+        "{out}"
+    );
 }
 
 #[test]
@@ -521,7 +551,10 @@ fn database_passwords_are_never_printed() {
         assert!(!(out2 + &err2).contains("pw_user"), "{url}");
     }
     let all = format!("{out}{err}");
-    assert!(!all.contains("qp_secret") && !all.contains("pw_user"), "{all}");
+    assert!(
+        !all.contains("qp_secret") && !all.contains("pw_user"),
+        "{all}"
+    );
 }
 
 #[test]

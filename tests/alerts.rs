@@ -530,9 +530,12 @@ async fn one_email_per_evaluation_delivered_over_smtp_with_hostile_text_escaped(
         let mailer = Mailer::from_config(&c.email).unwrap();
         let report = notify::deliver_due(store, &mailer, "w1").await.unwrap();
         assert_eq!(report.sent, 1);
+        // One SMTP transaction per recipient, the same message to each.
         let got = smtp.messages();
-        assert_eq!(got.len(), 1);
-        assert_eq!(got[0].to, vec!["lead@acme.test", "support@acme.test"]);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].to, vec!["lead@acme.test"]);
+        assert_eq!(got[1].to, vec!["support@acme.test"]);
+        assert_eq!(got[0].data, got[1].data);
         let msg = mail_parser::MessageParser::default()
             .parse(got[0].data.as_bytes())
             .expect("parses");
@@ -557,7 +560,7 @@ async fn one_email_per_evaluation_delivered_over_smtp_with_hostile_text_escaped(
                 .sent,
             0
         );
-        assert_eq!(smtp.messages().len(), 1);
+        assert_eq!(smtp.messages().len(), 2);
     }
 }
 
@@ -604,7 +607,7 @@ async fn smtp_down_then_up_delivers_once_and_a_crashed_sender_loses_nothing() {
         assert_eq!(store.retry_queued_now().await.unwrap(), 1);
         let r = notify::deliver_due(store, &mailer, "w1").await.unwrap();
         assert_eq!(r.sent, 1);
-        assert_eq!(smtp.messages().len(), 1);
+        assert_eq!(smtp.messages().len(), 2, "one per recipient");
 
         // A second alert is queued; a sender claims it and dies before sending.
         put(
@@ -649,7 +652,7 @@ async fn smtp_down_then_up_delivers_once_and_a_crashed_sender_loses_nothing() {
                 .sent,
             0
         );
-        assert_eq!(smtp.messages().len(), 2);
+        assert_eq!(smtp.messages().len(), 4);
         // Evaluating again does not queue the same alerts again.
         check_watch(store, &c, "Acme", t + Duration::minutes(2))
             .await
@@ -756,5 +759,116 @@ async fn snoozed_and_acknowledged_alerts_send_no_reminders() {
             .await
             .unwrap();
         assert_eq!(r.reminded, 1, "{}", db.label);
+    }
+}
+
+/// Queues one alert email for Acme (lead@ and support@) with SMTP on `port`.
+async fn queue_one_alert(store: &Store, port: u16) -> Config {
+    let c = config_with(&format!(
+        "\n[email.smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\ntimeout_secs = 2\n"
+    ));
+    let src = source(store, &c, "Acme", "posts").await;
+    let t = Utc::now();
+    put(
+        store,
+        &src,
+        &[m(
+            "g1",
+            "they never sent my refund",
+            None,
+            Label::Negative,
+            -0.7,
+            t - Duration::hours(1),
+        )],
+    )
+    .await;
+    assert!(check_watch(store, &c, "Acme", t)
+        .await
+        .unwrap()
+        .email_id
+        .is_some());
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_recipient_does_not_hold_back_the_others_and_is_not_retried() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let smtp =
+            SmtpServer::start_refusing(0, &[("support@acme.test", "550 5.1.1 no such user")]).await;
+        let c = queue_one_alert(store, smtp.port).await;
+        let mailer = Mailer::from_config(&c.email).unwrap();
+        let r = notify::deliver_due(store, &mailer, "w1").await.unwrap();
+        assert_eq!(
+            (r.sent, r.retrying, r.gave_up, r.refused),
+            (1, 0, 0, 1),
+            "{}",
+            db.label
+        );
+        let got = smtp.messages();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].to, vec!["lead@acme.test"]);
+        // Nothing left to retry: the refusal is final, and reported.
+        assert_eq!(store.retry_queued_now().await.unwrap(), 0);
+        assert_eq!(
+            notify::deliver_due(store, &mailer, "w1").await.unwrap(),
+            Default::default()
+        );
+        assert_eq!(smtp.messages().len(), 1);
+        let stats = store.outbox_stats().await.unwrap();
+        assert_eq!((stats.sent, stats.queued, stats.failed), (1, 0, 0));
+        let problems = store.undelivered_emails(0).await.unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].refused.len(), 1);
+        assert_eq!(problems[0].refused[0].address, "support@acme.test");
+        assert!(
+            problems[0].refused[0].reason.contains("550")
+                && problems[0].refused[0].reason.contains("no such user"),
+            "{:?}",
+            problems[0].refused
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_recipient_refused_fails_at_once_and_a_retry_skips_who_has_it() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        // Both refused for good: failed on the first pass, not after 40 attempts.
+        let smtp = SmtpServer::start_refusing(
+            0,
+            &[
+                ("lead@acme.test", "550 5.1.1 no such user"),
+                ("support@acme.test", "553 mailbox name not allowed"),
+            ],
+        )
+        .await;
+        let c = queue_one_alert(store, smtp.port).await;
+        let mailer = Mailer::from_config(&c.email).unwrap();
+        let r = notify::deliver_due(store, &mailer, "w1").await.unwrap();
+        assert_eq!((r.sent, r.gave_up, r.refused), (0, 1, 2), "{}", db.label);
+        assert_eq!(store.outbox_stats().await.unwrap().failed, 1);
+        assert!(smtp.messages().is_empty());
+        drop(smtp);
+    }
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        // support@ is busy (4xx): lead@ gets it now, support@ on the retry, each once.
+        let smtp =
+            SmtpServer::start_refusing(0, &[("support@acme.test", "451 4.2.1 mailbox busy")]).await;
+        let c = queue_one_alert(store, smtp.port).await;
+        let mailer = Mailer::from_config(&c.email).unwrap();
+        let r = notify::deliver_due(store, &mailer, "w1").await.unwrap();
+        assert_eq!((r.sent, r.retrying), (0, 1), "{}", db.label);
+        assert_eq!(smtp.messages().len(), 1);
+        smtp.refuse(&[]);
+        assert_eq!(store.retry_queued_now().await.unwrap(), 1);
+        let r = notify::deliver_due(store, &mailer, "w1").await.unwrap();
+        assert_eq!((r.sent, r.retrying), (1, 0), "{}", db.label);
+        let got = smtp.messages();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].to, vec!["lead@acme.test"]);
+        assert_eq!(got[1].to, vec!["support@acme.test"]);
+        assert_eq!(got[0].data, got[1].data, "the same message");
     }
 }

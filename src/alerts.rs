@@ -9,6 +9,9 @@
 //! - After a notification (opened, reminder or resolved), the same condition is not
 //!   notified again within `cooldown_hours`, even if it cleared and came back in
 //!   between (flapping): it is recorded and announced once the cooldown is over.
+//! - A severity higher than the highest already announced (for the open alert or, inside
+//!   the cooldown, for the episode before it) is announced at once; one that falls back
+//!   and rises again is not, so a value hovering around a threshold sends one email.
 //! - Everything that changes in one evaluation of a watch goes out as one email, queued
 //!   in the same transaction as the alert rows (see the store's `apply_alert_changes`).
 
@@ -66,25 +69,53 @@ pub async fn plan(
         match open.iter().find(|a| a.condition_key == f.condition_key) {
             Some(a) => {
                 let since = a.last_notified_at.unwrap_or(a.opened_at);
-                // Worse than announced: say so now rather than wait for the reminder.
-                let escalated = severity_rank(&f.severity) > severity_rank(&a.severity);
+                // What the recipients were told about this condition: the highest
+                // severity announced for this alert or, for one opened quietly inside the
+                // cooldown, for the episode announced before it.
+                let last = match a.last_notified_at {
+                    Some(_) => None,
+                    None => store.last_notice(watch_id, &f.condition_key).await?,
+                };
+                let announced = match &a.notified_severity {
+                    Some(s) => Some(s.clone()),
+                    None => last
+                        .as_ref()
+                        .filter(|n| now - n.at < cooldown)
+                        .and_then(|n| n.severity.clone()),
+                };
+                // Worse than ever announced: say so now rather than wait for the
+                // reminder. Against the highest announced, not the stored severity
+                // (which follows the condition down), so a value hovering around a
+                // threshold does not announce the same escalation at every crossing.
+                let escalated = announced
+                    .as_deref()
+                    .is_some_and(|s| severity_rank(&f.severity) > severity_rank(s));
                 let unannounced = a.last_notified_at.is_none()
-                    && store
-                        .last_notified(watch_id, &f.condition_key)
-                        .await?
-                        .is_none_or(|t| now - t >= cooldown);
+                    && last.as_ref().is_none_or(|n| now - n.at >= cooldown);
                 let snoozed = a.snoozed_until.is_some_and(|t| t > now);
                 let acknowledged = a.acknowledged_at.is_some();
                 // Acknowledged: someone is on it, so no more reminders (a worse severity
                 // still goes out); snoozed: nothing until the snooze ends.
                 let remind = !snoozed
                     && ((now - since >= reminder && !acknowledged) || escalated || unannounced);
+                let notified_severity = if remind {
+                    Some(
+                        match &a.notified_severity {
+                            Some(s) if severity_rank(s) > severity_rank(&f.severity) => s,
+                            _ => &f.severity,
+                        }
+                        .clone(),
+                    )
+                } else {
+                    a.notified_severity.clone()
+                };
                 changes.push((
                     AlertChange::Persist {
                         id: a.id,
                         alert: f.clone(),
                         remind,
                         last_notified: a.last_notified_at,
+                        notified_severity,
                     },
                     remind,
                 ));

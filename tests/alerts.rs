@@ -872,3 +872,55 @@ async fn every_recipient_refused_fails_at_once_and_a_retry_skips_who_has_it() {
         assert_eq!(got[0].data, got[1].data, "the same message");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rating_hovering_at_the_red_line_announces_red_once() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let c = config_with("");
+        let src = source(store, &c, "Quiet", "shop").await;
+        let t = now();
+        // Ten reviews averaging 4.1 (amber); "flip" is re-imported at 3 or 1 star, which
+        // moves the buyer's view between 4.1 (amber) and 3.9 (red).
+        let ratings = [5, 5, 5, 5, 5, 5, 4, 2, 2];
+        let review = |id: &str, stars: u8, age: i64| {
+            m(
+                id,
+                "ok",
+                Some(stars),
+                Label::Neutral,
+                0.0,
+                t - Duration::days(age),
+            )
+        };
+        let mut reviews: Vec<M> = ratings
+            .iter()
+            .enumerate()
+            .map(|(i, &r)| review(&format!("v{i}"), r, 20 - i as i64))
+            .collect();
+        reviews.push(review("flip", 3, 1));
+        put(store, &src, &reviews).await;
+        let r = check_watch(store, &c, "Quiet", t).await.unwrap();
+        assert_eq!((r.opened, r.email_id.is_some()), (1, true), "{}", db.label);
+        let mut subjects = Vec::new();
+        for (minute, stars) in [(1, 1), (2, 3), (3, 1), (4, 3), (5, 1)] {
+            put(store, &src, &[review("flip", stars, 1)]).await;
+            let r = check_watch(store, &c, "Quiet", t + Duration::minutes(minute))
+                .await
+                .unwrap();
+            if r.email_id.is_some() {
+                subjects.push((minute, stars));
+            }
+        }
+        // Amber announced, then red once; the later crossings change nothing announced.
+        assert_eq!(subjects, vec![(1, 1)], "{}", db.label);
+        assert_eq!(outbox_count(store), 2);
+        let w = store.watch_by_name("Quiet").await.unwrap().unwrap();
+        let open = store.open_alerts(w.id).await.unwrap();
+        assert_eq!(
+            open[0].severity, "red",
+            "the stored severity follows the view"
+        );
+        assert_eq!(open[0].notified_severity.as_deref(), Some("red"));
+    }
+}

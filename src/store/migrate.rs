@@ -44,6 +44,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "outbox_recipients",
         include_str!("../../migrations/0006_outbox_recipients.sql"),
     ),
+    (
+        7,
+        "alert_notified_severity",
+        include_str!("../../migrations/0007_alert_notified_severity.sql"),
+    ),
 ];
 
 /// Rewrites portable SQL for one backend.

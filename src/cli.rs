@@ -639,10 +639,16 @@ async fn digest(
     }
     for name in names {
         if let Some(out) = preview {
-            let d = crate::digest::preview(&store, &config, &name, week, Utc::now(), out).await?;
+            let now = Utc::now();
+            let d = crate::digest::preview(&store, &config, &name, week, now, out).await?;
             println!(
-                "{name} {}: {} mentions; written to {}",
+                "{name} {}{}: {} mentions; written to {}",
                 d.week,
+                if d.to > now {
+                    " (not over yet: the week so far)"
+                } else {
+                    ""
+                },
                 d.this_week.mentions,
                 out.display()
             );

@@ -398,3 +398,31 @@ async fn preview_writes_html_and_charts_without_sending() {
     assert!(!html.contains("cid:"));
     assert_eq!(store.outbox_stats().await.unwrap().queued, 0);
 }
+
+#[tokio::test]
+async fn the_current_week_can_be_previewed_but_not_sent() {
+    let db = testutil::sqlite().await.unwrap();
+    let store = &db.store;
+    let c = config("");
+    setup(store, &c).await;
+    // Wednesday of 2026-W48: the week is not over.
+    let e = digest::queue(store, &c, "Acme", Some("2026-W48"), now())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("2026-W48 is not over yet"), "{e}");
+    assert!(e.contains("2026-11-29") && e.contains("--preview"), "{e}");
+    assert_eq!(store.outbox_stats().await.unwrap().queued, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("w48.html");
+    let d = digest::preview(store, &c, "Acme", Some("2026-W48"), now(), &out)
+        .await
+        .unwrap();
+    assert_eq!(d.week, "2026-W48");
+    assert!(out.exists());
+    // Once the week is over, its digest goes out as usual.
+    let next = digest::queue(store, &c, "Acme", None, now() + Duration::days(7))
+        .await
+        .unwrap();
+    assert!(matches!(next, Queued::Queued { .. }), "{next:?}");
+}

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use html_escape::encode_text as esc;
@@ -775,6 +775,20 @@ pub async fn queue(
             .with_context(|| format!("no week `{w}` in the last two years"))?,
         None => last_full_week(tz, now),
     };
+    // A digest goes out once per week under the week's key: queuing a week before its
+    // end would send part of it and mark the real one as sent.
+    if span.2 > now {
+        bail!(
+            "week {} is not over yet (it ends on Sunday {} in {tz}), so its digest cannot be \
+             sent; it goes out once the week has ended. To look at the week so far: \
+             zmot digest --watch {watch} --week {} --preview FILE.html",
+            span.0,
+            (span.2 - Duration::seconds(1))
+                .with_timezone(&tz)
+                .format("%Y-%m-%d"),
+            span.0
+        );
+    }
     let row = store
         .watch_by_name(watch)
         .await?

@@ -42,7 +42,8 @@ pub struct CheckReport {
 enum Notice<'a> {
     Opened(&'a NewAlert),
     Reminder(&'a NewAlert, DateTime<Utc>),
-    Resolved(&'a AlertRow),
+    /// A cleared alert, with what holds now (see `rules::Evaluation::cleared`).
+    Resolved(&'a AlertRow, String),
 }
 
 fn severity_rank(s: &str) -> u8 {
@@ -167,14 +168,13 @@ pub async fn check_watch(
         .watch(watch_name)
         .ok_or_else(|| anyhow::anyhow!("watch `{watch_name}` is not in the configuration"))?;
     let settings = &wcfg.alerts;
-    let findings = crate::rules::Evaluation {
+    let evaluation = crate::rules::Evaluation {
         store,
         watch_id: watch.id,
         settings,
         now,
-    }
-    .findings()
-    .await?;
+    };
+    let findings = evaluation.findings().await?;
     let open = store.open_alerts(watch.id).await?;
     let planned = plan(store, watch.id, settings, &open, &findings, now).await?;
     let mut report = CheckReport::default();
@@ -204,7 +204,7 @@ pub async fn check_watch(
                 report.resolved += 1;
                 if *notify {
                     if let Some(a) = open.iter().find(|a| a.id == *id) {
-                        notices.push(Notice::Resolved(a));
+                        notices.push(Notice::Resolved(a, evaluation.cleared(a).await?));
                     }
                 }
             }
@@ -333,7 +333,7 @@ fn render(watch: &str, notices: &[Notice<'_>], now: DateTime<Utc>) -> (String, S
         .iter()
         .filter_map(|n| match n {
             Notice::Opened(a) | Notice::Reminder(a, _) => Some(a.severity.as_str()),
-            Notice::Resolved(_) => None,
+            Notice::Resolved(..) => None,
         })
         .max_by_key(|s| severity_rank(s));
     let lead = notices
@@ -346,7 +346,7 @@ fn render(watch: &str, notices: &[Notice<'_>], now: DateTime<Utc>) -> (String, S
         })
         .or_else(|| {
             notices.iter().find_map(|n| match n {
-                Notice::Resolved(a) => Some(format!("resolved: {}", a.title)),
+                Notice::Resolved(_, now) => Some(now.clone()),
                 _ => None,
             })
         })
@@ -398,14 +398,9 @@ fn render(watch: &str, notices: &[Notice<'_>], now: DateTime<Utc>) -> (String, S
                 &a.action,
                 &a.evidence,
             ),
-            Notice::Resolved(a) => (
-                "RESOLVED",
-                "green",
-                &a.title,
-                &a.summary,
-                &a.action,
-                &a.evidence,
-            ),
+            Notice::Resolved(a, now) => {
+                ("RESOLVED", "green", now, &a.summary, &a.action, &a.evidence)
+            }
         };
         let since = match n {
             Notice::Reminder(_, opened) => format!(" (open since {})", opened.format("%Y-%m-%d")),
@@ -420,8 +415,8 @@ fn render(watch: &str, notices: &[Notice<'_>], now: DateTime<Utc>) -> (String, S
                 format!(", {}", a_sev.to_uppercase())
             }
         );
-        if let Notice::Resolved(_) = n {
-            let _ = writeln!(text, "  The condition has cleared.\n");
+        if let Notice::Resolved(a, _) = n {
+            let _ = writeln!(text, "  Cleared. It was: {}\n", a.title);
         } else {
             let _ = writeln!(text, "  {summary}\n  What to do: {action}");
             if !evidence.is_empty() {
@@ -441,8 +436,8 @@ fn render(watch: &str, notices: &[Notice<'_>], now: DateTime<Utc>) -> (String, S
             c = colour(a_sev),
             since = esc(&since),
         );
-        if let Notice::Resolved(_) = n {
-            html.push_str("<div>The condition has cleared.</div>");
+        if let Notice::Resolved(a, _) = n {
+            let _ = write!(html, "<div>Cleared. It was: {}</div>", esc(&a.title));
         } else {
             let _ = write!(
                 html,

@@ -16,7 +16,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::config::AlertSettings;
 use crate::domain::Label;
-use crate::store::{Evidence, MentionQuery, NewAlert, Store, StoredMention};
+use crate::store::{AlertRow, Evidence, MentionQuery, NewAlert, Store, StoredMention};
 use crate::trends;
 
 /// Evidence items kept per alert.
@@ -139,6 +139,55 @@ impl Evaluation<'_> {
             out.extend(self.keywords().await?);
         }
         Ok(out)
+    }
+
+    /// What an alert whose condition cleared says now, for its "resolved" line: the
+    /// state as of this evaluation ("shop: buyers now see 4.5 stars, back over 4.3"),
+    /// not the title it had when it was last true.
+    pub async fn cleared(&self, alert: &AlertRow) -> Result<String> {
+        let s = self.settings;
+        let rule_off = !s.enabled(&alert.rule);
+        let now = match alert.rule.as_str() {
+            _ if rule_off => format!("{} (the rule is now off)", alert.title),
+            "buyer_view_rating" => {
+                let source_id = alert
+                    .condition_key
+                    .strip_prefix("buyer_view_rating:")
+                    .and_then(|id| id.parse::<i64>().ok());
+                let views =
+                    trends::buyer_views(self.store, self.watch_id, s.buyer_view_size).await?;
+                match views.iter().find(|v| Some(v.source_id) == source_id) {
+                    Some(v) => match v.average_rating {
+                        Some(avg) if v.reviews.len() >= s.buyer_view_min_reviews => format!(
+                            "{}: buyers now see {avg:.1} stars, back over {:.1}",
+                            v.source, s.buyer_view_threshold
+                        ),
+                        _ => format!(
+                            "{}: fewer than {} recent reviews to judge by",
+                            v.source, s.buyer_view_min_reviews
+                        ),
+                    },
+                    None => format!("{} (the source is gone)", alert.title),
+                }
+            }
+            "keyword" => {
+                let term = alert
+                    .condition_key
+                    .strip_prefix("keyword:")
+                    .unwrap_or(&alert.condition_key);
+                format!("\"{term}\": no mention in the last {} days", s.recent_days)
+            }
+            "negative_spike" => format!(
+                "Negative mentions back to the usual rate for {} h",
+                s.spike_window_hours
+            ),
+            "sentiment_drop" => format!(
+                "Sentiment back within {:.2} of the four weeks before",
+                s.sentiment_drop
+            ),
+            _ => format!("{}: no longer the case", alert.title),
+        };
+        Ok(now)
     }
 
     async fn recent(&self, days: i64) -> Result<Vec<StoredMention>> {

@@ -130,6 +130,20 @@ fn futures_lite<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> T
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f)).unwrap()
 }
 
+/// The subject and plain text of a queued email.
+async fn queued_email(store: &Store, id: i64) -> (String, String) {
+    // A lease of 1 ms: reading it does not keep a sender from it.
+    let all = store.claim_emails("reader", 1000, 1).await.unwrap();
+    let email = all.iter().find(|e| e.id == id).expect("queued");
+    let msg = mail_parser::MessageParser::default()
+        .parse(email.message.as_bytes())
+        .expect("parses");
+    (
+        msg.subject().unwrap_or_default().to_string(),
+        msg.body_text(0).unwrap_or_default().to_string(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buyer_view_rating_fires_stays_quiet_and_clears() {
     for db in testutil::all().await.unwrap() {
@@ -200,6 +214,21 @@ async fn buyer_view_rating_fires_stays_quiet_and_clears() {
             db.label
         );
         assert!(open_rules(store, "Quiet").await.is_empty());
+        // The resolved email says "resolved" once, and what buyers see now.
+        let (subject, text) = queued_email(store, r.email_id.unwrap()).await;
+        assert_eq!(
+            subject, "[zmot] Quiet resolved: store: buyers now see 4.4 stars, back over 4.3",
+            "{}",
+            db.label
+        );
+        assert!(
+            text.contains("store: buyers now see 4.4 stars, back over 4.3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("It was: store: buyers now see 3.2 stars"),
+            "{text}"
+        );
     }
 }
 

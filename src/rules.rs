@@ -22,15 +22,44 @@ use crate::trends;
 /// Evidence items kept per alert.
 const MAX_EVIDENCE: usize = 5;
 
-/// The text with whitespace folded, cut at `max` characters with an ellipsis.
+/// Longest author name shown in an alert; longer ones are cut with an ellipsis.
+pub const MAX_NAME_CHARS: usize = 40;
+
+/// Characters that change how text around them is displayed without showing
+/// themselves: bidirectional embeddings, overrides, isolates and marks (a right-to-left
+/// override makes "gpj.exe" read "exe.jpg"), and the zero-width ones.
+fn invisible_formatting(c: char) -> bool {
+    matches!(c,
+        '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}'
+        | '\u{061C}' | '\u{FEFF}')
+}
+
+/// Text from outside (a review, an author's name) made safe to put in a subject, a
+/// title or a plain-text line: whitespace (CR and LF included) folded to single spaces,
+/// control and invisible formatting characters removed, cut at `max` characters with an
+/// ellipsis.
 pub fn excerpt(text: &str, max: usize) -> String {
-    let t: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let t: String = text
+        .split_whitespace()
+        .map(|w| {
+            w.chars()
+                .filter(|c| !c.is_control() && !invisible_formatting(*c))
+                .collect::<String>()
+        })
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
     if t.chars().count() <= max {
         t
     } else {
         let cut: String = t.chars().take(max).collect();
         format!("{}…", cut.trim_end())
     }
+}
+
+/// An author's name as alerts show it (see `excerpt`), or `None` when nothing is left.
+pub fn author_name(name: &str) -> Option<String> {
+    Some(excerpt(name, MAX_NAME_CHARS)).filter(|n| !n.is_empty())
 }
 
 pub fn evidence(m: &StoredMention) -> Evidence {
@@ -44,7 +73,7 @@ pub fn evidence(m: &StoredMention) -> Evidence {
         mention_id: m.id,
         source: m.source.clone(),
         url: m.mention.url.clone(),
-        author: m.mention.author.clone(),
+        author: m.mention.author.as_deref().and_then(author_name),
         rating: m.mention.rating,
         score: m.sentiment.map(|s| s.score),
         excerpt: excerpt(&text, 280),
@@ -327,7 +356,12 @@ impl Evaluation<'_> {
             if !severe || !visible || m.mention.owner_reply.is_some() {
                 continue;
             }
-            let who = m.mention.author.as_deref().unwrap_or("someone");
+            let who = m
+                .mention
+                .author
+                .as_deref()
+                .and_then(author_name)
+                .unwrap_or_else(|| "someone".into());
             let what = match m.mention.rating {
                 Some(r) => format!("a {r}-star review"),
                 None => "a very negative post".to_string(),
@@ -509,6 +543,27 @@ mod tests {
         let all = (24.0 + 32.0) / 28.0;
         assert!((l - (0.5 * all + 0.5 * 8.0)).abs() < 1e-9, "{l}");
         assert_eq!(spike_baseline(&[0; 28], 7), 0.5);
+    }
+
+    #[test]
+    fn names_are_folded_stripped_of_controls_and_bidi_and_cut() {
+        assert_eq!(
+            author_name("Eve\r\nBcc: all@example.com").as_deref(),
+            Some("Eve Bcc: all@example.com")
+        );
+        assert_eq!(
+            author_name("\u{202E}gpj.exe\u{202C}").as_deref(),
+            Some("gpj.exe")
+        );
+        assert_eq!(
+            author_name("a\u{0007}b\u{200B}c\u{2066}d").as_deref(),
+            Some("abcd")
+        );
+        assert_eq!(author_name(" \u{202E}\r\n "), None);
+        let long = author_name(&"x".repeat(500)).unwrap();
+        assert_eq!(long.chars().count(), MAX_NAME_CHARS + 1);
+        assert!(long.ends_with('…'));
+        assert_eq!(author_name("Zoë O'Brien").as_deref(), Some("Zoë O'Brien"));
     }
 
     #[test]

@@ -45,6 +45,7 @@ struct M {
     at: DateTime<Utc>,
     likes: i64,
     reply: Option<String>,
+    author: String,
 }
 
 fn m(id: &str, text: &str, rating: Option<u8>, label: Label, score: f32, at: DateTime<Utc>) -> M {
@@ -57,6 +58,7 @@ fn m(id: &str, text: &str, rating: Option<u8>, label: Label, score: f32, at: Dat
         at,
         likes: 0,
         reply: None,
+        author: "Pat".into(),
     }
 }
 
@@ -65,12 +67,16 @@ impl M {
         self.likes = n;
         self
     }
+    fn by(mut self, author: &str) -> M {
+        self.author = author.into();
+        self
+    }
     fn scored(&self) -> ScoredMention {
         ScoredMention {
             mention: Mention {
                 external_id: self.id.clone(),
                 url: Some(format!("https://reviews.test/{}", self.id)),
-                author: Some("Pat".into()),
+                author: Some(self.author.clone()),
                 title: None,
                 text: self.text.clone(),
                 rating: self.rating,
@@ -951,5 +957,59 @@ async fn a_rating_hovering_at_the_red_line_announces_red_once() {
             "the stored severity follows the view"
         );
         assert_eq!(open[0].notified_severity.as_deref(), Some("red"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn author_names_cannot_add_lines_or_hide_in_an_alert() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let c = config_with("");
+        let src = source(store, &c, "Acme", "posts").await;
+        let t = now();
+        let hostile = format!(
+            "Eve\r\nBcc: everyone@example.com\r\n\u{202E}gpj.exe\u{202C} {}",
+            "y".repeat(500)
+        );
+        put(
+            store,
+            &src,
+            &[m(
+                "h1",
+                "Worst purchase of my life, it caught fire",
+                None,
+                Label::Negative,
+                -0.95,
+                t - Duration::hours(1),
+            )
+            .likes(250)
+            .by(&hostile)],
+        )
+        .await;
+        let r = check_watch(store, &c, "Acme", t).await.unwrap();
+        let (subject, text) = queued_email(store, r.email_id.unwrap()).await;
+        let w = store.watch_by_name("Acme").await.unwrap().unwrap();
+        let open = store.open_alerts(w.id).await.unwrap();
+        let severe = open.iter().find(|a| a.rule == "severe_mention").unwrap();
+        let shown = "Eve Bcc: everyone@example.com gpj.exe yy…";
+        assert!(severe.title.contains(shown), "{}", severe.title);
+        assert!(severe.title.chars().count() < 120, "{}", severe.title);
+        for (what, s) in [
+            ("subject", &subject),
+            ("title", &severe.title),
+            ("text", &text),
+        ] {
+            assert!(
+                !s.contains('\u{202E}'),
+                "{what} keeps the override on {}",
+                db.label
+            );
+            assert!(!s.contains(&"y".repeat(100)), "{what} keeps the whole name");
+        }
+        assert!(
+            !text.lines().any(|l| l.trim_start().starts_with("Bcc:")),
+            "a header-like line in the body: {text}"
+        );
+        assert!(text.contains(&format!(", {shown}")), "{text}");
     }
 }

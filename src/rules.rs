@@ -118,6 +118,28 @@ pub fn spike_baseline(counts: &[u64], per_week: usize) -> f64 {
     lambda.max(0.5)
 }
 
+/// Endings that make another form of the same word: "refunds", "refunded", "scammers".
+const INFLECTIONS: [&str; 7] = ["", "s", "es", "ed", "ing", "er", "ers"];
+
+/// Whether `ending` (the letters that follow the term up to the end of the word) makes
+/// an inflected form of `term`: one of `INFLECTIONS`, with the final consonant doubled
+/// for -ed, -ing and -er ("scammed", "scamming", "scammers"), or -d, -r and -rs after a
+/// final "e" ("unsafer").
+fn is_inflection(term: &str, ending: &str) -> bool {
+    if INFLECTIONS.contains(&ending) {
+        return true;
+    }
+    let Some(last) = term.chars().next_back() else {
+        return false;
+    };
+    let doubled = ending
+        .strip_prefix(last)
+        .is_some_and(|rest| last.is_alphabetic() && ["ed", "ing", "er", "ers"].contains(&rest));
+    let after_e = last == 'e' && ["d", "r", "rs"].contains(&ending);
+    doubled || after_e
+}
+
+/// Whether `text` contains `term` as whole words, or an inflected form of its last word.
 fn contains_term(text: &str, term: &str) -> bool {
     let text = text.to_lowercase();
     let term = term.to_lowercase();
@@ -125,13 +147,14 @@ fn contains_term(text: &str, term: &str) -> bool {
     while let Some(pos) = text[start..].find(&term) {
         let at = start + pos;
         let before = text[..at].chars().next_back();
-        let after = text[at + term.len()..].chars().next();
-        let boundary = |c: Option<char>| c.is_none_or(|c| !c.is_alphanumeric());
-        // "refunds" and "refunded" count for "refund"; "prefund" does not.
-        let after_ok = boundary(after)
-            || text[at + term.len()..].starts_with('s')
-            || text[at + term.len()..].starts_with("ed");
-        if boundary(before) && after_ok {
+        let rest = &text[at + term.len()..];
+        let ending_len = rest
+            .char_indices()
+            .find(|(_, c)| !c.is_alphanumeric())
+            .map_or(rest.len(), |(i, _)| i);
+        // "refunds" and "scammers" count for their term; "prefund" and "scampi" do not.
+        if before.is_none_or(|c| !c.is_alphanumeric()) && is_inflection(&term, &rest[..ending_len])
+        {
             return true;
         }
         start = at + term.len().max(1);
@@ -575,5 +598,16 @@ mod tests {
         assert!(contains_term("a data breach again", "data breach"));
         assert!(contains_term("total scams", "scam"));
         assert!(!contains_term("scampi", "scam"));
+        assert!(contains_term("I got scammed", "scam"));
+        assert!(contains_term("These scammers, again", "scam"));
+        assert!(contains_term("a scammer's trick", "scam"));
+        assert!(contains_term("they are scamming people", "scam"));
+        assert!(contains_term("two data breaches", "data breach"));
+        assert!(contains_term("my card was hacked", "hacked"));
+        assert!(contains_term("refunding takes weeks", "refund"));
+        assert!(contains_term("they recalled it", "recall"));
+        assert!(!contains_term("refundsy", "refund"));
+        assert!(!contains_term("scamps", "scam"));
+        assert!(!contains_term("lawsuitable", "lawsuit"));
     }
 }

@@ -223,7 +223,7 @@ async fn buyer_view_rating_fires_stays_quiet_and_clears() {
         // The resolved email says "resolved" once, and what buyers see now.
         let (subject, text) = queued_email(store, r.email_id.unwrap()).await;
         assert_eq!(
-            subject, "[zmot] Quiet resolved: store: buyers now see 4.4 stars, back over 4.3",
+            subject, "[zmot] Quiet RESOLVED: store: buyers now see 4.4 stars, back over 4.3",
             "{}",
             db.label
         );
@@ -475,6 +475,8 @@ async fn dedup_reminder_resolution_and_cooldown_over_days() {
 
         let r = check_watch(store, &c, "Acme", t0).await.unwrap();
         assert_eq!((r.opened, r.email_id.is_some()), (1, true), "{}", db.label);
+        let (subject, _) = queued_email(store, r.email_id.unwrap()).await;
+        assert_eq!(subject, "[zmot] Acme AMBER, NEW: \"scam\" in 1 mention");
         let emails = || outbox_count(store);
         assert_eq!(emails(), 1);
         // An hour later the condition persists: nothing new is sent.
@@ -489,6 +491,15 @@ async fn dedup_reminder_resolution_and_cooldown_over_days() {
             .unwrap();
         assert_eq!(r.reminded, 1);
         assert_eq!(emails(), 2);
+        let (subject, text) = queued_email(store, r.email_id.unwrap()).await;
+        assert_eq!(
+            subject,
+            "[zmot] Acme AMBER, REMINDER: \"scam\" in 1 mention"
+        );
+        assert!(
+            text.contains("[REMINDER, AMBER] \"scam\" in 1 mention (still open since 2026-11-20)"),
+            "{text}"
+        );
         let r = check_watch(store, &c, "Acme", t0 + Duration::hours(26))
             .await
             .unwrap();
@@ -500,6 +511,11 @@ async fn dedup_reminder_resolution_and_cooldown_over_days() {
             .unwrap();
         assert_eq!(r.resolved, 1);
         assert_eq!(emails(), 3);
+        let (subject, _) = queued_email(store, r.email_id.unwrap()).await;
+        assert_eq!(
+            subject,
+            "[zmot] Acme RESOLVED: \"scam\": no mention in the last 3 days"
+        );
         // It comes back 6 hours after the resolution was announced: recorded, not sent.
         put(
             store,
@@ -519,12 +535,21 @@ async fn dedup_reminder_resolution_and_cooldown_over_days() {
             .unwrap();
         assert_eq!((r.opened, r.email_id), (1, None), "inside the cooldown");
         assert_eq!(emails(), 3);
-        // Still there once the cooldown is over: announced once, as still open.
+        // Still there once the cooldown is over: announced once, as back (the last
+        // email said it was resolved).
         let r = check_watch(store, &c, "Acme", t0 + Duration::hours(99))
             .await
             .unwrap();
         assert_eq!(r.reminded, 1);
         assert_eq!(emails(), 4);
+        let (subject, text) = queued_email(store, r.email_id.unwrap()).await;
+        assert_eq!(subject, "[zmot] Acme AMBER, BACK: \"scam\" in 1 mention");
+        assert!(
+            text.contains(
+                "[BACK, AMBER] \"scam\" in 1 mention (back after it was resolved on 2026-11-23)"
+            ),
+            "{text}"
+        );
         let r = check_watch(store, &c, "Acme", t0 + Duration::hours(100))
             .await
             .unwrap();
@@ -575,7 +600,7 @@ async fn one_email_per_evaluation_delivered_over_smtp_with_hostile_text_escaped(
             .parse(got[0].data.as_bytes())
             .expect("parses");
         let subject = msg.subject().unwrap();
-        assert!(subject.starts_with("[zmot] Acme RED:"), "{subject}");
+        assert!(subject.starts_with("[zmot] Acme RED, NEW:"), "{subject}");
         assert!(subject.ends_with("(+2 more)"), "{subject}");
         let html = msg.body_html(0).unwrap();
         let text = msg.body_text(0).unwrap();
@@ -943,8 +968,19 @@ async fn a_rating_hovering_at_the_red_line_announces_red_once() {
             let r = check_watch(store, &c, "Quiet", t + Duration::minutes(minute))
                 .await
                 .unwrap();
-            if r.email_id.is_some() {
+            if let Some(id) = r.email_id {
                 subjects.push((minute, stars));
+                let (subject, text) = queued_email(store, id).await;
+                assert_eq!(
+                    subject,
+                    "[zmot] Quiet RED, WORSE: shop: buyers now see 3.9 stars (under 4.3)"
+                );
+                assert!(
+                    text.contains(
+                        "[WORSE, RED] shop: buyers now see 3.9 stars (under 4.3) (was AMBER)"
+                    ),
+                    "{text}"
+                );
             }
         }
         // Amber announced, then red once; the later crossings change nothing announced.

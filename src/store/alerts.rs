@@ -86,8 +86,9 @@ pub enum AlertChange {
 pub struct LastNotice {
     pub at: DateTime<Utc>,
     pub severity: Option<String>,
-    /// That episode is over (its last notification may have been the "resolved" one).
-    pub resolved: bool,
+    /// When that episode's resolution was announced, if its last notification was the
+    /// "resolved" one: the recipients were last told it is over.
+    pub resolution_announced: Option<DateTime<Utc>>,
 }
 
 /// Why an evaluation could not be written.
@@ -203,14 +204,14 @@ impl Store {
     }
 
     /// The last notification of a condition of a watch, in any episode: when, the
-    /// highest severity that episode announced, and whether that episode was resolved.
+    /// highest severity that episode announced, and whether it was the "resolved" one.
     pub async fn last_notice(
         &self,
         watch_id: i64,
         condition_key: &str,
     ) -> Result<Option<LastNotice>> {
         let row = sqlx::query(
-            "SELECT last_notified_at, notified_severity, status FROM alerts
+            "SELECT last_notified_at, notified_severity, resolved_at FROM alerts
              WHERE watch_id = $1 AND condition_key = $2 AND last_notified_at IS NOT NULL
              ORDER BY last_notified_at DESC, id DESC LIMIT 1",
         )
@@ -219,10 +220,13 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| {
+            let at: i64 = r.try_get("last_notified_at")?;
+            let resolved_at: Option<i64> = r.try_get("resolved_at")?;
             Ok(LastNotice {
-                at: from_ms(r.try_get("last_notified_at")?),
+                at: from_ms(at),
                 severity: r.try_get("notified_severity")?,
-                resolved: r.try_get::<String, _>("status")? == "resolved",
+                // The resolution is written with the same timestamp as its notification.
+                resolution_announced: resolved_at.filter(|&t| t == at).map(from_ms),
             })
         })
         .transpose()

@@ -426,3 +426,40 @@ async fn the_current_week_can_be_previewed_but_not_sent() {
         .unwrap();
     assert!(matches!(next, Queued::Queued { .. }), "{next:?}");
 }
+
+#[tokio::test]
+async fn an_earlier_week_shows_the_buyers_view_and_alerts_as_they_were() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let c = config("");
+        setup(store, &c).await;
+        // Week 47 brings the bad reviews and a red alert, still open now.
+        zmot::alerts::check_watch(store, &c, "Acme", day(20, 12))
+            .await
+            .unwrap();
+        let w46 = digest::report::week_by_label(chrono_tz::UTC, now(), "2026-W46").unwrap();
+        let d = digest::compute(store, &c, "Acme", w46).await.unwrap();
+        // At the end of W46 buyers saw p1-p5 and o2-o6: (2 + 5 + 5 + 4 + 5 + 5 x 5) / 10.
+        assert_eq!(d.buyer_views.len(), 1, "{}", db.label);
+        assert!(
+            (d.buyer_views[0].average.unwrap() - 4.6).abs() < 1e-9,
+            "{:?}",
+            d.buyer_views[0]
+        );
+        assert_ne!(d.health, zmot::trends::Health::Red, "{:?}", d.reasons);
+        assert!(
+            !d.reasons.iter().any(|r| r.contains("alert")),
+            "{:?}",
+            d.reasons
+        );
+        assert!(d.alerts_fired.is_empty());
+        // Week 47 itself: the alert opened during it is open at its end.
+        let w47 = digest::report::week_by_label(chrono_tz::UTC, now(), "2026-W47").unwrap();
+        let d = digest::compute(store, &c, "Acme", w47).await.unwrap();
+        assert!(
+            d.reasons.iter().any(|r| r.contains("red alert(s) open")),
+            "{:?}",
+            d.reasons
+        );
+    }
+}

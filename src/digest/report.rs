@@ -184,12 +184,15 @@ pub async fn compute(
     }
     volume_by_source.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
 
-    let views = trends::buyer_views(store, row.id, wcfg.alerts.buyer_view_size).await?;
+    // What held at the end of the week, not now: a digest of an earlier week must not
+    // show today's buyer's view or today's open alerts.
+    let views =
+        trends::buyer_views_at(store, row.id, wcfg.alerts.buyer_view_size, Some(to)).await?;
     let baseline = store
         .period_stats(row.id, None, from - Duration::days(28), from)
         .await?;
     let open: Vec<String> = store
-        .open_alerts(row.id)
+        .alerts_open_at(row.id, to)
         .await?
         .into_iter()
         .map(|a| a.severity)

@@ -166,6 +166,23 @@ impl Store {
         rows.iter().map(alert_row).collect()
     }
 
+    /// Alerts of a watch that were open at `at`: opened before, not resolved by then.
+    pub async fn alerts_open_at(&self, watch_id: i64, at: DateTime<Utc>) -> Result<Vec<AlertRow>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM alerts a JOIN watches w ON w.id = a.watch_id
+             WHERE a.watch_id = $1 AND a.opened_at < $2
+               AND (a.resolved_at IS NULL OR a.resolved_at >= $3)
+             ORDER BY a.opened_at, a.id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(watch_id)
+            .bind(to_ms(at))
+            .bind(to_ms(at))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(alert_row).collect()
+    }
+
     /// Alerts of a watch opened or resolved in `[from, to)`, oldest first.
     pub async fn alerts_between(
         &self,

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use anyhow::{bail, Context, Result};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 use html_escape::encode_text as esc;
 
@@ -71,6 +71,9 @@ pub struct Digest {
     pub week: String,
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
+    /// The week's Monday and Sunday in the watch's time zone, for the period line.
+    pub first_day: NaiveDate,
+    pub last_day: NaiveDate,
     pub health: Health,
     pub reasons: Vec<String>,
     pub this_week: PeriodStats,
@@ -145,9 +148,15 @@ pub async fn compute(
     let tz = crate::config::parse_timezone(wcfg.timezone(&config.general))
         .map_err(anyhow::Error::msg)?;
     let (label, from, to) = week;
+    // Earlier periods by the calendar in the watch's zone, not by subtracting hours: a
+    // week that spans a DST change is 167 or 169 hours long.
+    let first_day = from.with_timezone(&tz).date_naive();
+    let last_day = first_day + Duration::days(6);
+    let last_week_from = trends::local_midnight(tz, first_day - Duration::weeks(1));
+    let baseline_from = trends::local_midnight(tz, first_day - Duration::days(28));
     let this_week = store.period_stats(row.id, None, from, to).await?;
     let last_week = store
-        .period_stats(row.id, None, from - Duration::weeks(1), from)
+        .period_stats(row.id, None, last_week_from, from)
         .await?;
 
     // The chart weeks end with the digest's week.
@@ -189,7 +198,7 @@ pub async fn compute(
     let views =
         trends::buyer_views_at(store, row.id, wcfg.alerts.buyer_view_size, Some(to)).await?;
     let baseline = store
-        .period_stats(row.id, None, from - Duration::days(28), from)
+        .period_stats(row.id, None, baseline_from, from)
         .await?;
     let open: Vec<String> = store
         .alerts_open_at(row.id, to)
@@ -220,7 +229,7 @@ pub async fn compute(
     let before = store
         .mentions(&MentionQuery {
             watch_id: Some(row.id),
-            since: Some(from - Duration::days(28)),
+            since: Some(baseline_from),
             until: Some(from),
             limit: Some(20_000),
             ..Default::default()
@@ -272,7 +281,17 @@ pub async fn compute(
             let Some(r) = store.watch_by_name(&w.name).await? else {
                 continue;
             };
-            let st = store.period_stats(r.id, None, from, to).await?;
+            // The same calendar week in each watch's own zone.
+            let zone = crate::config::parse_timezone(w.timezone(&config.general))
+                .map_err(anyhow::Error::msg)?;
+            let st = store
+                .period_stats(
+                    r.id,
+                    None,
+                    trends::local_midnight(zone, first_day),
+                    trends::local_midnight(zone, first_day + Duration::weeks(1)),
+                )
+                .await?;
             competitors.push(CompetitorRow {
                 watch: w.name.clone(),
                 mentions: st.mentions,
@@ -287,6 +306,8 @@ pub async fn compute(
         week: label,
         from,
         to,
+        first_day,
+        last_day,
         health,
         reasons,
         this_week,
@@ -469,9 +490,9 @@ pub fn render(d: &Digest) -> (String, String, String, Vec<(String, Chart)>) {
         )
     };
     let period = format!(
-        "{} to {}",
-        d.from.format("%Y-%m-%d"),
-        (d.to - Duration::seconds(1)).format("%Y-%m-%d")
+        "Monday {} to Sunday {}",
+        d.first_day.format("%Y-%m-%d"),
+        d.last_day.format("%Y-%m-%d")
     );
 
     let mut text = String::new();

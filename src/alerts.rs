@@ -9,6 +9,11 @@
 //! - After a notification (opened, reminder or resolved), the same condition is not
 //!   notified again within `cooldown_hours`, even if it cleared and came back in
 //!   between (flapping): it is recorded and announced once the cooldown is over.
+//! - A severity higher than the highest already announced (for the open alert or, inside
+//!   the cooldown, for the episode before it) is announced at once; one that falls back
+//!   and rises again is not, so a value hovering around a threshold sends one email.
+//! - Each notice says what the news is (NEW, WORSE, BACK, REMINDER, RESOLVED), so the
+//!   reader can tell a new problem from one already known.
 //! - Everything that changes in one evaluation of a watch goes out as one email, queued
 //!   in the same transaction as the alert rows (see the store's `apply_alert_changes`).
 
@@ -34,12 +39,62 @@ pub struct CheckReport {
     pub conflict: bool,
 }
 
+/// What a notice tells the recipients about an open condition, as the word that leads
+/// its line and the subject, so that a reader knows at once whether it is news.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoticeKind {
+    /// First announcement of the condition.
+    New,
+    /// Higher severity than the highest announced (`was`).
+    Worse { was: String },
+    /// The recipients' last email on this condition said it was resolved (at that time).
+    Back { resolved_at: DateTime<Utc> },
+    /// Still open since `open_since`; nothing new.
+    Reminder { open_since: DateTime<Utc> },
+}
+
+impl NoticeKind {
+    fn word(&self) -> &'static str {
+        match self {
+            NoticeKind::New => "NEW",
+            NoticeKind::Worse { .. } => "WORSE",
+            NoticeKind::Back { .. } => "BACK",
+            NoticeKind::Reminder { .. } => "REMINDER",
+        }
+    }
+
+    /// Which notice leads the subject among those of the same severity.
+    fn urgency(&self) -> u8 {
+        match self {
+            NoticeKind::Worse { .. } => 3,
+            NoticeKind::New => 2,
+            NoticeKind::Back { .. } => 1,
+            NoticeKind::Reminder { .. } => 0,
+        }
+    }
+
+    /// What follows the title in the body.
+    fn detail(&self) -> String {
+        match self {
+            NoticeKind::New => String::new(),
+            NoticeKind::Worse { was } => format!(" (was {})", was.to_uppercase()),
+            NoticeKind::Back { resolved_at } => format!(
+                " (back after it was resolved on {})",
+                resolved_at.format("%Y-%m-%d")
+            ),
+            NoticeKind::Reminder { open_since } => {
+                format!(" (still open since {})", open_since.format("%Y-%m-%d"))
+            }
+        }
+    }
+}
+
 /// One line of the email.
 #[derive(Debug, Clone)]
 enum Notice<'a> {
-    Opened(&'a NewAlert),
-    Reminder(&'a NewAlert, DateTime<Utc>),
-    Resolved(&'a AlertRow),
+    Open(&'a NewAlert, NoticeKind),
+    /// A cleared alert, with what holds now (see `rules::Evaluation::cleared`).
+    Resolved(&'a AlertRow, String),
 }
 
 fn severity_rank(s: &str) -> u8 {
@@ -58,7 +113,7 @@ pub async fn plan(
     open: &[AlertRow],
     findings: &[NewAlert],
     now: DateTime<Utc>,
-) -> Result<Vec<(AlertChange, bool)>> {
+) -> Result<Vec<(AlertChange, Option<NoticeKind>)>> {
     let cooldown = Duration::hours(i64::from(settings.cooldown_hours));
     let reminder = Duration::hours(i64::from(settings.reminder_hours.max(24)));
     let mut changes = Vec::new();
@@ -66,38 +121,83 @@ pub async fn plan(
         match open.iter().find(|a| a.condition_key == f.condition_key) {
             Some(a) => {
                 let since = a.last_notified_at.unwrap_or(a.opened_at);
-                // Worse than announced: say so now rather than wait for the reminder.
-                let escalated = severity_rank(&f.severity) > severity_rank(&a.severity);
+                // What the recipients were told about this condition: the highest
+                // severity announced for this alert or, for one opened quietly inside the
+                // cooldown, for the episode announced before it.
+                let last = match a.last_notified_at {
+                    Some(_) => None,
+                    None => store.last_notice(watch_id, &f.condition_key).await?,
+                };
+                let announced = match &a.notified_severity {
+                    Some(s) => Some(s.clone()),
+                    None => last
+                        .as_ref()
+                        .filter(|n| now - n.at < cooldown)
+                        .and_then(|n| n.severity.clone()),
+                };
+                // Worse than ever announced: say so now rather than wait for the
+                // reminder. Against the highest announced, not the stored severity
+                // (which follows the condition down), so a value hovering around a
+                // threshold does not announce the same escalation at every crossing.
+                let escalated = announced
+                    .as_deref()
+                    .is_some_and(|s| severity_rank(&f.severity) > severity_rank(s));
                 let unannounced = a.last_notified_at.is_none()
-                    && store
-                        .last_notified(watch_id, &f.condition_key)
-                        .await?
-                        .is_none_or(|t| now - t >= cooldown);
+                    && last.as_ref().is_none_or(|n| now - n.at >= cooldown);
                 let snoozed = a.snoozed_until.is_some_and(|t| t > now);
                 let acknowledged = a.acknowledged_at.is_some();
                 // Acknowledged: someone is on it, so no more reminders (a worse severity
                 // still goes out); snoozed: nothing until the snooze ends.
                 let remind = !snoozed
                     && ((now - since >= reminder && !acknowledged) || escalated || unannounced);
+                let kind = remind.then(|| match (&announced, &last) {
+                    (Some(was), _) if escalated => NoticeKind::Worse { was: was.clone() },
+                    (_, Some(n)) if a.last_notified_at.is_none() => match n.resolution_announced {
+                        Some(resolved_at) => NoticeKind::Back { resolved_at },
+                        None => NoticeKind::Reminder {
+                            open_since: a.opened_at,
+                        },
+                    },
+                    _ if a.last_notified_at.is_none() => NoticeKind::New,
+                    _ => NoticeKind::Reminder {
+                        open_since: a.opened_at,
+                    },
+                });
+                let notified_severity = if remind {
+                    Some(
+                        match &a.notified_severity {
+                            Some(s) if severity_rank(s) > severity_rank(&f.severity) => s,
+                            _ => &f.severity,
+                        }
+                        .clone(),
+                    )
+                } else {
+                    a.notified_severity.clone()
+                };
                 changes.push((
                     AlertChange::Persist {
                         id: a.id,
                         alert: f.clone(),
                         remind,
                         last_notified: a.last_notified_at,
+                        notified_severity,
                     },
-                    remind,
+                    kind,
                 ));
             }
             None => {
-                let last = store.last_notified(watch_id, &f.condition_key).await?;
-                let notify = last.is_none_or(|t| now - t >= cooldown);
+                let last = store.last_notice(watch_id, &f.condition_key).await?;
+                let notify = last.as_ref().is_none_or(|n| now - n.at >= cooldown);
+                let kind = notify.then(|| match last.and_then(|n| n.resolution_announced) {
+                    Some(resolved_at) => NoticeKind::Back { resolved_at },
+                    None => NoticeKind::New,
+                });
                 changes.push((
                     AlertChange::Open {
                         alert: f.clone(),
                         notify,
                     },
-                    notify,
+                    kind,
                 ));
             }
         }
@@ -113,7 +213,7 @@ pub async fn plan(
                     id: a.id,
                     notify: announce,
                 },
-                announce,
+                None,
             ));
         }
     }
@@ -136,44 +236,37 @@ pub async fn check_watch(
         .watch(watch_name)
         .ok_or_else(|| anyhow::anyhow!("watch `{watch_name}` is not in the configuration"))?;
     let settings = &wcfg.alerts;
-    let findings = crate::rules::Evaluation {
+    let evaluation = crate::rules::Evaluation {
         store,
         watch_id: watch.id,
         settings,
         now,
-    }
-    .findings()
-    .await?;
+    };
+    let findings = evaluation.findings().await?;
     let open = store.open_alerts(watch.id).await?;
     let planned = plan(store, watch.id, settings, &open, &findings, now).await?;
     let mut report = CheckReport::default();
     let mut notices = Vec::new();
-    for (change, notify) in &planned {
+    for (change, kind) in &planned {
         match change {
             AlertChange::Open { alert, .. } => {
                 report.opened += 1;
-                if *notify {
-                    notices.push(Notice::Opened(alert));
+                if let Some(kind) = kind {
+                    notices.push(Notice::Open(alert, kind.clone()));
                 }
             }
-            AlertChange::Persist { alert, id, .. } => {
-                if *notify {
+            AlertChange::Persist { alert, .. } => match kind {
+                Some(kind) => {
                     report.reminded += 1;
-                    let opened = open
-                        .iter()
-                        .find(|a| a.id == *id)
-                        .map(|a| a.opened_at)
-                        .unwrap_or(now);
-                    notices.push(Notice::Reminder(alert, opened));
-                } else {
-                    report.persisting += 1;
+                    notices.push(Notice::Open(alert, kind.clone()));
                 }
-            }
-            AlertChange::Resolve { id, .. } => {
+                None => report.persisting += 1,
+            },
+            AlertChange::Resolve { id, notify } => {
                 report.resolved += 1;
                 if *notify {
                     if let Some(a) = open.iter().find(|a| a.id == *id) {
-                        notices.push(Notice::Resolved(a));
+                        notices.push(Notice::Resolved(a, evaluation.cleared(a).await?));
                     }
                 }
             }
@@ -298,36 +391,33 @@ fn evidence_html(out: &mut String, e: &Evidence) {
 
 /// Subject, plain text and HTML of an alert email.
 fn render(watch: &str, notices: &[Notice<'_>], now: DateTime<Utc>) -> (String, String, String) {
-    let worst = notices
-        .iter()
-        .filter_map(|n| match n {
-            Notice::Opened(a) | Notice::Reminder(a, _) => Some(a.severity.as_str()),
-            Notice::Resolved(_) => None,
-        })
-        .max_by_key(|s| severity_rank(s));
+    // The subject leads with the worst open notice (by severity, then worse before new
+    // before back before reminder), or the first resolution when nothing is open.
     let lead = notices
         .iter()
-        .find_map(|n| match n {
-            Notice::Opened(a) | Notice::Reminder(a, _) if Some(a.severity.as_str()) == worst => {
-                Some(a.title.clone())
-            }
-            _ => None,
+        .filter_map(|n| match n {
+            Notice::Open(a, kind) => Some((a, kind)),
+            Notice::Resolved(..) => None,
         })
-        .or_else(|| {
-            notices.iter().find_map(|n| match n {
-                Notice::Resolved(a) => Some(format!("resolved: {}", a.title)),
-                _ => None,
+        .max_by_key(|(a, kind)| (severity_rank(&a.severity), kind.urgency()));
+    let head = match lead {
+        Some((a, kind)) => format!(
+            "{}, {}: {}",
+            a.severity.to_uppercase(),
+            kind.word(),
+            a.title
+        ),
+        None => notices
+            .iter()
+            .find_map(|n| match n {
+                Notice::Resolved(_, now) => Some(format!("RESOLVED: {now}")),
+                Notice::Open(..) => None,
             })
-        })
-        .unwrap_or_default();
+            .unwrap_or_default(),
+    };
     let more = notices.len().saturating_sub(1);
     let subject = format!(
-        "[zmot] {watch} {}: {lead}{}",
-        match worst {
-            Some("red") => "RED",
-            Some("amber") => "AMBER",
-            _ => "resolved",
-        },
+        "[zmot] {watch} {head}{}",
         if more > 0 {
             format!(" (+{more} more)")
         } else {
@@ -350,47 +440,29 @@ fn render(watch: &str, notices: &[Notice<'_>], now: DateTime<Utc>) -> (String, S
         esc(watch)
     );
     for n in notices {
-        let (tag, a_sev, title, summary, action, evidence) = match n {
-            Notice::Opened(a) => (
-                "NEW",
+        let (tag, a_sev, title, summary, action, evidence, since) = match n {
+            Notice::Open(a, kind) => (
+                format!("{}, {}", kind.word(), a.severity.to_uppercase()),
                 a.severity.as_str(),
                 &a.title,
                 &a.summary,
                 &a.action,
                 &a.evidence,
+                kind.detail(),
             ),
-            Notice::Reminder(a, _) => (
-                "STILL OPEN",
-                a.severity.as_str(),
-                &a.title,
-                &a.summary,
-                &a.action,
-                &a.evidence,
-            ),
-            Notice::Resolved(a) => (
-                "RESOLVED",
+            Notice::Resolved(a, now) => (
+                "RESOLVED".to_string(),
                 "green",
-                &a.title,
+                now,
                 &a.summary,
                 &a.action,
                 &a.evidence,
+                String::new(),
             ),
         };
-        let since = match n {
-            Notice::Reminder(_, opened) => format!(" (open since {})", opened.format("%Y-%m-%d")),
-            _ => String::new(),
-        };
-        let _ = writeln!(
-            text,
-            "[{tag}{}] {title}{since}",
-            if tag == "RESOLVED" {
-                String::new()
-            } else {
-                format!(", {}", a_sev.to_uppercase())
-            }
-        );
-        if let Notice::Resolved(_) = n {
-            let _ = writeln!(text, "  The condition has cleared.\n");
+        let _ = writeln!(text, "[{tag}] {title}{since}");
+        if let Notice::Resolved(a, _) = n {
+            let _ = writeln!(text, "  Cleared. It was: {}\n", a.title);
         } else {
             let _ = writeln!(text, "  {summary}\n  What to do: {action}");
             if !evidence.is_empty() {
@@ -410,8 +482,8 @@ fn render(watch: &str, notices: &[Notice<'_>], now: DateTime<Utc>) -> (String, S
             c = colour(a_sev),
             since = esc(&since),
         );
-        if let Notice::Resolved(_) = n {
-            html.push_str("<div>The condition has cleared.</div>");
+        if let Notice::Resolved(a, _) = n {
+            let _ = write!(html, "<div>Cleared. It was: {}</div>", esc(&a.title));
         } else {
             let _ = write!(
                 html,

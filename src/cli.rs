@@ -639,10 +639,16 @@ async fn digest(
     }
     for name in names {
         if let Some(out) = preview {
-            let d = crate::digest::preview(&store, &config, &name, week, Utc::now(), out).await?;
+            let now = Utc::now();
+            let d = crate::digest::preview(&store, &config, &name, week, now, out).await?;
             println!(
-                "{name} {}: {} mentions; written to {}",
+                "{name} {}{}: {} mentions; written to {}",
                 d.week,
+                if d.to > now {
+                    " (not over yet: the week so far)"
+                } else {
+                    ""
+                },
                 d.this_week.mentions,
                 out.display()
             );
@@ -1099,10 +1105,17 @@ async fn status(path: &Path, json: bool) -> Result<()> {
         .into_iter()
         .filter(|j| !j.name.starts_with("fetch:"))
         .collect();
+    // Emails of the last two weeks that missed someone: a refused address is a wrong
+    // or closed mailbox that only a person can fix, so it is shown until then.
+    let undelivered = store
+        .undelivered_emails(crate::store::now_ms() - 14 * 24 * 3600 * 1000)
+        .await?;
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "sources": list, "jobs": jobs }))?
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "sources": list, "jobs": jobs, "undelivered_emails": undelivered })
+            )?
         );
         return Ok(());
     }
@@ -1187,6 +1200,31 @@ async fn status(path: &Path, json: bool) -> Result<()> {
                 j.next_run_at.map(fmt).unwrap_or_default(),
                 j.last_error.as_deref().unwrap_or("")
             );
+        }
+    }
+    if !undelivered.is_empty() {
+        println!();
+        println!("EMAILS THAT MISSED SOMEONE (last 14 days)");
+        for e in undelivered {
+            let queued = fmt(crate::store::from_ms(e.created_at));
+            let state = match e.status.as_str() {
+                "sent" => "sent to the others",
+                "queued" => "retrying",
+                _ => "given up",
+            };
+            println!(
+                "#{:<6} {queued}  {state}: {}",
+                e.id,
+                truncate(&e.subject, 70)
+            );
+            for r in &e.refused {
+                println!("        refused {}: {}", r.address, r.reason);
+            }
+            if e.status != "sent" {
+                if let Some(err) = &e.last_error {
+                    println!("        last error: {err}");
+                }
+            }
         }
     }
     Ok(())

@@ -13,7 +13,7 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::config::{Email, TlsMode};
-use crate::store::{now_ms, OutboxEmail, Store};
+use crate::store::{now_ms, OutboxEmail, Refusal, Store};
 
 /// Give up on an email after this many failed attempts (about four days of retries).
 pub const MAX_ATTEMPTS: i64 = 40;
@@ -114,43 +114,95 @@ impl Mailer {
         }
     }
 
-    async fn deliver(&self, email: &OutboxEmail) -> Result<String> {
+    /// The envelopes to send to the recipients still waiting: over SMTP one per recipient,
+    /// so that one refused address does not hold back the others and each acceptance is
+    /// recorded on its own; a folder gets one file for all of them.
+    fn envelopes(&self, pending: Vec<String>) -> Vec<Vec<String>> {
+        match self {
+            Mailer::Smtp { .. } => pending.into_iter().map(|r| vec![r]).collect(),
+            Mailer::Folder(_) => vec![pending],
+        }
+    }
+
+    async fn deliver(&self, email: &OutboxEmail, to: &[String]) -> Result<String, Failure> {
         match self {
             Mailer::Smtp { transport, from } => {
-                let from: Mailbox = from.parse()?;
-                let to = email
-                    .recipients
+                let from: Mailbox = from.parse().map_err(|e| {
+                    Failure::Unreachable(anyhow::anyhow!("bad sender address: {e}"))
+                })?;
+                let to = to
                     .iter()
-                    .map(|r| r.parse::<Mailbox>().map(|m| m.email))
+                    .map(|r| {
+                        r.parse::<Mailbox>().map(|m| m.email).map_err(|e| {
+                            Failure::Permanent(format!("not a valid email address: {e}"))
+                        })
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
-                let envelope = lettre::address::Envelope::new(Some(from.email), to)?;
-                let response = transport
+                let envelope = lettre::address::Envelope::new(Some(from.email), to)
+                    .map_err(|e| Failure::Unreachable(e.into()))?;
+                match transport
                     .send_raw(&envelope, email.message.as_bytes())
-                    .await?;
-                Ok(format!("accepted by the SMTP server ({})", response.code()))
+                    .await
+                {
+                    Ok(response) => {
+                        Ok(format!("accepted by the SMTP server ({})", response.code()))
+                    }
+                    // A 5xx answer will be the same next time: retrying only delays
+                    // telling someone that the address is wrong.
+                    Err(e) if e.is_permanent() => Err(Failure::Permanent(e.to_string())),
+                    Err(e) if e.is_transient() => Err(Failure::Temporary(e.into())),
+                    Err(e) => Err(Failure::Unreachable(e.into())),
+                }
             }
             Mailer::Folder(dir) => {
-                tokio::fs::create_dir_all(dir)
-                    .await
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
-                let name = format!("{:06}-{}.eml", email.id, email.kind);
-                let tmp = dir.join(format!(".{name}.tmp"));
-                let path = dir.join(&name);
-                // Write then rename: a reader never sees half a message.
-                tokio::fs::write(&tmp, email.message.as_bytes()).await?;
-                tokio::fs::rename(&tmp, &path).await?;
-                Ok(format!("written to {}", path.display()))
+                let write = async {
+                    tokio::fs::create_dir_all(dir)
+                        .await
+                        .with_context(|| format!("cannot create {}", dir.display()))?;
+                    let name = format!("{:06}-{}.eml", email.id, email.kind);
+                    let tmp = dir.join(format!(".{name}.tmp"));
+                    let path = dir.join(&name);
+                    // Write then rename: a reader never sees half a message.
+                    tokio::fs::write(&tmp, email.message.as_bytes()).await?;
+                    tokio::fs::rename(&tmp, &path).await?;
+                    Ok::<_, anyhow::Error>(format!("written to {}", path.display()))
+                };
+                write.await.map_err(Failure::Unreachable)
             }
         }
     }
 }
 
+/// Why an envelope was not delivered.
+enum Failure {
+    /// The server refused for good (5xx) or the address is malformed: not retried.
+    Permanent(String),
+    /// The server answered 4xx for this recipient: retried with backoff.
+    Temporary(anyhow::Error),
+    /// The server could not be reached (down, timeout, TLS) or the folder not written:
+    /// retried with backoff, and the other recipients wait for the retry too rather
+    /// than each waiting out the same timeout.
+    Unreachable(anyhow::Error),
+}
+
+/// "gone@example.com (permanent error (550): no such user)", for logs and `zmot status`.
+pub fn describe_refusals(refused: &[Refusal]) -> String {
+    refused
+        .iter()
+        .map(|r| format!("{} ({})", r.address, r.reason))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// What one delivery pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct DeliveryReport {
+    /// Emails accepted for every recipient that was not refused.
     pub sent: u64,
     pub retrying: u64,
     pub gave_up: u64,
+    /// Recipients the server refused for good (their email still went to the others).
+    pub refused: u64,
 }
 
 /// Delay before the next attempt: 1 min, 2, 4, ... capped at 2 hours.
@@ -159,8 +211,11 @@ pub fn backoff(attempts: i64) -> Duration {
     Duration::from_secs((minutes * 60).min(2 * 3600))
 }
 
-/// Sends every due email once. An email is marked sent only after the server (or the
-/// file system) accepted it; a failure schedules a retry with backoff.
+/// Sends every due email once, recipient by recipient. A recipient is recorded as
+/// having the email only after the server (or the file system) accepted it, so a retry
+/// goes only to those still waiting; a recipient refused for good (5xx) is recorded and
+/// not tried again. The email is sent when nobody is left waiting and at least one
+/// recipient has it; a temporary failure schedules a retry with backoff.
 pub async fn deliver_due(store: &Store, mailer: &Mailer, worker: &str) -> Result<DeliveryReport> {
     let mut report = DeliveryReport::default();
     loop {
@@ -169,15 +224,71 @@ pub async fn deliver_due(store: &Store, mailer: &Mailer, worker: &str) -> Result
             return Ok(report);
         }
         for email in batch {
-            match mailer.deliver(&email).await {
-                Ok(how) => {
-                    store.mark_email_sent(email.id).await?;
-                    tracing::info!(id = email.id, subject = %email.subject, "email {how}");
+            let mut delivered = email.delivered_to.clone();
+            let mut refused = email.refused.clone();
+            let mut temporary: Option<String> = None;
+            for to in mailer.envelopes(email.pending_recipients()) {
+                if to.is_empty() {
+                    continue;
+                }
+                match mailer.deliver(&email, &to).await {
+                    Ok(how) => {
+                        delivered.extend(to.iter().cloned());
+                        store
+                            .record_email_recipients(email.id, &delivered, &refused)
+                            .await?;
+                        tracing::info!(id = email.id, subject = %email.subject, to = %to.join(", "), "email {how}");
+                    }
+                    Err(Failure::Permanent(reason)) => {
+                        for address in &to {
+                            tracing::error!(
+                                id = email.id,
+                                subject = %email.subject,
+                                "the mail server refused {address}, not retried: {reason}"
+                            );
+                        }
+                        refused.extend(to.iter().map(|address| Refusal {
+                            address: address.clone(),
+                            reason: reason.clone(),
+                        }));
+                        report.refused += to.len() as u64;
+                        store
+                            .record_email_recipients(email.id, &delivered, &refused)
+                            .await?;
+                    }
+                    Err(Failure::Temporary(e)) => {
+                        temporary = Some(format!("{}: {e:#}", to.join(", ")));
+                    }
+                    Err(Failure::Unreachable(e)) => {
+                        temporary = Some(format!("{e:#}"));
+                        break;
+                    }
+                }
+            }
+            let refusals = (!refused.is_empty()).then(|| {
+                format!(
+                    "refused by the mail server: {}",
+                    describe_refusals(&refused)
+                )
+            });
+            match temporary {
+                None if !delivered.is_empty() => {
+                    store.mark_email_sent(email.id, refusals.as_deref()).await?;
                     report.sent += 1;
                 }
-                Err(e) => {
+                None => {
+                    // Every recipient refused: nobody will ever get it.
+                    let msg = refusals.unwrap_or_else(|| "no recipients".into());
+                    store.mark_email_failed(email.id, &msg, None).await?;
+                    tracing::error!(id = email.id, "gave up on email: {msg}");
+                    report.gave_up += 1;
+                }
+                Some(e) => {
                     let attempts = email.attempts + 1;
-                    let msg = format!("{e:#}");
+                    let msg = match &refusals {
+                        Some(r) => format!("{e}; {r}"),
+                        None => e,
+                    };
                     if attempts >= MAX_ATTEMPTS {
                         store.mark_email_failed(email.id, &msg, None).await?;
                         tracing::error!(id = email.id, attempts, "gave up on email: {msg}");

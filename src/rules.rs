@@ -16,21 +16,50 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::config::AlertSettings;
 use crate::domain::Label;
-use crate::store::{Evidence, MentionQuery, NewAlert, Store, StoredMention};
+use crate::store::{AlertRow, Evidence, MentionQuery, NewAlert, Store, StoredMention};
 use crate::trends;
 
 /// Evidence items kept per alert.
 const MAX_EVIDENCE: usize = 5;
 
-/// The text with whitespace folded, cut at `max` characters with an ellipsis.
+/// Longest author name shown in an alert; longer ones are cut with an ellipsis.
+pub const MAX_NAME_CHARS: usize = 40;
+
+/// Characters that change how text around them is displayed without showing
+/// themselves: bidirectional embeddings, overrides, isolates and marks (a right-to-left
+/// override makes "gpj.exe" read "exe.jpg"), and the zero-width ones.
+fn invisible_formatting(c: char) -> bool {
+    matches!(c,
+        '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}'
+        | '\u{061C}' | '\u{FEFF}')
+}
+
+/// Text from outside (a review, an author's name) made safe to put in a subject, a
+/// title or a plain-text line: whitespace (CR and LF included) folded to single spaces,
+/// control and invisible formatting characters removed, cut at `max` characters with an
+/// ellipsis.
 pub fn excerpt(text: &str, max: usize) -> String {
-    let t: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let t: String = text
+        .split_whitespace()
+        .map(|w| {
+            w.chars()
+                .filter(|c| !c.is_control() && !invisible_formatting(*c))
+                .collect::<String>()
+        })
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
     if t.chars().count() <= max {
         t
     } else {
         let cut: String = t.chars().take(max).collect();
         format!("{}…", cut.trim_end())
     }
+}
+
+/// An author's name as alerts show it (see `excerpt`), or `None` when nothing is left.
+pub fn author_name(name: &str) -> Option<String> {
+    Some(excerpt(name, MAX_NAME_CHARS)).filter(|n| !n.is_empty())
 }
 
 pub fn evidence(m: &StoredMention) -> Evidence {
@@ -44,7 +73,7 @@ pub fn evidence(m: &StoredMention) -> Evidence {
         mention_id: m.id,
         source: m.source.clone(),
         url: m.mention.url.clone(),
-        author: m.mention.author.clone(),
+        author: m.mention.author.as_deref().and_then(author_name),
         rating: m.mention.rating,
         score: m.sentiment.map(|s| s.score),
         excerpt: excerpt(&text, 280),
@@ -89,6 +118,28 @@ pub fn spike_baseline(counts: &[u64], per_week: usize) -> f64 {
     lambda.max(0.5)
 }
 
+/// Endings that make another form of the same word: "refunds", "refunded", "scammers".
+const INFLECTIONS: [&str; 7] = ["", "s", "es", "ed", "ing", "er", "ers"];
+
+/// Whether `ending` (the letters that follow the term up to the end of the word) makes
+/// an inflected form of `term`: one of `INFLECTIONS`, with the final consonant doubled
+/// for -ed, -ing and -er ("scammed", "scamming", "scammers"), or -d, -r and -rs after a
+/// final "e" ("unsafer").
+fn is_inflection(term: &str, ending: &str) -> bool {
+    if INFLECTIONS.contains(&ending) {
+        return true;
+    }
+    let Some(last) = term.chars().next_back() else {
+        return false;
+    };
+    let doubled = ending
+        .strip_prefix(last)
+        .is_some_and(|rest| last.is_alphabetic() && ["ed", "ing", "er", "ers"].contains(&rest));
+    let after_e = last == 'e' && ["d", "r", "rs"].contains(&ending);
+    doubled || after_e
+}
+
+/// Whether `text` contains `term` as whole words, or an inflected form of its last word.
 fn contains_term(text: &str, term: &str) -> bool {
     let text = text.to_lowercase();
     let term = term.to_lowercase();
@@ -96,13 +147,14 @@ fn contains_term(text: &str, term: &str) -> bool {
     while let Some(pos) = text[start..].find(&term) {
         let at = start + pos;
         let before = text[..at].chars().next_back();
-        let after = text[at + term.len()..].chars().next();
-        let boundary = |c: Option<char>| c.is_none_or(|c| !c.is_alphanumeric());
-        // "refunds" and "refunded" count for "refund"; "prefund" does not.
-        let after_ok = boundary(after)
-            || text[at + term.len()..].starts_with('s')
-            || text[at + term.len()..].starts_with("ed");
-        if boundary(before) && after_ok {
+        let rest = &text[at + term.len()..];
+        let ending_len = rest
+            .char_indices()
+            .find(|(_, c)| !c.is_alphanumeric())
+            .map_or(rest.len(), |(i, _)| i);
+        // "refunds" and "scammers" count for their term; "prefund" and "scampi" do not.
+        if before.is_none_or(|c| !c.is_alphanumeric()) && is_inflection(&term, &rest[..ending_len])
+        {
             return true;
         }
         start = at + term.len().max(1);
@@ -139,6 +191,55 @@ impl Evaluation<'_> {
             out.extend(self.keywords().await?);
         }
         Ok(out)
+    }
+
+    /// What an alert whose condition cleared says now, for its "resolved" line: the
+    /// state as of this evaluation ("shop: buyers now see 4.5 stars, back over 4.3"),
+    /// not the title it had when it was last true.
+    pub async fn cleared(&self, alert: &AlertRow) -> Result<String> {
+        let s = self.settings;
+        let rule_off = !s.enabled(&alert.rule);
+        let now = match alert.rule.as_str() {
+            _ if rule_off => format!("{} (the rule is now off)", alert.title),
+            "buyer_view_rating" => {
+                let source_id = alert
+                    .condition_key
+                    .strip_prefix("buyer_view_rating:")
+                    .and_then(|id| id.parse::<i64>().ok());
+                let views =
+                    trends::buyer_views(self.store, self.watch_id, s.buyer_view_size).await?;
+                match views.iter().find(|v| Some(v.source_id) == source_id) {
+                    Some(v) => match v.average_rating {
+                        Some(avg) if v.reviews.len() >= s.buyer_view_min_reviews => format!(
+                            "{}: buyers now see {avg:.1} stars, back over {:.1}",
+                            v.source, s.buyer_view_threshold
+                        ),
+                        _ => format!(
+                            "{}: fewer than {} recent reviews to judge by",
+                            v.source, s.buyer_view_min_reviews
+                        ),
+                    },
+                    None => format!("{} (the source is gone)", alert.title),
+                }
+            }
+            "keyword" => {
+                let term = alert
+                    .condition_key
+                    .strip_prefix("keyword:")
+                    .unwrap_or(&alert.condition_key);
+                format!("\"{term}\": no mention in the last {} days", s.recent_days)
+            }
+            "negative_spike" => format!(
+                "Negative mentions back to the usual rate for {} h",
+                s.spike_window_hours
+            ),
+            "sentiment_drop" => format!(
+                "Sentiment back within {:.2} of the four weeks before",
+                s.sentiment_drop
+            ),
+            _ => format!("{}: no longer the case", alert.title),
+        };
+        Ok(now)
     }
 
     async fn recent(&self, days: i64) -> Result<Vec<StoredMention>> {
@@ -278,7 +379,12 @@ impl Evaluation<'_> {
             if !severe || !visible || m.mention.owner_reply.is_some() {
                 continue;
             }
-            let who = m.mention.author.as_deref().unwrap_or("someone");
+            let who = m
+                .mention
+                .author
+                .as_deref()
+                .and_then(author_name)
+                .unwrap_or_else(|| "someone".into());
             let what = match m.mention.rating {
                 Some(r) => format!("a {r}-star review"),
                 None => "a very negative post".to_string(),
@@ -463,6 +569,27 @@ mod tests {
     }
 
     #[test]
+    fn names_are_folded_stripped_of_controls_and_bidi_and_cut() {
+        assert_eq!(
+            author_name("Eve\r\nBcc: all@example.com").as_deref(),
+            Some("Eve Bcc: all@example.com")
+        );
+        assert_eq!(
+            author_name("\u{202E}gpj.exe\u{202C}").as_deref(),
+            Some("gpj.exe")
+        );
+        assert_eq!(
+            author_name("a\u{0007}b\u{200B}c\u{2066}d").as_deref(),
+            Some("abcd")
+        );
+        assert_eq!(author_name(" \u{202E}\r\n "), None);
+        let long = author_name(&"x".repeat(500)).unwrap();
+        assert_eq!(long.chars().count(), MAX_NAME_CHARS + 1);
+        assert!(long.ends_with('…'));
+        assert_eq!(author_name("Zoë O'Brien").as_deref(), Some("Zoë O'Brien"));
+    }
+
+    #[test]
     fn crisis_terms_match_whole_words_and_simple_inflections() {
         assert!(contains_term("I want a REFUND now", "refund"));
         assert!(contains_term("still no refunds.", "refund"));
@@ -471,5 +598,16 @@ mod tests {
         assert!(contains_term("a data breach again", "data breach"));
         assert!(contains_term("total scams", "scam"));
         assert!(!contains_term("scampi", "scam"));
+        assert!(contains_term("I got scammed", "scam"));
+        assert!(contains_term("These scammers, again", "scam"));
+        assert!(contains_term("a scammer's trick", "scam"));
+        assert!(contains_term("they are scamming people", "scam"));
+        assert!(contains_term("two data breaches", "data breach"));
+        assert!(contains_term("my card was hacked", "hacked"));
+        assert!(contains_term("refunding takes weeks", "refund"));
+        assert!(contains_term("they recalled it", "recall"));
+        assert!(!contains_term("refundsy", "refund"));
+        assert!(!contains_term("scamps", "scam"));
+        assert!(!contains_term("lawsuitable", "lawsuit"));
     }
 }

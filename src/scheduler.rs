@@ -214,8 +214,11 @@ pub async fn run_job(
         JobKind::Deliver => {
             let r = notify::deliver_due(&pipeline.store, mailer, &pipeline.worker).await?;
             Metrics::add(&metrics.emails_sent, r.sent);
-            Metrics::add(&metrics.email_failures, r.retrying + r.gave_up);
-            Ok(format!("{} sent, {} to retry", r.sent, r.retrying))
+            Metrics::add(&metrics.email_failures, r.retrying + r.gave_up + r.refused);
+            Ok(format!(
+                "{} sent, {} to retry, {} recipient(s) refused",
+                r.sent, r.retrying, r.refused
+            ))
         }
         JobKind::Check { watch } => {
             let r =

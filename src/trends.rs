@@ -170,10 +170,23 @@ async fn periods(
 
 /// The buyer's view of one source: its `n` most recent rated reviews.
 pub async fn buyer_view(store: &Store, source: &SourceRow, n: usize) -> Result<BuyerView> {
+    buyer_view_at(store, source, n, None).await
+}
+
+/// The buyer's view of one source as it stood at `at` (now when `None`): the `n` most
+/// recent rated reviews published before then, and the source's own rating as last
+/// recorded before then.
+pub async fn buyer_view_at(
+    store: &Store,
+    source: &SourceRow,
+    n: usize,
+    at: Option<DateTime<Utc>>,
+) -> Result<BuyerView> {
     let reviews = store
         .mentions(&MentionQuery {
             source_id: Some(source.id),
             rated_only: true,
+            until: at,
             limit: Some(n as i64),
             ..Default::default()
         })
@@ -184,6 +197,10 @@ pub async fn buyer_view(store: &Store, source: &SourceRow, n: usize) -> Result<B
         .map(f64::from)
         .collect();
     let scored: Vec<_> = reviews.iter().filter_map(|m| m.sentiment).collect();
+    let published = match at {
+        None => store.latest_aggregate(source.id).await?,
+        Some(at) => store.aggregate_at(source.id, at).await?,
+    };
     Ok(BuyerView {
         source_id: source.id,
         source: source.name.clone(),
@@ -197,18 +214,32 @@ pub async fn buyer_view(store: &Store, source: &SourceRow, n: usize) -> Result<B
                 .count() as f64
                 / scored.len() as f64
         }),
-        published: store.latest_aggregate(source.id).await?,
+        published,
         reviews,
     })
 }
 
 /// The buyer's views of every rated source of a watch.
 pub async fn buyer_views(store: &Store, watch_id: i64, n: usize) -> Result<Vec<BuyerView>> {
+    buyer_views_at(store, watch_id, n, None).await
+}
+
+/// The buyer's views of every rated source of a watch as they stood at `at` (now when
+/// `None`); a source without a rated review by then is left out.
+pub async fn buyer_views_at(
+    store: &Store,
+    watch_id: i64,
+    n: usize,
+    at: Option<DateTime<Utc>>,
+) -> Result<Vec<BuyerView>> {
     let rated = store.rated_sources(watch_id).await?;
     let mut out = Vec::new();
     for s in store.sources(Some(watch_id)).await? {
         if rated.contains(&s.id) {
-            out.push(buyer_view(store, &s, n).await?);
+            let view = buyer_view_at(store, &s, n, at).await?;
+            if !view.reviews.is_empty() {
+                out.push(view);
+            }
         }
     }
     Ok(out)

@@ -45,6 +45,7 @@ struct M {
     at: DateTime<Utc>,
     likes: i64,
     reply: Option<String>,
+    author: String,
 }
 
 fn m(id: &str, text: &str, rating: Option<u8>, label: Label, score: f32, at: DateTime<Utc>) -> M {
@@ -57,6 +58,7 @@ fn m(id: &str, text: &str, rating: Option<u8>, label: Label, score: f32, at: Dat
         at,
         likes: 0,
         reply: None,
+        author: "Pat".into(),
     }
 }
 
@@ -65,12 +67,16 @@ impl M {
         self.likes = n;
         self
     }
+    fn by(mut self, author: &str) -> M {
+        self.author = author.into();
+        self
+    }
     fn scored(&self) -> ScoredMention {
         ScoredMention {
             mention: Mention {
                 external_id: self.id.clone(),
                 url: Some(format!("https://reviews.test/{}", self.id)),
-                author: Some("Pat".into()),
+                author: Some(self.author.clone()),
                 title: None,
                 text: self.text.clone(),
                 rating: self.rating,
@@ -128,6 +134,20 @@ fn outbox_count(store: &Store) -> i64 {
 /// Blocks on a future from inside a test's async context without a second runtime.
 fn futures_lite<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> T {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f)).unwrap()
+}
+
+/// The subject and plain text of a queued email.
+async fn queued_email(store: &Store, id: i64) -> (String, String) {
+    // A lease of 1 ms: reading it does not keep a sender from it.
+    let all = store.claim_emails("reader", 1000, 1).await.unwrap();
+    let email = all.iter().find(|e| e.id == id).expect("queued");
+    let msg = mail_parser::MessageParser::default()
+        .parse(email.message.as_bytes())
+        .expect("parses");
+    (
+        msg.subject().unwrap_or_default().to_string(),
+        msg.body_text(0).unwrap_or_default().to_string(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,6 +220,21 @@ async fn buyer_view_rating_fires_stays_quiet_and_clears() {
             db.label
         );
         assert!(open_rules(store, "Quiet").await.is_empty());
+        // The resolved email says "resolved" once, and what buyers see now.
+        let (subject, text) = queued_email(store, r.email_id.unwrap()).await;
+        assert_eq!(
+            subject, "[zmot] Quiet RESOLVED: store: buyers now see 4.4 stars, back over 4.3",
+            "{}",
+            db.label
+        );
+        assert!(
+            text.contains("store: buyers now see 4.4 stars, back over 4.3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("It was: store: buyers now see 3.2 stars"),
+            "{text}"
+        );
     }
 }
 
@@ -440,6 +475,8 @@ async fn dedup_reminder_resolution_and_cooldown_over_days() {
 
         let r = check_watch(store, &c, "Acme", t0).await.unwrap();
         assert_eq!((r.opened, r.email_id.is_some()), (1, true), "{}", db.label);
+        let (subject, _) = queued_email(store, r.email_id.unwrap()).await;
+        assert_eq!(subject, "[zmot] Acme AMBER, NEW: \"scam\" in 1 mention");
         let emails = || outbox_count(store);
         assert_eq!(emails(), 1);
         // An hour later the condition persists: nothing new is sent.
@@ -454,6 +491,15 @@ async fn dedup_reminder_resolution_and_cooldown_over_days() {
             .unwrap();
         assert_eq!(r.reminded, 1);
         assert_eq!(emails(), 2);
+        let (subject, text) = queued_email(store, r.email_id.unwrap()).await;
+        assert_eq!(
+            subject,
+            "[zmot] Acme AMBER, REMINDER: \"scam\" in 1 mention"
+        );
+        assert!(
+            text.contains("[REMINDER, AMBER] \"scam\" in 1 mention (still open since 2026-11-20)"),
+            "{text}"
+        );
         let r = check_watch(store, &c, "Acme", t0 + Duration::hours(26))
             .await
             .unwrap();
@@ -465,6 +511,11 @@ async fn dedup_reminder_resolution_and_cooldown_over_days() {
             .unwrap();
         assert_eq!(r.resolved, 1);
         assert_eq!(emails(), 3);
+        let (subject, _) = queued_email(store, r.email_id.unwrap()).await;
+        assert_eq!(
+            subject,
+            "[zmot] Acme RESOLVED: \"scam\": no mention in the last 3 days"
+        );
         // It comes back 6 hours after the resolution was announced: recorded, not sent.
         put(
             store,
@@ -484,12 +535,21 @@ async fn dedup_reminder_resolution_and_cooldown_over_days() {
             .unwrap();
         assert_eq!((r.opened, r.email_id), (1, None), "inside the cooldown");
         assert_eq!(emails(), 3);
-        // Still there once the cooldown is over: announced once, as still open.
+        // Still there once the cooldown is over: announced once, as back (the last
+        // email said it was resolved).
         let r = check_watch(store, &c, "Acme", t0 + Duration::hours(99))
             .await
             .unwrap();
         assert_eq!(r.reminded, 1);
         assert_eq!(emails(), 4);
+        let (subject, text) = queued_email(store, r.email_id.unwrap()).await;
+        assert_eq!(subject, "[zmot] Acme AMBER, BACK: \"scam\" in 1 mention");
+        assert!(
+            text.contains(
+                "[BACK, AMBER] \"scam\" in 1 mention (back after it was resolved on 2026-11-23)"
+            ),
+            "{text}"
+        );
         let r = check_watch(store, &c, "Acme", t0 + Duration::hours(100))
             .await
             .unwrap();
@@ -530,14 +590,17 @@ async fn one_email_per_evaluation_delivered_over_smtp_with_hostile_text_escaped(
         let mailer = Mailer::from_config(&c.email).unwrap();
         let report = notify::deliver_due(store, &mailer, "w1").await.unwrap();
         assert_eq!(report.sent, 1);
+        // One SMTP transaction per recipient, the same message to each.
         let got = smtp.messages();
-        assert_eq!(got.len(), 1);
-        assert_eq!(got[0].to, vec!["lead@acme.test", "support@acme.test"]);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].to, vec!["lead@acme.test"]);
+        assert_eq!(got[1].to, vec!["support@acme.test"]);
+        assert_eq!(got[0].data, got[1].data);
         let msg = mail_parser::MessageParser::default()
             .parse(got[0].data.as_bytes())
             .expect("parses");
         let subject = msg.subject().unwrap();
-        assert!(subject.starts_with("[zmot] Acme RED:"), "{subject}");
+        assert!(subject.starts_with("[zmot] Acme RED, NEW:"), "{subject}");
         assert!(subject.ends_with("(+2 more)"), "{subject}");
         let html = msg.body_html(0).unwrap();
         let text = msg.body_text(0).unwrap();
@@ -557,7 +620,7 @@ async fn one_email_per_evaluation_delivered_over_smtp_with_hostile_text_escaped(
                 .sent,
             0
         );
-        assert_eq!(smtp.messages().len(), 1);
+        assert_eq!(smtp.messages().len(), 2);
     }
 }
 
@@ -604,7 +667,7 @@ async fn smtp_down_then_up_delivers_once_and_a_crashed_sender_loses_nothing() {
         assert_eq!(store.retry_queued_now().await.unwrap(), 1);
         let r = notify::deliver_due(store, &mailer, "w1").await.unwrap();
         assert_eq!(r.sent, 1);
-        assert_eq!(smtp.messages().len(), 1);
+        assert_eq!(smtp.messages().len(), 2, "one per recipient");
 
         // A second alert is queued; a sender claims it and dies before sending.
         put(
@@ -649,7 +712,7 @@ async fn smtp_down_then_up_delivers_once_and_a_crashed_sender_loses_nothing() {
                 .sent,
             0
         );
-        assert_eq!(smtp.messages().len(), 2);
+        assert_eq!(smtp.messages().len(), 4);
         // Evaluating again does not queue the same alerts again.
         check_watch(store, &c, "Acme", t + Duration::minutes(2))
             .await
@@ -756,5 +819,233 @@ async fn snoozed_and_acknowledged_alerts_send_no_reminders() {
             .await
             .unwrap();
         assert_eq!(r.reminded, 1, "{}", db.label);
+    }
+}
+
+/// Queues one alert email for Acme (lead@ and support@) with SMTP on `port`.
+async fn queue_one_alert(store: &Store, port: u16) -> Config {
+    let c = config_with(&format!(
+        "\n[email.smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\ntimeout_secs = 2\n"
+    ));
+    let src = source(store, &c, "Acme", "posts").await;
+    let t = Utc::now();
+    put(
+        store,
+        &src,
+        &[m(
+            "g1",
+            "they never sent my refund",
+            None,
+            Label::Negative,
+            -0.7,
+            t - Duration::hours(1),
+        )],
+    )
+    .await;
+    assert!(check_watch(store, &c, "Acme", t)
+        .await
+        .unwrap()
+        .email_id
+        .is_some());
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_recipient_does_not_hold_back_the_others_and_is_not_retried() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let smtp =
+            SmtpServer::start_refusing(0, &[("support@acme.test", "550 5.1.1 no such user")]).await;
+        let c = queue_one_alert(store, smtp.port).await;
+        let mailer = Mailer::from_config(&c.email).unwrap();
+        let r = notify::deliver_due(store, &mailer, "w1").await.unwrap();
+        assert_eq!(
+            (r.sent, r.retrying, r.gave_up, r.refused),
+            (1, 0, 0, 1),
+            "{}",
+            db.label
+        );
+        let got = smtp.messages();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].to, vec!["lead@acme.test"]);
+        // Nothing left to retry: the refusal is final, and reported.
+        assert_eq!(store.retry_queued_now().await.unwrap(), 0);
+        assert_eq!(
+            notify::deliver_due(store, &mailer, "w1").await.unwrap(),
+            Default::default()
+        );
+        assert_eq!(smtp.messages().len(), 1);
+        let stats = store.outbox_stats().await.unwrap();
+        assert_eq!((stats.sent, stats.queued, stats.failed), (1, 0, 0));
+        let problems = store.undelivered_emails(0).await.unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].refused.len(), 1);
+        assert_eq!(problems[0].refused[0].address, "support@acme.test");
+        assert!(
+            problems[0].refused[0].reason.contains("550")
+                && problems[0].refused[0].reason.contains("no such user"),
+            "{:?}",
+            problems[0].refused
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_recipient_refused_fails_at_once_and_a_retry_skips_who_has_it() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        // Both refused for good: failed on the first pass, not after 40 attempts.
+        let smtp = SmtpServer::start_refusing(
+            0,
+            &[
+                ("lead@acme.test", "550 5.1.1 no such user"),
+                ("support@acme.test", "553 mailbox name not allowed"),
+            ],
+        )
+        .await;
+        let c = queue_one_alert(store, smtp.port).await;
+        let mailer = Mailer::from_config(&c.email).unwrap();
+        let r = notify::deliver_due(store, &mailer, "w1").await.unwrap();
+        assert_eq!((r.sent, r.gave_up, r.refused), (0, 1, 2), "{}", db.label);
+        assert_eq!(store.outbox_stats().await.unwrap().failed, 1);
+        assert!(smtp.messages().is_empty());
+        drop(smtp);
+    }
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        // support@ is busy (4xx): lead@ gets it now, support@ on the retry, each once.
+        let smtp =
+            SmtpServer::start_refusing(0, &[("support@acme.test", "451 4.2.1 mailbox busy")]).await;
+        let c = queue_one_alert(store, smtp.port).await;
+        let mailer = Mailer::from_config(&c.email).unwrap();
+        let r = notify::deliver_due(store, &mailer, "w1").await.unwrap();
+        assert_eq!((r.sent, r.retrying), (0, 1), "{}", db.label);
+        assert_eq!(smtp.messages().len(), 1);
+        smtp.refuse(&[]);
+        assert_eq!(store.retry_queued_now().await.unwrap(), 1);
+        let r = notify::deliver_due(store, &mailer, "w1").await.unwrap();
+        assert_eq!((r.sent, r.retrying), (1, 0), "{}", db.label);
+        let got = smtp.messages();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].to, vec!["lead@acme.test"]);
+        assert_eq!(got[1].to, vec!["support@acme.test"]);
+        assert_eq!(got[0].data, got[1].data, "the same message");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rating_hovering_at_the_red_line_announces_red_once() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let c = config_with("");
+        let src = source(store, &c, "Quiet", "shop").await;
+        let t = now();
+        // Ten reviews averaging 4.1 (amber); "flip" is re-imported at 3 or 1 star, which
+        // moves the buyer's view between 4.1 (amber) and 3.9 (red).
+        let ratings = [5, 5, 5, 5, 5, 5, 4, 2, 2];
+        let review = |id: &str, stars: u8, age: i64| {
+            m(
+                id,
+                "ok",
+                Some(stars),
+                Label::Neutral,
+                0.0,
+                t - Duration::days(age),
+            )
+        };
+        let mut reviews: Vec<M> = ratings
+            .iter()
+            .enumerate()
+            .map(|(i, &r)| review(&format!("v{i}"), r, 20 - i as i64))
+            .collect();
+        reviews.push(review("flip", 3, 1));
+        put(store, &src, &reviews).await;
+        let r = check_watch(store, &c, "Quiet", t).await.unwrap();
+        assert_eq!((r.opened, r.email_id.is_some()), (1, true), "{}", db.label);
+        let mut subjects = Vec::new();
+        for (minute, stars) in [(1, 1), (2, 3), (3, 1), (4, 3), (5, 1)] {
+            put(store, &src, &[review("flip", stars, 1)]).await;
+            let r = check_watch(store, &c, "Quiet", t + Duration::minutes(minute))
+                .await
+                .unwrap();
+            if let Some(id) = r.email_id {
+                subjects.push((minute, stars));
+                let (subject, text) = queued_email(store, id).await;
+                assert_eq!(
+                    subject,
+                    "[zmot] Quiet RED, WORSE: shop: buyers now see 3.9 stars (under 4.3)"
+                );
+                assert!(
+                    text.contains(
+                        "[WORSE, RED] shop: buyers now see 3.9 stars (under 4.3) (was AMBER)"
+                    ),
+                    "{text}"
+                );
+            }
+        }
+        // Amber announced, then red once; the later crossings change nothing announced.
+        assert_eq!(subjects, vec![(1, 1)], "{}", db.label);
+        assert_eq!(outbox_count(store), 2);
+        let w = store.watch_by_name("Quiet").await.unwrap().unwrap();
+        let open = store.open_alerts(w.id).await.unwrap();
+        assert_eq!(
+            open[0].severity, "red",
+            "the stored severity follows the view"
+        );
+        assert_eq!(open[0].notified_severity.as_deref(), Some("red"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn author_names_cannot_add_lines_or_hide_in_an_alert() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let c = config_with("");
+        let src = source(store, &c, "Acme", "posts").await;
+        let t = now();
+        let hostile = format!(
+            "Eve\r\nBcc: everyone@example.com\r\n\u{202E}gpj.exe\u{202C} {}",
+            "y".repeat(500)
+        );
+        put(
+            store,
+            &src,
+            &[m(
+                "h1",
+                "Worst purchase of my life, it caught fire",
+                None,
+                Label::Negative,
+                -0.95,
+                t - Duration::hours(1),
+            )
+            .likes(250)
+            .by(&hostile)],
+        )
+        .await;
+        let r = check_watch(store, &c, "Acme", t).await.unwrap();
+        let (subject, text) = queued_email(store, r.email_id.unwrap()).await;
+        let w = store.watch_by_name("Acme").await.unwrap().unwrap();
+        let open = store.open_alerts(w.id).await.unwrap();
+        let severe = open.iter().find(|a| a.rule == "severe_mention").unwrap();
+        let shown = "Eve Bcc: everyone@example.com gpj.exe yy…";
+        assert!(severe.title.contains(shown), "{}", severe.title);
+        assert!(severe.title.chars().count() < 120, "{}", severe.title);
+        for (what, s) in [
+            ("subject", &subject),
+            ("title", &severe.title),
+            ("text", &text),
+        ] {
+            assert!(
+                !s.contains('\u{202E}'),
+                "{what} keeps the override on {}",
+                db.label
+            );
+            assert!(!s.contains(&"y".repeat(100)), "{what} keeps the whole name");
+        }
+        assert!(
+            !text.lines().any(|l| l.trim_start().starts_with("Bcc:")),
+            "a header-like line in the body: {text}"
+        );
+        assert!(text.contains(&format!(", {shown}")), "{text}");
     }
 }

@@ -398,3 +398,139 @@ async fn preview_writes_html_and_charts_without_sending() {
     assert!(!html.contains("cid:"));
     assert_eq!(store.outbox_stats().await.unwrap().queued, 0);
 }
+
+#[tokio::test]
+async fn the_current_week_can_be_previewed_but_not_sent() {
+    let db = testutil::sqlite().await.unwrap();
+    let store = &db.store;
+    let c = config("");
+    setup(store, &c).await;
+    // Wednesday of 2026-W48: the week is not over.
+    let e = digest::queue(store, &c, "Acme", Some("2026-W48"), now())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("2026-W48 is not over yet"), "{e}");
+    assert!(e.contains("2026-11-29") && e.contains("--preview"), "{e}");
+    assert_eq!(store.outbox_stats().await.unwrap().queued, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("w48.html");
+    let d = digest::preview(store, &c, "Acme", Some("2026-W48"), now(), &out)
+        .await
+        .unwrap();
+    assert_eq!(d.week, "2026-W48");
+    assert!(out.exists());
+    // Once the week is over, its digest goes out as usual.
+    let next = digest::queue(store, &c, "Acme", None, now() + Duration::days(7))
+        .await
+        .unwrap();
+    assert!(matches!(next, Queued::Queued { .. }), "{next:?}");
+}
+
+#[tokio::test]
+async fn an_earlier_week_shows_the_buyers_view_and_alerts_as_they_were() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let c = config("");
+        setup(store, &c).await;
+        // Week 47 brings the bad reviews and a red alert, still open now.
+        zmot::alerts::check_watch(store, &c, "Acme", day(20, 12))
+            .await
+            .unwrap();
+        let w46 = digest::report::week_by_label(chrono_tz::UTC, now(), "2026-W46").unwrap();
+        let d = digest::compute(store, &c, "Acme", w46).await.unwrap();
+        // At the end of W46 buyers saw p1-p5 and o2-o6: (2 + 5 + 5 + 4 + 5 + 5 x 5) / 10.
+        assert_eq!(d.buyer_views.len(), 1, "{}", db.label);
+        assert!(
+            (d.buyer_views[0].average.unwrap() - 4.6).abs() < 1e-9,
+            "{:?}",
+            d.buyer_views[0]
+        );
+        assert_ne!(d.health, zmot::trends::Health::Red, "{:?}", d.reasons);
+        assert!(
+            !d.reasons.iter().any(|r| r.contains("alert")),
+            "{:?}",
+            d.reasons
+        );
+        assert!(d.alerts_fired.is_empty());
+        // Week 47 itself: the alert opened during it is open at its end.
+        let w47 = digest::report::week_by_label(chrono_tz::UTC, now(), "2026-W47").unwrap();
+        let d = digest::compute(store, &c, "Acme", w47).await.unwrap();
+        assert!(
+            d.reasons.iter().any(|r| r.contains("red alert(s) open")),
+            "{:?}",
+            d.reasons
+        );
+    }
+}
+
+#[tokio::test]
+async fn weeks_follow_the_watch_calendar_across_zones_and_dst() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let c = config(
+            r#"
+[[watch]]
+name = "NY"
+timezone = "America/New_York"
+competitors = "zones"
+recipients = ["ny@acme.test"]
+
+[[watch]]
+name = "Tokyo"
+timezone = "Asia/Tokyo"
+competitors = "zones"
+recipients = ["tokyo@acme.test"]
+"#,
+        );
+        store.sync_config(&c).await.unwrap();
+        let ny = store.watch_by_name("NY").await.unwrap().unwrap();
+        let tokyo = store.watch_by_name("Tokyo").await.unwrap().unwrap();
+        let ny_src = store.push_source(ny.id, "store").await.unwrap();
+        let tokyo_src = store.push_source(tokyo.id, "store").await.unwrap();
+        let at = |y, mo, d, h, mi| Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap();
+        // New York, W44: Monday 26 October 00:30 EDT (DST ends on 1 November, so W45 is
+        // 169 hours long). W45: one mention.
+        let ny_mentions = vec![
+            review("n1", "Good.", 5, 0.6, at(2026, 10, 26, 4, 30)),
+            review("n2", "Good.", 5, 0.6, at(2026, 11, 3, 15, 0)),
+        ];
+        store
+            .ingest(&ny_src, &ny_mentions, Some(("test", "1")))
+            .await
+            .unwrap();
+        // Tokyo, W45: Monday 2 November 00:30 JST (still Sunday in New York) and Sunday
+        // 8 November 23:30 JST.
+        let tokyo_mentions = vec![
+            review("t1", "Good.", 5, 0.6, at(2026, 11, 1, 15, 30)),
+            review("t2", "Good.", 5, 0.6, at(2026, 11, 8, 14, 30)),
+        ];
+        store
+            .ingest(&tokyo_src, &tokyo_mentions, Some(("test", "1")))
+            .await
+            .unwrap();
+
+        let ny_tz: chrono_tz::Tz = "America/New_York".parse().unwrap();
+        let week = digest::report::week_by_label(ny_tz, now(), "2026-W45").unwrap();
+        let d = digest::compute(store, &c, "NY", week).await.unwrap();
+        assert_eq!(d.this_week.mentions, 1, "{}", db.label);
+        assert_eq!(d.last_week.mentions, 1, "W44 by New York's calendar");
+        let tokyo_row = d.competitors.iter().find(|r| r.watch == "Tokyo").unwrap();
+        assert_eq!(tokyo_row.mentions, 2, "Tokyo's own W45");
+        let (_, text, html, _) = digest::report::render(&d);
+        assert!(
+            text.contains("Monday 2026-11-02 to Sunday 2026-11-08"),
+            "{text}"
+        );
+        assert!(html.contains("Monday 2026-11-02 to Sunday 2026-11-08"));
+
+        let tokyo_tz: chrono_tz::Tz = "Asia/Tokyo".parse().unwrap();
+        let week = digest::report::week_by_label(tokyo_tz, now(), "2026-W47").unwrap();
+        let d = digest::compute(store, &c, "Tokyo", week).await.unwrap();
+        let (_, text, _, _) = digest::report::render(&d);
+        assert!(
+            text.contains("Monday 2026-11-16 to Sunday 2026-11-22"),
+            "{text}"
+        );
+    }
+}

@@ -407,7 +407,7 @@ async fn outbox_sends_once_per_key_and_leases_exclusively() {
             "a leased email was claimed twice on {}",
             db.label
         );
-        store.mark_email_sent(w1[0].id).await.unwrap();
+        store.mark_email_sent(w1[0].id, None).await.unwrap();
         store
             .mark_email_failed(w1[1].id, "connection refused", Some(0))
             .await

@@ -4,8 +4,8 @@
 
 use std::fmt::Write as _;
 
-use anyhow::{Context, Result};
-use chrono::{DateTime, Duration, Utc};
+use anyhow::{bail, Context, Result};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 use html_escape::encode_text as esc;
 
@@ -71,6 +71,9 @@ pub struct Digest {
     pub week: String,
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
+    /// The week's Monday and Sunday in the watch's time zone, for the period line.
+    pub first_day: NaiveDate,
+    pub last_day: NaiveDate,
     pub health: Health,
     pub reasons: Vec<String>,
     pub this_week: PeriodStats,
@@ -145,9 +148,15 @@ pub async fn compute(
     let tz = crate::config::parse_timezone(wcfg.timezone(&config.general))
         .map_err(anyhow::Error::msg)?;
     let (label, from, to) = week;
+    // Earlier periods by the calendar in the watch's zone, not by subtracting hours: a
+    // week that spans a DST change is 167 or 169 hours long.
+    let first_day = from.with_timezone(&tz).date_naive();
+    let last_day = first_day + Duration::days(6);
+    let last_week_from = trends::local_midnight(tz, first_day - Duration::weeks(1));
+    let baseline_from = trends::local_midnight(tz, first_day - Duration::days(28));
     let this_week = store.period_stats(row.id, None, from, to).await?;
     let last_week = store
-        .period_stats(row.id, None, from - Duration::weeks(1), from)
+        .period_stats(row.id, None, last_week_from, from)
         .await?;
 
     // The chart weeks end with the digest's week.
@@ -184,12 +193,15 @@ pub async fn compute(
     }
     volume_by_source.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
 
-    let views = trends::buyer_views(store, row.id, wcfg.alerts.buyer_view_size).await?;
+    // What held at the end of the week, not now: a digest of an earlier week must not
+    // show today's buyer's view or today's open alerts.
+    let views =
+        trends::buyer_views_at(store, row.id, wcfg.alerts.buyer_view_size, Some(to)).await?;
     let baseline = store
-        .period_stats(row.id, None, from - Duration::days(28), from)
+        .period_stats(row.id, None, baseline_from, from)
         .await?;
     let open: Vec<String> = store
-        .open_alerts(row.id)
+        .alerts_open_at(row.id, to)
         .await?
         .into_iter()
         .map(|a| a.severity)
@@ -217,7 +229,7 @@ pub async fn compute(
     let before = store
         .mentions(&MentionQuery {
             watch_id: Some(row.id),
-            since: Some(from - Duration::days(28)),
+            since: Some(baseline_from),
             until: Some(from),
             limit: Some(20_000),
             ..Default::default()
@@ -269,7 +281,17 @@ pub async fn compute(
             let Some(r) = store.watch_by_name(&w.name).await? else {
                 continue;
             };
-            let st = store.period_stats(r.id, None, from, to).await?;
+            // The same calendar week in each watch's own zone.
+            let zone = crate::config::parse_timezone(w.timezone(&config.general))
+                .map_err(anyhow::Error::msg)?;
+            let st = store
+                .period_stats(
+                    r.id,
+                    None,
+                    trends::local_midnight(zone, first_day),
+                    trends::local_midnight(zone, first_day + Duration::weeks(1)),
+                )
+                .await?;
             competitors.push(CompetitorRow {
                 watch: w.name.clone(),
                 mentions: st.mentions,
@@ -284,6 +306,8 @@ pub async fn compute(
         week: label,
         from,
         to,
+        first_day,
+        last_day,
         health,
         reasons,
         this_week,
@@ -466,9 +490,9 @@ pub fn render(d: &Digest) -> (String, String, String, Vec<(String, Chart)>) {
         )
     };
     let period = format!(
-        "{} to {}",
-        d.from.format("%Y-%m-%d"),
-        (d.to - Duration::seconds(1)).format("%Y-%m-%d")
+        "Monday {} to Sunday {}",
+        d.first_day.format("%Y-%m-%d"),
+        d.last_day.format("%Y-%m-%d")
     );
 
     let mut text = String::new();
@@ -775,6 +799,20 @@ pub async fn queue(
             .with_context(|| format!("no week `{w}` in the last two years"))?,
         None => last_full_week(tz, now),
     };
+    // A digest goes out once per week under the week's key: queuing a week before its
+    // end would send part of it and mark the real one as sent.
+    if span.2 > now {
+        bail!(
+            "week {} is not over yet (it ends on Sunday {} in {tz}), so its digest cannot be \
+             sent; it goes out once the week has ended. To look at the week so far: \
+             zmot digest --watch {watch} --week {} --preview FILE.html",
+            span.0,
+            (span.2 - Duration::seconds(1))
+                .with_timezone(&tz)
+                .format("%Y-%m-%d"),
+            span.0
+        );
+    }
     let row = store
         .watch_by_name(watch)
         .await?

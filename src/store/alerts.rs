@@ -45,6 +45,8 @@ pub struct AlertRow {
     pub acknowledged_at: Option<DateTime<Utc>>,
     /// Quiet until then: no reminder, no escalation email.
     pub snoozed_until: Option<DateTime<Utc>>,
+    /// The highest severity announced for this alert (none while unannounced).
+    pub notified_severity: Option<String>,
 }
 
 /// What an alert to open says.
@@ -65,16 +67,28 @@ pub enum AlertChange {
     /// A condition with no open alert: open one (notified or, inside the cooldown, not).
     Open { alert: NewAlert, notify: bool },
     /// An open alert whose condition persists: refresh what it says; `remind` when a
-    /// reminder goes out now (the guard: it was last notified at `notified_before`).
+    /// reminder goes out now (the guard: it was last notified at `last_notified`), and
+    /// then `notified_severity` is the highest severity announced so far.
     Persist {
         id: i64,
         alert: NewAlert,
         remind: bool,
         last_notified: Option<DateTime<Utc>>,
+        notified_severity: Option<String>,
     },
     /// An open alert whose condition cleared; `notify` when the resolution is announced
     /// (which starts the cooldown like any notification).
     Resolve { id: i64, notify: bool },
+}
+
+/// The last notification of a condition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastNotice {
+    pub at: DateTime<Utc>,
+    pub severity: Option<String>,
+    /// When that episode's resolution was announced, if its last notification was the
+    /// "resolved" one: the recipients were last told it is over.
+    pub resolution_announced: Option<DateTime<Utc>>,
 }
 
 /// Why an evaluation could not be written.
@@ -89,7 +103,7 @@ pub enum ApplyOutcome {
 
 const COLUMNS: &str = "a.id, a.watch_id, w.name AS watch_name, a.rule, a.condition_key, a.severity,
     a.status, a.title, a.summary, a.action, a.evidence, a.opened_at, a.last_seen_at,
-    a.last_notified_at, a.resolved_at, a.acknowledged_at, a.snoozed_until";
+    a.last_notified_at, a.resolved_at, a.acknowledged_at, a.snoozed_until, a.notified_severity";
 
 pub(super) fn alert_row(r: &AnyRow) -> Result<AlertRow> {
     let evidence: String = r.try_get("evidence")?;
@@ -113,6 +127,7 @@ pub(super) fn alert_row(r: &AnyRow) -> Result<AlertRow> {
         resolved_at: r.try_get::<Option<i64>, _>("resolved_at")?.map(from_ms),
         acknowledged_at: r.try_get::<Option<i64>, _>("acknowledged_at")?.map(from_ms),
         snoozed_until: r.try_get::<Option<i64>, _>("snoozed_until")?.map(from_ms),
+        notified_severity: r.try_get("notified_severity")?,
     })
 }
 
@@ -151,6 +166,23 @@ impl Store {
         rows.iter().map(alert_row).collect()
     }
 
+    /// Alerts of a watch that were open at `at`: opened before, not resolved by then.
+    pub async fn alerts_open_at(&self, watch_id: i64, at: DateTime<Utc>) -> Result<Vec<AlertRow>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM alerts a JOIN watches w ON w.id = a.watch_id
+             WHERE a.watch_id = $1 AND a.opened_at < $2
+               AND (a.resolved_at IS NULL OR a.resolved_at >= $3)
+             ORDER BY a.opened_at, a.id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(watch_id)
+            .bind(to_ms(at))
+            .bind(to_ms(at))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(alert_row).collect()
+    }
+
     /// Alerts of a watch opened or resolved in `[from, to)`, oldest first.
     pub async fn alerts_between(
         &self,
@@ -182,14 +214,39 @@ impl Store {
         watch_id: i64,
         condition_key: &str,
     ) -> Result<Option<DateTime<Utc>>> {
+        Ok(self
+            .last_notice(watch_id, condition_key)
+            .await?
+            .map(|n| n.at))
+    }
+
+    /// The last notification of a condition of a watch, in any episode: when, the
+    /// highest severity that episode announced, and whether it was the "resolved" one.
+    pub async fn last_notice(
+        &self,
+        watch_id: i64,
+        condition_key: &str,
+    ) -> Result<Option<LastNotice>> {
         let row = sqlx::query(
-            "SELECT MAX(last_notified_at) AS t FROM alerts WHERE watch_id = $1 AND condition_key = $2",
+            "SELECT last_notified_at, notified_severity, resolved_at FROM alerts
+             WHERE watch_id = $1 AND condition_key = $2 AND last_notified_at IS NOT NULL
+             ORDER BY last_notified_at DESC, id DESC LIMIT 1",
         )
         .bind(watch_id)
         .bind(condition_key)
-        .fetch_one(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        Ok(row.try_get::<Option<i64>, _>("t")?.map(from_ms))
+        row.map(|r| {
+            let at: i64 = r.try_get("last_notified_at")?;
+            let resolved_at: Option<i64> = r.try_get("resolved_at")?;
+            Ok(LastNotice {
+                at: from_ms(at),
+                severity: r.try_get("notified_severity")?,
+                // The resolution is written with the same timestamp as its notification.
+                resolution_announced: resolved_at.filter(|&t| t == at).map(from_ms),
+            })
+        })
+        .transpose()
     }
 
     /// Writes an evaluation's changes and, when given, the email announcing them, in one
@@ -209,8 +266,9 @@ impl Store {
                 AlertChange::Open { alert, notify } => {
                     let r = sqlx::query(
                         "INSERT INTO alerts (watch_id, rule, condition_key, severity, status, title,
-                            summary, action, evidence, opened_at, last_seen_at, last_notified_at)
-                         VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $8, $9, $9, $10)",
+                            summary, action, evidence, opened_at, last_seen_at, last_notified_at,
+                            notified_severity)
+                         VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $8, $9, $9, $10, $11)",
                     )
                     .bind(watch_id)
                     .bind(&alert.rule)
@@ -222,6 +280,7 @@ impl Store {
                     .bind(serde_json::to_string(&alert.evidence)?)
                     .bind(now)
                     .bind(notify.then_some(now))
+                    .bind(notify.then_some(alert.severity.as_str()))
                     .execute(&mut *tx)
                     .await;
                     match r {
@@ -236,11 +295,13 @@ impl Store {
                     alert,
                     remind,
                     last_notified,
+                    notified_severity,
                 } => {
                     let r = sqlx::query(
                         "UPDATE alerts SET severity = $1, title = $2, summary = $3, action = $4,
                             evidence = $5, last_seen_at = $6,
-                            last_notified_at = CASE WHEN $7 = 1 THEN $8 ELSE last_notified_at END
+                            last_notified_at = CASE WHEN $7 = 1 THEN $8 ELSE last_notified_at END,
+                            notified_severity = $11
                          WHERE id = $9 AND status = 'open'
                            AND COALESCE(last_notified_at, -1) = $10",
                     )
@@ -254,6 +315,7 @@ impl Store {
                     .bind(now)
                     .bind(*id)
                     .bind(last_notified.map(to_ms).unwrap_or(-1))
+                    .bind(notified_severity.as_deref())
                     .execute(&mut *tx)
                     .await?;
                     r.rows_affected() == 1

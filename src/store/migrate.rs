@@ -39,6 +39,16 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "source_mention_counts",
         include_str!("../../migrations/0005_source_mention_counts.sql"),
     ),
+    (
+        6,
+        "outbox_recipients",
+        include_str!("../../migrations/0006_outbox_recipients.sql"),
+    ),
+    (
+        7,
+        "alert_notified_severity",
+        include_str!("../../migrations/0007_alert_notified_severity.sql"),
+    ),
 ];
 
 /// Rewrites portable SQL for one backend.

@@ -15,7 +15,7 @@ pub use alerts::{AlertChange, AlertRow, ApplyOutcome, Evidence, NewAlert};
 pub use ingest::IngestStats;
 pub use ingest::ModelInfo;
 pub use jobs::JobState;
-pub use outbox::{NewEmail, OutboxEmail, OutboxStats};
+pub use outbox::{NewEmail, OutboxEmail, OutboxStats, Refusal, UndeliveredEmail};
 pub use runs::{fetch_job_name, FetchRun, RunOutcome, SourceStatus};
 pub use trends::{median, PeriodStats};
 pub use triage::{

@@ -18,6 +18,42 @@ pub struct OutboxEmail {
     /// The complete RFC 5322 message.
     pub message: String,
     pub attempts: i64,
+    /// Recipients the server already accepted it for: a retry skips them.
+    pub delivered_to: Vec<String>,
+    /// Recipients the server refused for good: not tried again.
+    pub refused: Vec<Refusal>,
+}
+
+impl OutboxEmail {
+    /// Recipients still waiting for this email.
+    pub fn pending_recipients(&self) -> Vec<String> {
+        self.recipients
+            .iter()
+            .filter(|r| {
+                !self.delivered_to.contains(r) && !self.refused.iter().any(|x| &x.address == *r)
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+/// A recipient the mail server refused for good (a 5xx reply), and what it said.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Refusal {
+    pub address: String,
+    pub reason: String,
+}
+
+/// An email that did not reach every recipient, for `zmot status`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct UndeliveredEmail {
+    pub id: i64,
+    pub subject: String,
+    /// queued (being retried), sent (to the others) or failed.
+    pub status: String,
+    pub created_at: i64,
+    pub refused: Vec<Refusal>,
+    pub last_error: Option<String>,
 }
 
 /// Counts by status.
@@ -98,7 +134,7 @@ impl Store {
             let row = sqlx::query(
                 "UPDATE outbox SET lease_owner = $1, lease_until = $2
                  WHERE id = $3 AND status = 'queued' AND (lease_until IS NULL OR lease_until < $4)
-                 RETURNING id, kind, recipients, subject, message, attempts",
+                 RETURNING id, kind, recipients, subject, message, attempts, delivered_to, refused",
             )
             .bind(worker)
             .bind(now + lease_ms)
@@ -108,6 +144,8 @@ impl Store {
             .await?;
             if let Some(r) = row {
                 let recipients: String = r.try_get("recipients")?;
+                let delivered_to: String = r.try_get("delivered_to")?;
+                let refused: String = r.try_get("refused")?;
                 claimed.push(OutboxEmail {
                     id: r.try_get("id")?,
                     kind: r.try_get("kind")?,
@@ -115,6 +153,8 @@ impl Store {
                     subject: r.try_get("subject")?,
                     message: r.try_get("message")?,
                     attempts: r.try_get("attempts")?,
+                    delivered_to: serde_json::from_str(&delivered_to)?,
+                    refused: serde_json::from_str(&refused)?,
                 });
             }
         }
@@ -140,17 +180,63 @@ impl Store {
         Ok(r.rows_affected())
     }
 
-    /// Marks an email sent (the server accepted it).
-    pub async fn mark_email_sent(&self, id: i64) -> Result<()> {
+    /// Records, right after each answer of the server, who has the email and who was
+    /// refused, so that a sender dying mid-list never sends twice to the same address.
+    pub async fn record_email_recipients(
+        &self,
+        id: i64,
+        delivered_to: &[String],
+        refused: &[Refusal],
+    ) -> Result<()> {
+        sqlx::query("UPDATE outbox SET delivered_to = $1, refused = $2 WHERE id = $3")
+            .bind(serde_json::to_string(delivered_to)?)
+            .bind(serde_json::to_string(refused)?)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks an email sent (the server accepted it for every recipient it did not
+    /// refuse); `note` says who was refused, if anyone.
+    pub async fn mark_email_sent(&self, id: i64, note: Option<&str>) -> Result<()> {
         sqlx::query(
             "UPDATE outbox SET status = 'sent', sent_at = $1, attempts = attempts + 1,
-                lease_owner = NULL, lease_until = NULL, last_error = NULL WHERE id = $2",
+                lease_owner = NULL, lease_until = NULL, last_error = $2 WHERE id = $3",
         )
         .bind(now_ms())
+        .bind(note)
         .bind(id)
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Emails created since `since_ms` that did not reach every recipient (refused
+    /// addresses, still retrying, or given up), newest first.
+    pub async fn undelivered_emails(&self, since_ms: i64) -> Result<Vec<UndeliveredEmail>> {
+        let rows = sqlx::query(
+            "SELECT id, subject, status, created_at, refused, last_error FROM outbox
+             WHERE created_at >= $1
+               AND (status = 'failed' OR refused <> '[]' OR (status = 'queued' AND attempts > 0))
+             ORDER BY id DESC LIMIT 50",
+        )
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let refused: String = r.try_get("refused")?;
+                Ok(UndeliveredEmail {
+                    id: r.try_get("id")?,
+                    subject: r.try_get("subject")?,
+                    status: r.try_get("status")?,
+                    created_at: r.try_get("created_at")?,
+                    refused: serde_json::from_str(&refused)?,
+                    last_error: r.try_get("last_error")?,
+                })
+            })
+            .collect()
     }
 
     /// Records a failed attempt: retried at `retry_at`, or given up when `None`.

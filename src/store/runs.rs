@@ -222,6 +222,29 @@ impl Store {
     }
 
     /// The latest published aggregate rating of a source, when it has one.
+    /// The source's own rating as last recorded before `at`.
+    pub async fn aggregate_at(
+        &self,
+        source_id: i64,
+        at: DateTime<Utc>,
+    ) -> Result<Option<AggregateRating>> {
+        let row = sqlx::query(
+            "SELECT rating, rating_count FROM source_ratings WHERE source_id = $1 AND recorded_at < $2
+             ORDER BY recorded_at DESC, id DESC LIMIT 1",
+        )
+        .bind(source_id)
+        .bind(super::to_ms(at))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(AggregateRating {
+                rating: r.try_get("rating")?,
+                count: r.try_get("rating_count")?,
+            })
+        })
+        .transpose()
+    }
+
     pub async fn latest_aggregate(&self, source_id: i64) -> Result<Option<AggregateRating>> {
         let row = sqlx::query(
             "SELECT rating, rating_count FROM source_ratings WHERE source_id = $1

@@ -300,7 +300,7 @@ pub struct AlertState {
 
 const ALERT_COLUMNS: &str = "a.id, a.watch_id, w.name AS watch_name, a.rule, a.condition_key,
     a.severity, a.status, a.title, a.summary, a.action, a.evidence, a.opened_at, a.last_seen_at,
-    a.last_notified_at, a.resolved_at, a.acknowledged_at, a.snoozed_until";
+    a.last_notified_at, a.resolved_at, a.acknowledged_at, a.snoozed_until, a.notified_severity";
 
 fn alert_state(r: &AnyRow) -> Result<AlertState> {
     let alert = super::alerts::alert_row(r)?;

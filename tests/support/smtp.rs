@@ -16,9 +16,19 @@ pub struct Received {
     pub data: String,
 }
 
+type Refusals = Arc<Mutex<Vec<(String, String)>>>;
+
+fn replies(refused: &[(&str, &str)]) -> Vec<(String, String)> {
+    refused
+        .iter()
+        .map(|(a, reply)| (a.to_ascii_lowercase(), format!("{reply}\r\n")))
+        .collect()
+}
+
 pub struct SmtpServer {
     pub port: u16,
     pub received: Arc<Mutex<Vec<Received>>>,
+    refused: Refusals,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -36,6 +46,15 @@ impl SmtpServer {
 
     /// Starts on a given port (to bring a server "back up" where a client expects it).
     pub async fn start_on(port: u16) -> SmtpServer {
+        Self::start_refusing(port, &[]).await
+    }
+
+    /// Starts on a given port (0: any free one) and answers RCPT for each listed address
+    /// with the given reply instead of 250, e.g. `("gone@x.test", "550 5.1.1 no such
+    /// user")` for a mailbox that no longer exists or a 4xx for one that is busy.
+    pub async fn start_refusing(port: u16, refused: &[(&str, &str)]) -> SmtpServer {
+        let refused = Arc::new(Mutex::new(replies(refused)));
+        let answers = refused.clone();
         let listener = TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("bind SMTP");
@@ -48,16 +67,23 @@ impl SmtpServer {
                     return;
                 };
                 let store = store.clone();
+                let refused = answers.clone();
                 tokio::spawn(async move {
-                    let _ = session(sock, store).await;
+                    let _ = session(sock, store, refused).await;
                 });
             }
         });
         SmtpServer {
             port,
             received,
+            refused,
             task,
         }
+    }
+
+    /// Changes the refusals for the sessions that start from now on.
+    pub fn refuse(&self, refused: &[(&str, &str)]) {
+        *self.refused.lock().unwrap() = replies(refused);
     }
 
     pub fn messages(&self) -> Vec<Received> {
@@ -68,6 +94,7 @@ impl SmtpServer {
 async fn session(
     sock: tokio::net::TcpStream,
     store: Arc<Mutex<Vec<Received>>>,
+    refused: Refusals,
 ) -> std::io::Result<()> {
     let (r, mut w) = sock.into_split();
     let mut r = BufReader::new(r);
@@ -99,8 +126,22 @@ async fn session(
             to.clear();
             w.write_all(b"250 OK\r\n").await?;
         } else if upper.starts_with("RCPT TO:") {
-            to.push(cmd[8..].trim().trim_matches(['<', '>']).to_string());
-            w.write_all(b"250 OK\r\n").await?;
+            let rcpt = cmd[8..].trim().trim_matches(['<', '>']).to_string();
+            let lower = rcpt.to_ascii_lowercase();
+            let reply = refused
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(a, _)| *a == lower)
+                .map(|(_, reply)| reply.clone());
+            if let Some(reply) = reply {
+                w.write_all(reply.as_bytes()).await?;
+            } else {
+                to.push(rcpt);
+                w.write_all(b"250 OK\r\n").await?;
+            }
+        } else if upper == "DATA" && to.is_empty() {
+            w.write_all(b"554 no valid recipients\r\n").await?;
         } else if upper == "DATA" {
             w.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await?;
             let mut data = String::new();

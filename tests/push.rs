@@ -135,8 +135,11 @@ async fn push_and_the_dashboard_api_share_the_path_by_method() {
     db.store.sync_config(&cfg).await.unwrap();
     let pipeline = Pipeline::new(db.store.clone(), cfg.clone(), None).unwrap();
     // The same composition as `zmot run` and `zmot serve`.
-    let app = zmot::web::router(zmot::web::WebState::new(db.store.clone(), cfg))
-        .merge(zmot::push::router(pipeline, Some("tok".into())));
+    let health = zmot::health::router(db.store.clone(), Default::default());
+    let app = zmot::web::app(
+        zmot::web::WebState::with_access(db.store.clone(), cfg, Some("tok".into()), true),
+        health.merge(zmot::push::router(pipeline, Some("tok".into()))),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -155,8 +158,35 @@ async fn push_and_the_dashboard_api_share_the_path_by_method() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let r = client.get(&url).send().await.unwrap();
+    let r = client.get(&url).bearer_auth("tok").send().await.unwrap();
     assert_eq!(r.status(), 200);
     let text = r.text().await.unwrap();
     assert!(text.contains("Pushed and listed"), "{text}");
+
+    // Bound to loopback, every route refuses a foreign Host name (DNS rebinding), the
+    // health and push routes included; /healthz needs no token.
+    let base = format!("http://{addr}");
+    for path in ["/healthz", "/metrics", "/api/mentions", "/"] {
+        let r = client
+            .get(format!("{base}{path}"))
+            .header("Host", format!("attacker.example:{}", addr.port()))
+            .bearer_auth("tok")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+    }
+    let r = client
+        .post(&url)
+        .header("Host", "attacker.example")
+        .bearer_auth("tok")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    for path in ["/healthz", "/metrics"] {
+        let r = client.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
 }

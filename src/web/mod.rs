@@ -4,14 +4,17 @@
 //!
 //! Access (see the README, "Dashboard and API"):
 //! - The token is the value of the environment variable named by `server.token_env`.
-//! - Bound to loopback without a token: everything is open to this machine; requests
-//!   whose `Host` is not a loopback name are refused (no DNS rebinding).
+//! - Bound to loopback, token or not: requests whose `Host` is not a loopback name are
+//!   refused (no DNS rebinding), on every route [`app`] serves.
+//! - Bound to loopback without a token: everything is open to this machine.
 //! - With a token: the API and every state-changing request need `Authorization: Bearer
 //!   <token>` or the session cookie given by the login form; pages are readable without
 //!   logging in only when bound to loopback.
 //! - Bound beyond loopback without a token: every request is refused.
-//! - Forms carry a per-process CSRF token and must come from the same origin
-//!   (`Origin`, else `Referer`, must match `Host` when present).
+//! - Every state-changing request, API included, must come from the same origin
+//!   (`Origin`, else `Referer`, must match `Host` when present; `Sec-Fetch-Site` must not
+//!   say another site), unless it carries the bearer token. Forms also carry a
+//!   per-process CSRF token.
 
 mod api;
 mod charts;
@@ -167,6 +170,23 @@ pub fn router(state: WebState) -> Router {
         .with_state(state)
 }
 
+/// Everything `zmot run` and `zmot serve` listen with: the dashboard and its API, and
+/// `others` (health, metrics, push ingest) behind the same loopback `Host` check, since a
+/// rebound name could otherwise read `/metrics` from a browser.
+pub fn app(state: WebState, others: Router) -> Router {
+    let others = others.layer(middleware::from_fn_with_state(state.clone(), host_only));
+    router(state).merge(others)
+}
+
+async fn host_only(State(s): State<WebState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let is_api = path == "/api" || path.starts_with("/api/");
+    if let Some(refused) = host_refusal(&s.security, req.headers(), is_api) {
+        return refused;
+    }
+    next.run(req).await
+}
+
 async fn css() -> impl IntoResponse {
     (
         [
@@ -252,12 +272,19 @@ fn host_is_loopback(host: &str) -> bool {
 }
 
 impl Security {
+    /// Whether the request carries the configured token as `Authorization: Bearer`.
+    fn bearer_valid(&self, headers: &HeaderMap) -> bool {
+        self.token
+            .as_ref()
+            .is_some_and(|token| bearer(headers).is_some_and(|b| same_secret(b, token)))
+    }
+
     /// Whether the request proves it holds the token (bearer or session cookie).
     fn authenticated(&self, headers: &HeaderMap) -> bool {
-        let Some(token) = &self.token else {
+        if self.token.is_none() {
             return true;
-        };
-        if bearer(headers).is_some_and(|b| same_secret(b, token)) {
+        }
+        if self.bearer_valid(headers) {
             return true;
         }
         cookie(headers, SESSION_COOKIE).is_some_and(|c| same_secret(c, &self.session))
@@ -280,6 +307,52 @@ fn refuse(api: bool, status: StatusCode, code: &str, message: &str) -> Response 
     }
 }
 
+/// Whether a state-changing request may have been sent by a page of another site: its
+/// `Origin` (else `Referer`) names a host other than `host`, its `Origin` is opaque
+/// (`null`), or the browser says so in `Sec-Fetch-Site`. Requests with none of these
+/// (curl, scripts) are not cross-site: a browser always sends `Origin` on a
+/// cross-origin POST.
+fn cross_site(headers: &HeaderMap, host: &str) -> Option<&'static str> {
+    // "same-site" includes another port on this machine: a different origin still.
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        if site.eq_ignore_ascii_case("cross-site") || site.eq_ignore_ascii_case("same-site") {
+            return Some("this request was sent from another site");
+        }
+    }
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    if origin.is_some_and(|o| o.trim() == "null") {
+        return Some("this request was sent from an opaque origin");
+    }
+    let claimed = origin.or_else(|| headers.get(header::REFERER).and_then(|v| v.to_str().ok()));
+    if headers.get(header::ORIGIN).is_some() && claimed.is_none() {
+        return Some("this request was sent from an unreadable origin");
+    }
+    match claimed {
+        Some(c) if origin_host(c).is_none_or(|o| !o.eq_ignore_ascii_case(host)) => {
+            Some("this request was sent from another site")
+        }
+        _ => None,
+    }
+}
+
+/// Refuses requests that name a host other than this machine while the server is bound to
+/// loopback, so that a page whose name was rebound to 127.0.0.1 cannot read or change
+/// anything, with or without a token.
+fn host_refusal(sec: &Security, headers: &HeaderMap, is_api: bool) -> Option<Response> {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    (sec.loopback && !host_is_loopback(host)).then(|| {
+        refuse(
+            is_api,
+            StatusCode::FORBIDDEN,
+            "bad_host",
+            "requests must name this machine (localhost or 127.0.0.1) as their host",
+        )
+    })
+}
+
 /// Access control in front of every route (see the module documentation).
 async fn guard(State(s): State<WebState>, req: Request, next: Next) -> Response {
     let sec = &s.security;
@@ -296,21 +369,24 @@ async fn guard(State(s): State<WebState>, req: Request, next: Next) -> Response 
             "this server listens beyond loopback and has no access token configured",
         );
     }
+    if let Some(refused) = host_refusal(sec, headers, is_api) {
+        return refused;
+    }
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("")
         .to_string();
-    if sec.token.is_none() && !host_is_loopback(&host) {
-        return refuse(
-            is_api,
-            StatusCode::FORBIDDEN,
-            "bad_host",
-            "requests must name this machine (localhost or 127.0.0.1) as their host",
-        );
-    }
     if path == "/assets/zmot.css" {
         return next.run(req).await;
+    }
+    // Changes must come from this server's pages or from outside a browser. A valid
+    // bearer token is exempt: a browser never attaches one by itself, unlike the
+    // session cookie (or nothing at all, on loopback without a token).
+    if !reading && !sec.bearer_valid(headers) {
+        if let Some(why) = cross_site(headers, &host) {
+            return refuse(is_api, StatusCode::FORBIDDEN, "cross_origin", why);
+        }
     }
     if is_api {
         if !sec.authenticated(headers) {
@@ -324,29 +400,6 @@ async fn guard(State(s): State<WebState>, req: Request, next: Next) -> Response 
         return next.run(req).await;
     }
     if !reading {
-        // Same origin: a browser always sends Origin on a cross-site POST.
-        let claimed = headers
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| *v != "null")
-            .or_else(|| headers.get(header::REFERER).and_then(|v| v.to_str().ok()));
-        if let Some(claimed) = claimed {
-            if origin_host(claimed).is_none_or(|o| !o.eq_ignore_ascii_case(&host)) {
-                return refuse(
-                    false,
-                    StatusCode::FORBIDDEN,
-                    "cross_origin",
-                    "this form was sent from another site",
-                );
-            }
-        } else if headers.get(header::ORIGIN).is_some() {
-            return refuse(
-                false,
-                StatusCode::FORBIDDEN,
-                "cross_origin",
-                "this form was sent from an opaque origin",
-            );
-        }
         if path != "/login" && !sec.authenticated(req.headers()) {
             return refuse(
                 false,

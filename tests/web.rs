@@ -954,3 +954,101 @@ async fn with_a_token_only_loopback_host_names_are_served_too() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+async fn login(s: &Server, csrf: &str, token: &str) -> reqwest::Response {
+    s.post_form("/login", &[("csrf", csrf), ("token", token), ("back", "/")])
+        .await
+}
+
+fn session_of(r: &reqwest::Response) -> String {
+    let c = r.headers()["set-cookie"].to_str().unwrap();
+    c.split(';').next().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logging_out_ends_the_session_on_the_server() {
+    let db = testutil::sqlite().await.unwrap();
+    let c = config();
+    seed(&db.store, &c).await;
+    let s = Server::start(db.store.clone(), c, Some("s3cret-token"), true).await;
+    let (_, page) = s.get("/watch/Acme%20Kettle").await;
+    let csrf = csrf_of(&page);
+    let first = session_of(&login(&s, &csrf, "s3cret-token").await);
+    let second = session_of(&login(&s, &csrf, "s3cret-token").await);
+    assert_ne!(first, second, "a session per login");
+    let id = db
+        .store
+        .find_mentions(&Default::default(), 0, 1)
+        .await
+        .unwrap()[0]
+        .mention
+        .id;
+    let triage = |session: String, status: &'static str| {
+        let s = &s;
+        let csrf = csrf.clone();
+        async move {
+            s.http
+                .post(s.url(&format!("/mentions/{id}/triage")))
+                .header("Origin", &s.base)
+                .header("Cookie", session)
+                .form(&[("csrf", csrf.as_str()), ("status", status)])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(triage(first.clone(), "acknowledged").await, 303);
+    let r = s
+        .http
+        .post(s.url("/logout"))
+        .header("Origin", &s.base)
+        .header("Cookie", &first)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    // The old cookie no longer works, though a browser (or a thief) kept it.
+    assert_eq!(triage(first, "resolved").await, 401);
+    // Another login is not affected.
+    assert_eq!(triage(second, "resolved").await, 303);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_wrong_tokens_lock_the_login_for_a_while() {
+    let db = testutil::sqlite().await.unwrap();
+    let c = config();
+    seed(&db.store, &c).await;
+    let s = Server::start(db.store.clone(), c, Some("s3cret-token"), true).await;
+    let (_, page) = s.get("/watch/Acme%20Kettle").await;
+    let csrf = csrf_of(&page);
+    for i in 0..5 {
+        assert_eq!(login(&s, &csrf, "guess").await.status(), 401, "try {i}");
+    }
+    let started = std::time::Instant::now();
+    let mut refused = 0;
+    for _ in 0..50 {
+        let r = login(&s, &csrf, "guess").await;
+        if r.status() == 429 {
+            refused += 1;
+            assert!(r.headers().contains_key("retry-after"));
+        }
+    }
+    // 50 guesses answered quickly: nearly all refused without being checked.
+    assert!(
+        refused >= 45,
+        "{refused} refused in {:?}",
+        started.elapsed()
+    );
+    // Locked holds for the right token too, and the bearer path is not locked.
+    assert_eq!(login(&s, &csrf, "s3cret-token").await.status(), 429);
+    let r = s
+        .http
+        .get(s.url("/api/watches"))
+        .bearer_auth("s3cret-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

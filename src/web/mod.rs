@@ -8,8 +8,9 @@
 //!   refused (no DNS rebinding), on every route [`app`] serves.
 //! - Bound to loopback without a token: everything is open to this machine.
 //! - With a token: the API and every state-changing request need `Authorization: Bearer
-//!   <token>` or the session cookie given by the login form; pages are readable without
-//!   logging in only when bound to loopback.
+//!   <token>` or the session cookie given by the login form (one random session per
+//!   login, ended by logging out); pages are readable without logging in only when bound
+//!   to loopback. Repeated wrong tokens lock the login form for a growing while.
 //! - Bound beyond loopback without a token: every request is refused.
 //! - Every state-changing request, API included, must come from the same origin
 //!   (`Origin`, else `Referer`, must match `Host` when present; `Sec-Fetch-Site` must not
@@ -23,7 +24,9 @@ mod html;
 mod pages;
 mod params;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -59,8 +62,30 @@ struct Security {
     loopback: bool,
     /// Per-process secret embedded in forms.
     csrf: String,
-    /// Per-process session value given out by the login form.
-    session: String,
+    /// Sessions given out by the login form (a random value each) and when they expire;
+    /// logging out removes one. In memory: a restart logs everyone out.
+    sessions: Mutex<HashMap<String, Instant>>,
+    /// Failed logins, to slow down guessing the token.
+    logins: Mutex<LoginThrottle>,
+}
+
+/// How long a login lasts.
+const SESSION_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Sessions kept at most; the one closest to expiring goes first.
+const MAX_SESSIONS: usize = 1000;
+/// Wrong tokens accepted in a row before logins are locked.
+const FREE_LOGIN_FAILURES: u32 = 5;
+/// The first lock; it doubles with each further failure, up to `MAX_LOGIN_LOCK`.
+const FIRST_LOGIN_LOCK: Duration = Duration::from_secs(1);
+const MAX_LOGIN_LOCK: Duration = Duration::from_secs(15 * 60);
+
+/// Consecutive failed logins. The lock holds for every client (the server does not
+/// trust addresses it may only see through a proxy): a guesser gets a handful of tries,
+/// then one per lock period, while a bearer token keeps working for scripts.
+#[derive(Default)]
+struct LoginThrottle {
+    failures: u32,
+    locked_until: Option<Instant>,
 }
 
 fn random_hex() -> String {
@@ -105,7 +130,8 @@ impl WebState {
                 token,
                 loopback,
                 csrf: random_hex(),
-                session: random_hex(),
+                sessions: Mutex::default(),
+                logins: Mutex::default(),
             }),
         }
     }
@@ -287,7 +313,65 @@ impl Security {
         if self.bearer_valid(headers) {
             return true;
         }
-        cookie(headers, SESSION_COOKIE).is_some_and(|c| same_secret(c, &self.session))
+        let Some(given) = cookie(headers, SESSION_COOKIE) else {
+            return false;
+        };
+        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions
+            .get(given)
+            .is_some_and(|expires| *expires > Instant::now())
+    }
+
+    /// `Err(wait)` while logins are locked after repeated failures.
+    fn login_allowed(&self) -> Result<(), Duration> {
+        let t = self.logins.lock().unwrap_or_else(|e| e.into_inner());
+        match t.locked_until {
+            Some(until) if until > Instant::now() => Err(until - Instant::now()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a wrong token; past the free tries, locks logins for a doubling period.
+    fn login_failed(&self) {
+        let mut t = self.logins.lock().unwrap_or_else(|e| e.into_inner());
+        t.failures = t.failures.saturating_add(1);
+        if t.failures >= FREE_LOGIN_FAILURES {
+            let doublings = (t.failures - FREE_LOGIN_FAILURES).min(20);
+            let lock = FIRST_LOGIN_LOCK
+                .saturating_mul(1 << doublings)
+                .min(MAX_LOGIN_LOCK);
+            t.locked_until = Some(Instant::now() + lock);
+        }
+    }
+
+    /// A successful login: the failure count restarts and a new session is returned.
+    fn start_session(&self) -> String {
+        *self.logins.lock().unwrap_or_else(|e| e.into_inner()) = LoginThrottle::default();
+        let now = Instant::now();
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions.retain(|_, expires| *expires > now);
+        if sessions.len() >= MAX_SESSIONS {
+            if let Some(first) = sessions
+                .iter()
+                .min_by_key(|(_, expires)| **expires)
+                .map(|(k, _)| k.clone())
+            {
+                sessions.remove(&first);
+            }
+        }
+        let id = random_hex();
+        sessions.insert(id.clone(), now + SESSION_LIFETIME);
+        id
+    }
+
+    /// Ends the session the request's cookie names, if any.
+    fn end_session(&self, headers: &HeaderMap) {
+        if let Some(given) = cookie(headers, SESSION_COOKIE) {
+            self.sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(given);
+        }
     }
 }
 

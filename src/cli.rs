@@ -928,7 +928,15 @@ async fn fetch(path: &Path, args: FetchArgs) -> Result<()> {
     }
     let mut failed = 0;
     for s in &sources {
-        let report = pipeline.fetch_source(s).await?;
+        // One source's failure, even the store's, is reported and the others still run.
+        let report = match pipeline.fetch_source(s).await {
+            Ok(report) => report,
+            Err(e) => {
+                failed += 1;
+                println!("{} / {}: FAILED: {e:#}", s.watch_name, s.name);
+                continue;
+            }
+        };
         match report.result {
             Ok(st) => println!(
                 "{} / {}: {} new, {} updated, {} unchanged, {} skipped",

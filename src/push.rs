@@ -51,6 +51,16 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({"error": message.into()}))).into_response()
 }
 
+/// The store failed: the cause goes to the log, never to the client (it may quote SQL
+/// and the database's own words).
+fn store_failed(e: anyhow::Error) -> Response {
+    tracing::error!(error = %format!("{e:#}"), "push ingest failed");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not stored: the store failed; the server log has the details",
+    )
+}
+
 /// Compares without stopping at the first different byte.
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -107,7 +117,7 @@ async fn push(
     let watch_row = match store.watch_by_name(watch).await {
         Ok(Some(w)) => w,
         Ok(None) => return error(StatusCode::NOT_FOUND, format!("no watch named `{watch}`")),
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e:#}")),
+        Err(e) => return store_failed(e),
     };
     let mut mentions = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
@@ -123,7 +133,7 @@ async fn push(
     }
     let source = match store.push_source(watch_row.id, source_name).await {
         Ok(s) => s,
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e:#}")),
+        Err(e) => return store_failed(e),
     };
     let note = (!rejected.is_empty())
         .then(|| format!("{} record(s) rejected by the push API", rejected.len()));
@@ -141,9 +151,6 @@ async fn push(
             "rejected": rejected,
         }))
         .into_response(),
-        Err(e) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not stored: {e:#}"),
-        ),
+        Err(e) => store_failed(e),
     }
 }

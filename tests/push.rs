@@ -190,3 +190,67 @@ async fn push_and_the_dashboard_api_share_the_path_by_method() {
         assert_eq!(r.status(), 200, "{path}");
     }
 }
+
+#[tokio::test]
+async fn a_nul_in_pushed_text_is_dropped_and_store_errors_are_not_echoed() {
+    for db in testutil::all().await.unwrap() {
+        let cfg = Arc::new(config::parse(CONFIG, "test.toml", &[]).unwrap());
+        db.store.sync_config(&cfg).await.unwrap();
+        let pipeline = Pipeline::new(db.store.clone(), cfg, None).unwrap();
+        let url = serve(pipeline, Some("tok")).await;
+        let client = reqwest::Client::new();
+        let body = serde_json::json!({"watch": "Acme", "mentions": [
+            {"id": "a", "text": "fine", "published_at": "2026-11-23T10:00:00Z"},
+            {"id": "b", "text": "nul \u{0}", "published_at": "2026-11-23T10:00:00Z"},
+            {"id": "c", "text": "also fine", "published_at": "2026-11-23T10:00:00Z"}
+        ]});
+        let r = client
+            .post(&url)
+            .bearer_auth("tok")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(status, 200, "{}: {v}", db.label);
+        assert_eq!(v["new"], 3, "{v}");
+        assert_eq!(db.store.count_mentions(None).await.unwrap(), 3);
+    }
+
+    // A store that fails: the answer says so without quoting the database.
+    let db = testutil::sqlite().await.unwrap();
+    let cfg = Arc::new(config::parse(CONFIG, "test.toml", &[]).unwrap());
+    db.store.sync_config(&cfg).await.unwrap();
+    sqlx::query(
+        "CREATE TRIGGER refuse BEFORE INSERT ON mentions BEGIN SELECT RAISE(ABORT, 'secret detail'); END",
+    )
+    .execute(db.store.pool())
+    .await
+    .unwrap();
+    let url = serve(
+        Pipeline::new(db.store.clone(), cfg, None).unwrap(),
+        Some("tok"),
+    )
+    .await;
+    let r = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth("tok")
+        .json(&serde_json::json!({"watch": "Acme", "mentions": [
+            {"id": "a", "text": "fine", "published_at": "2026-11-23T10:00:00Z"}
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let text = r.text().await.unwrap();
+    assert!(
+        !text.contains("secret detail") && !text.contains("INSERT"),
+        "{text}"
+    );
+    // The run is closed as failed, not left running.
+    let w = db.store.watch_by_name("Acme").await.unwrap().unwrap();
+    let src = db.store.sources(Some(w.id)).await.unwrap()[0].clone();
+    let runs = db.store.fetch_runs(src.id, 5).await.unwrap();
+    assert_eq!(runs[0].status, "failed");
+}

@@ -1834,3 +1834,99 @@ name = "Example Notes"
     assert_eq!((stats.new, stats.updated), (0, 0));
     assert_eq!(db.store.count_mentions(None).await.unwrap(), 5);
 }
+
+async fn pipeline_for(text: &str, db: &testutil::TestDb) -> Pipeline {
+    let cfg = config::parse(text, "e2e.toml", &[]).unwrap();
+    db.store.sync_config(&cfg).await.unwrap();
+    Pipeline::new(db.store.clone(), std::sync::Arc::new(cfg), None).unwrap()
+}
+
+async fn source_named(db: &testutil::TestDb, name: &str) -> zmot::store::SourceRow {
+    db.store
+        .sources(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name == name)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_nul_in_a_fetched_item_is_dropped_and_the_cursor_moves() {
+    let srv = Server::start().await;
+    srv.on(HN_PATH, Reply::fixture("hackernews/nul.json"));
+    let text = format!(
+        r#"
+[http]
+first_run_lookback_days = 3650
+
+[[watch]]
+name = "Example Notes"
+
+  [[watch.source]]
+  name = "hn"
+  kind = "hackernews"
+  params = {{ base_url = "{}/api/v1", query = "example notes", min_interval_ms = 0 }}
+"#,
+        srv.base
+    );
+    for db in testutil::all().await.unwrap() {
+        let pipeline = pipeline_for(&text, &db).await;
+        let source = source_named(&db, "hn").await;
+        let report = pipeline.fetch_source(&source).await.unwrap();
+        let stats = report
+            .result
+            .unwrap_or_else(|e| panic!("{}: {e}", db.label));
+        assert_eq!(stats.new, 3, "{}", db.label);
+        let source = db.store.source(source.id).await.unwrap().unwrap();
+        assert!(source.cursor.is_some(), "{}", db.label);
+        let found = db
+            .store
+            .find_mentions(&Default::default(), 0, 10)
+            .await
+            .unwrap();
+        assert!(found
+            .iter()
+            .any(|m| m.mention.mention.text == "Example Notes 5.0.1 fixed the crash for me."));
+    }
+}
+
+#[tokio::test]
+async fn a_batch_the_store_refuses_closes_the_run_as_failed() {
+    let srv = Server::start().await;
+    srv.on(HN_PATH, Reply::fixture("hackernews/later.json"));
+    let text = format!(
+        r#"
+[http]
+first_run_lookback_days = 3650
+
+[[watch]]
+name = "Example Notes"
+
+  [[watch.source]]
+  name = "hn"
+  kind = "hackernews"
+  params = {{ base_url = "{}/api/v1", query = "example notes", min_interval_ms = 0 }}
+"#,
+        srv.base
+    );
+    let db = testutil::sqlite().await.unwrap();
+    let pipeline = pipeline_for(&text, &db).await;
+    let source = source_named(&db, "hn").await;
+    // A store that refuses this batch (as PostgreSQL refused a U+0000 before).
+    sqlx::query(
+        "CREATE TRIGGER refuse BEFORE INSERT ON mentions BEGIN SELECT RAISE(ABORT, 'refused'); END",
+    )
+    .execute(db.store.pool())
+    .await
+    .unwrap();
+    let report = pipeline.fetch_source(&source).await.unwrap();
+    let e = report.result.unwrap_err();
+    assert!(e.message.contains("refused"), "{}", e.message);
+    let runs = db.store.fetch_runs(source.id, 5).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].status, "failed");
+    assert!(runs[0].finished_at.is_some());
+    let source = db.store.source(source.id).await.unwrap().unwrap();
+    assert_eq!(source.cursor, None, "the cursor stays put");
+}

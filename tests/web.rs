@@ -955,6 +955,20 @@ async fn with_a_token_only_loopback_host_names_are_served_too() {
     assert_eq!(r.status(), 200);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nul_in_the_search_term_is_read_as_text() {
+    for db in testutil::all().await.unwrap() {
+        let c = config();
+        seed(&db.store, &c).await;
+        let s = Server::start(db.store.clone(), c, None, true).await;
+        let (status, page) = s.get("/mentions?q=%00").await;
+        assert_eq!(status, 200, "{}: {page}", db.label);
+        let (status, v) = s.json("/api/mentions?q=Bro%00ke").await;
+        assert_eq!(status, 200, "{}: {v}", db.label);
+        assert_eq!(v["items"].as_array().unwrap().len(), 5, "{v}");
+    }
+}
+
 async fn login(s: &Server, csrf: &str, token: &str) -> reqwest::Response {
     s.post_form("/login", &[("csrf", csrf), ("token", token), ("back", "/")])
         .await

@@ -70,6 +70,22 @@ impl Store {
         batch: &[ScoredMention],
         model: Option<ModelInfo<'_>>,
     ) -> Result<IngestStats> {
+        // Every write of a mention passes here: whatever the source, no text reaches the
+        // database with control characters (PostgreSQL would refuse the whole batch for
+        // one U+0000). Copied only in the rare batch that has any.
+        let cleaned: Vec<ScoredMention>;
+        let batch = if batch.iter().any(|m| m.mention.has_controls()) {
+            cleaned = batch
+                .iter()
+                .map(|m| ScoredMention {
+                    mention: m.mention.without_controls(),
+                    sentiment: m.sentiment,
+                })
+                .collect();
+            &cleaned[..]
+        } else {
+            batch
+        };
         // The last occurrence of an external id wins: it is the freshest.
         let mut index: HashMap<&str, usize> = HashMap::with_capacity(batch.len());
         for (i, m) in batch.iter().enumerate() {

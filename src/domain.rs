@@ -170,6 +170,15 @@ fn json_without_controls(v: &serde_json::Value) -> serde_json::Value {
     }
 }
 
+/// What text search looks in: title and text, lowercased with Unicode's rules (done
+/// here rather than by the database, whose `lower()` may fold ASCII only).
+pub fn search_text(title: Option<&str>, text: &str) -> String {
+    match title {
+        Some(t) if !t.is_empty() => format!("{}\n{}", t.to_lowercase(), text.to_lowercase()),
+        _ => text.to_lowercase(),
+    }
+}
+
 /// Whitespace- and case-folded hash of a title and text.
 pub fn content_hash(title: Option<&str>, text: &str) -> String {
     let mut h = Sha256::new();

@@ -559,3 +559,66 @@ async fn control_characters_never_reach_the_database_nor_abort_a_batch() {
         assert_eq!(runs[0].error.as_deref(), Some("bad byte "), "{}", db.label);
     }
 }
+
+#[tokio::test]
+async fn text_search_ignores_case_beyond_ascii() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let src = setup(store).await;
+        let mut titled = mention("t", "fine kettle", Some(4), 2);
+        titled.mention.title = Some("ÉTÉ".into());
+        let batch = vec![
+            mention("u", "CAFÉ is awful Ünïcödé", Some(1), 1),
+            titled,
+            mention("o", "other", Some(5), 3),
+        ];
+        store.ingest(&src, &batch, None).await.unwrap();
+        let search = |q: &'static str| async move {
+            let f = zmot::store::MentionFilter {
+                text: Some(q.into()),
+                ..Default::default()
+            };
+            store
+                .find_mentions(&f, 0, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|m| m.mention.mention.external_id)
+                .collect::<Vec<_>>()
+        };
+        for q in ["CAFÉ", "café", "Café", "ünïc", "ÜNÏCÖDÉ", "awful ünï"] {
+            assert_eq!(search(q).await, vec!["u"], "{} {q}", db.label);
+        }
+        assert_eq!(search("été").await, vec!["t"], "{}", db.label);
+        assert_eq!(search("caf%").await, Vec::<String>::new());
+        // An edit is searched by its new text.
+        store
+            .ingest(&src, &[mention("u", "Straße", Some(1), 1)], None)
+            .await
+            .unwrap();
+        assert_eq!(search("STRASSE").await, Vec::<String>::new());
+        assert_eq!(search("STRAßE").await, vec!["u"], "{}", db.label);
+        assert!(search("café").await.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn mentions_stored_before_the_search_column_are_found_after_reopening() {
+    let db = testutil::sqlite().await.unwrap();
+    let src = setup(&db.store).await;
+    db.store
+        .ingest(&src, &[mention("u", "CAFÉ noir", Some(1), 1)], None)
+        .await
+        .unwrap();
+    // As a database migrated from before the column would have it.
+    sqlx::query("UPDATE mentions SET search_text = NULL")
+        .execute(db.store.pool())
+        .await
+        .unwrap();
+    let reopened = Store::connect(&db.url, 2).await.unwrap();
+    let f = zmot::store::MentionFilter {
+        text: Some("café".into()),
+        ..Default::default()
+    };
+    assert_eq!(reopened.find_mentions(&f, 0, 10).await.unwrap().len(), 1);
+}

@@ -39,6 +39,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "source_mention_counts",
         include_str!("../../migrations/0005_source_mention_counts.sql"),
     ),
+    (
+        6,
+        "search_text",
+        include_str!("../../migrations/0006_search_text.sql"),
+    ),
 ];
 
 /// Rewrites portable SQL for one backend.

@@ -261,6 +261,8 @@ pub enum FetchErrorKind {
     Network,
     /// Wrong or missing settings or credentials.
     Config,
+    /// The answer was larger than `max_body_bytes`.
+    TooLarge,
     /// Anything else.
     Other,
 }
@@ -274,6 +276,7 @@ impl FetchErrorKind {
             FetchErrorKind::Malformed => "malformed",
             FetchErrorKind::Network => "network",
             FetchErrorKind::Config => "config",
+            FetchErrorKind::TooLarge => "too_large",
             FetchErrorKind::Other => "other",
         }
     }

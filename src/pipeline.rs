@@ -125,7 +125,8 @@ impl Pipeline {
             skipped,
         };
 
-        let connector = match sources::build(&source.kind, &params) {
+        let defaults = sources::http::HttpOptions::from_config(&self.config.http);
+        let connector = match sources::build_with_defaults(&source.kind, &params, &defaults) {
             Ok(c) => c,
             Err(msg) => {
                 self.store

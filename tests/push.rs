@@ -91,8 +91,20 @@ async fn pushed_mentions_are_stored_once_and_bad_ones_reported() {
             .await
             .unwrap();
         assert_eq!(r.status(), 401);
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "unauthorized", "{v}");
+        assert!(v["error"]["message"].is_string(), "{v}");
         let r = client.post(&url).json(&body).send().await.unwrap();
         assert_eq!(r.status(), 401);
+        // The scheme's case does not matter, as elsewhere in the API.
+        let r = client
+            .post(&url)
+            .header("Authorization", "bearer s3cret-token")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
         let r = client
             .post(&url)
             .bearer_auth("s3cret-token")
@@ -109,6 +121,8 @@ async fn pushed_mentions_are_stored_once_and_bad_ones_reported() {
             .await
             .unwrap();
         assert_eq!(r.status(), 404);
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "not_found", "{v}");
     }
 }
 

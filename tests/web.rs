@@ -594,7 +594,11 @@ async fn api_json_shapes() {
         assert!(v["alerts"].is_array());
         let (status, v) = s.json("/api/openapi.json").await;
         assert_eq!(status, 200);
-        assert!(v["paths"]["/api/mentions"].is_object());
+        assert!(v["paths"]["/api/mentions"]["get"].is_object());
+        assert!(
+            v["paths"]["/api/mentions"]["post"].is_object(),
+            "push ingest listed"
+        );
 
         // Triage by PATCH.
         let mid = negative_ids(&s).await[0];

@@ -303,7 +303,7 @@ impl Store {
         Ok(stats)
     }
 
-    /// Fills `search_text` for mentions stored before the column existed (migration 6),
+    /// Fills `search_text` for mentions stored before the column existed (migration 8),
     /// in id order, a thousand per transaction; returns how many it filled.
     pub(super) async fn fill_search_text(&self) -> Result<u64> {
         let mut filled = 0u64;

@@ -40,9 +40,9 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0005_source_mention_counts.sql"),
     ),
     (
-        6,
+        8,
         "search_text",
-        include_str!("../../migrations/0006_search_text.sql"),
+        include_str!("../../migrations/0008_search_text.sql"),
     ),
 ];
 

@@ -795,9 +795,11 @@ async fn run(path: &Path) -> Result<()> {
             config.server.token_env
         );
     }
-    let app = crate::health::router(store.clone(), metrics.clone())
-        .merge(crate::web::router(web))
-        .merge(crate::push::router(pipeline.clone(), token));
+    let app = crate::web::app(
+        web,
+        crate::health::router(store.clone(), metrics.clone())
+            .merge(crate::push::router(pipeline.clone(), token)),
+    );
     let mut server_stop = rx.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -834,9 +836,10 @@ async fn serve(path: &Path) -> Result<()> {
     let pipeline = Pipeline::new(store.clone(), config.clone(), load_analyzer(&config))?;
     let token = crate::push::token_from_env(&config.server.token_env);
     let metrics = Arc::new(crate::health::Metrics::default());
-    let app = crate::health::router(store.clone(), metrics)
-        .merge(crate::web::router(web))
-        .merge(crate::push::router(pipeline, token));
+    let app = crate::web::app(
+        web,
+        crate::health::router(store.clone(), metrics).merge(crate::push::router(pipeline, token)),
+    );
     let listener = tokio::net::TcpListener::bind(&config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {} (server.listen)", config.server.listen))?;
@@ -931,7 +934,15 @@ async fn fetch(path: &Path, args: FetchArgs) -> Result<()> {
     }
     let mut failed = 0;
     for s in &sources {
-        let report = pipeline.fetch_source(s).await?;
+        // One source's failure, even the store's, is reported and the others still run.
+        let report = match pipeline.fetch_source(s).await {
+            Ok(report) => report,
+            Err(e) => {
+                failed += 1;
+                println!("{} / {}: FAILED: {e:#}", s.watch_name, s.name);
+                continue;
+            }
+        };
         match report.result {
             Ok(st) => println!(
                 "{} / {}: {} new, {} updated, {} unchanged, {} skipped",

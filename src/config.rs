@@ -1134,6 +1134,17 @@ fn validate(c: &Config) -> Vec<(Vec<Seg>, String)> {
             "must be above 0".into(),
         ));
     }
+    let body_range = crate::sources::http::MAX_BODY_BYTES_RANGE;
+    if !body_range.contains(&c.http.max_body_bytes) {
+        out.push((
+            vec![k("http"), k("max_body_bytes")],
+            format!(
+                "must be between {} and {}",
+                body_range.start(),
+                body_range.end()
+            ),
+        ));
+    }
     if url::Url::parse(&c.http.contact_url).is_err() {
         out.push((
             vec![k("http"), k("contact_url")],
@@ -1473,6 +1484,17 @@ params = { query = "acme" }
         // Different names usually land on different minutes; the same name always the same.
         assert_eq!(expr, s.cron_expression("w"));
         let _ = other.cron_expression("w");
+    }
+
+    #[test]
+    fn http_max_body_bytes_out_of_range_is_named() {
+        let err = parse("[http]\nmax_body_bytes = 10\n", "c.toml", &[]).unwrap_err();
+        let msgs: Vec<String> = err.problems.iter().map(|p| p.to_string()).collect();
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains("http.max_body_bytes") && m.contains("between 1024")),
+            "{msgs:?}"
+        );
     }
 
     #[test]

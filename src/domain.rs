@@ -78,12 +78,47 @@ impl Mention {
         hex::encode(&h.finalize()[..16])
     }
 
+    /// Whether any text of the mention has unwanted control characters.
+    pub fn has_controls(&self) -> bool {
+        let opt = |o: &Option<String>| {
+            o.as_deref()
+                .is_some_and(|s| s.contains(is_unwanted_control))
+        };
+        self.external_id.contains(is_unwanted_control)
+            || self.text.contains(is_unwanted_control)
+            || opt(&self.url)
+            || opt(&self.author)
+            || opt(&self.title)
+            || opt(&self.language)
+            || opt(&self.owner_reply)
+            || self.extra.as_ref().is_some_and(json_has_controls)
+    }
+
+    /// The mention with unwanted control characters removed from every text, the
+    /// `extra` details included (the store keeps only such mentions).
+    pub fn without_controls(&self) -> Mention {
+        let opt = |o: &Option<String>| o.as_deref().map(|s| without_controls(s).into_owned());
+        Mention {
+            external_id: without_controls(&self.external_id).into_owned(),
+            url: opt(&self.url),
+            author: opt(&self.author),
+            title: opt(&self.title),
+            text: without_controls(&self.text).into_owned(),
+            language: opt(&self.language),
+            owner_reply: opt(&self.owner_reply),
+            extra: self.extra.as_ref().map(json_without_controls),
+            ..self.clone()
+        }
+    }
+
     /// Checks the invariants the store relies on; returns what is wrong.
     pub fn validate(&self) -> Result<(), String> {
         if self.external_id.trim().is_empty() {
             return Err("external_id is empty".into());
         }
-        if self.text.trim().is_empty() && self.title.as_deref().unwrap_or("").trim().is_empty() {
+        // Judged as the store will keep them, without control characters.
+        let blank = |s: &str| without_controls(s).trim().is_empty();
+        if blank(&self.text) && blank(self.title.as_deref().unwrap_or("")) {
             return Err("text and title are both empty".into());
         }
         if let Some(r) = self.rating {
@@ -92,6 +127,55 @@ impl Mention {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether `c` is a control character text must not carry into the store: C0 controls
+/// other than tab and newline. PostgreSQL refuses U+0000 in text outright (and with it
+/// the whole batch); the others are invisible and only confuse display and search.
+pub fn is_unwanted_control(c: char) -> bool {
+    c.is_ascii_control() && c != '\t' && c != '\n' && c != '\u{7f}'
+}
+
+/// `s` without unwanted control characters (see [`is_unwanted_control`]), borrowed when
+/// there were none.
+pub fn without_controls(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains(is_unwanted_control) {
+        std::borrow::Cow::Owned(s.chars().filter(|c| !is_unwanted_control(*c)).collect())
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
+fn json_has_controls(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::String(s) => s.contains(is_unwanted_control),
+        serde_json::Value::Array(a) => a.iter().any(json_has_controls),
+        serde_json::Value::Object(o) => o
+            .iter()
+            .any(|(k, v)| k.contains(is_unwanted_control) || json_has_controls(v)),
+        _ => false,
+    }
+}
+
+fn json_without_controls(v: &serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::String(s) => serde_json::Value::String(without_controls(s).into()),
+        serde_json::Value::Array(a) => a.iter().map(json_without_controls).collect(),
+        serde_json::Value::Object(o) => o
+            .iter()
+            .map(|(k, v)| (without_controls(k).into_owned(), json_without_controls(v)))
+            .collect(),
+        other => other.clone(),
+    }
+}
+
+/// What text search looks in: title and text, lowercased with Unicode's rules (done
+/// here rather than by the database, whose `lower()` may fold ASCII only).
+pub fn search_text(title: Option<&str>, text: &str) -> String {
+    match title {
+        Some(t) if !t.is_empty() => format!("{}\n{}", t.to_lowercase(), text.to_lowercase()),
+        _ => text.to_lowercase(),
     }
 }
 
@@ -177,6 +261,8 @@ pub enum FetchErrorKind {
     Network,
     /// Wrong or missing settings or credentials.
     Config,
+    /// The answer was larger than `max_body_bytes`.
+    TooLarge,
     /// Anything else.
     Other,
 }
@@ -190,6 +276,7 @@ impl FetchErrorKind {
             FetchErrorKind::Malformed => "malformed",
             FetchErrorKind::Network => "network",
             FetchErrorKind::Config => "config",
+            FetchErrorKind::TooLarge => "too_large",
             FetchErrorKind::Other => "other",
         }
     }
@@ -256,5 +343,21 @@ mod tests {
         assert!(m.validate().unwrap_err().contains("rating 6"));
         let m = mention("  ");
         assert!(m.validate().is_err());
+        let m = mention("\u{0}\u{1b} ");
+        assert!(m.validate().is_err());
+    }
+
+    #[test]
+    fn control_characters_are_removed_but_tab_and_newline_kept() {
+        let mut m = mention("nul \u{0}here\tand\r\nthere\u{7}");
+        m.title = Some("t\u{0}".into());
+        m.extra = Some(serde_json::json!({"k\u{0}": ["v\u{1}", 3]}));
+        assert!(m.has_controls());
+        let clean = m.without_controls();
+        assert_eq!(clean.text, "nul here\tand\nthere");
+        assert_eq!(clean.title.as_deref(), Some("t"));
+        assert_eq!(clean.extra, Some(serde_json::json!({"k": ["v", 3]})));
+        assert!(!clean.has_controls());
+        assert!(!mention("plain text, é and 漢字").has_controls());
     }
 }

@@ -125,7 +125,8 @@ impl Pipeline {
             skipped,
         };
 
-        let connector = match sources::build(&source.kind, &params) {
+        let defaults = sources::http::HttpOptions::from_config(&self.config.http);
+        let connector = match sources::build_with_defaults(&source.kind, &params, &defaults) {
             Ok(c) => c,
             Err(msg) => {
                 self.store
@@ -162,22 +163,37 @@ impl Pipeline {
                 }
             }
         }
-        let scored = self.score(valid).await?;
-        let stats = self
-            .store
-            .finish_fetch(
-                run_id,
-                source,
-                RunOutcome {
-                    batch: &scored,
-                    model: self.model_info(),
-                    cursor: fetched.cursor.as_deref(),
-                    skipped,
-                    aggregate: fetched.aggregate,
-                    note: fetched.note.as_deref(),
-                },
-            )
-            .await?;
+        let stored = match self.score(valid).await {
+            Ok(scored) => {
+                self.store
+                    .finish_fetch(
+                        run_id,
+                        source,
+                        RunOutcome {
+                            batch: &scored,
+                            model: self.model_info(),
+                            cursor: fetched.cursor.as_deref(),
+                            skipped,
+                            aggregate: fetched.aggregate,
+                            note: fetched.note.as_deref(),
+                        },
+                    )
+                    .await
+            }
+            Err(e) => Err(e.context("scoring failed")),
+        };
+        let stats = match stored {
+            Ok(stats) => stats,
+            Err(e) => {
+                // The run is closed as failed, not left `running`; the cursor stays put.
+                let msg = format!("not stored: {e:#}");
+                tracing::warn!(watch = %source.watch_name, source = %source.name, "{msg}");
+                self.store
+                    .fail_fetch(run_id, FetchErrorKind::Other, &msg)
+                    .await?;
+                return Ok(report(Err(FetchError::new(FetchErrorKind::Other, msg)), 0));
+            }
+        };
         tracing::info!(
             watch = %source.watch_name,
             source = %source.name,
@@ -225,7 +241,8 @@ impl Pipeline {
                 return Err(e);
             }
         };
-        self.store
+        let stored = self
+            .store
             .finish_fetch(
                 run_id,
                 source,
@@ -238,7 +255,13 @@ impl Pipeline {
                     note,
                 },
             )
-            .await
+            .await;
+        if let Err(e) = &stored {
+            self.store
+                .fail_fetch(run_id, FetchErrorKind::Other, &format!("not stored: {e:#}"))
+                .await?;
+        }
+        stored
     }
 }
 

@@ -47,8 +47,39 @@ pub fn token_from_env(var: &str) -> Option<String> {
     std::env::var(var).ok().filter(|t| !t.trim().is_empty())
 }
 
+/// The API's error shape, `{"error": {"code", "message"}}`, the code named after the
+/// status as the dashboard API names its own.
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({"error": message.into()}))).into_response()
+    let code = match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        _ => "unavailable",
+    };
+    let mut res = (
+        status,
+        Json(json!({"error": {"code": code, "message": message.into()}})),
+    )
+        .into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        res.headers_mut().insert(
+            axum::http::header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Bearer realm=\"zmot\""),
+        );
+    }
+    res
+}
+
+/// The store failed: the cause goes to the log, never to the client (it may quote SQL
+/// and the database's own words).
+fn store_failed(e: anyhow::Error) -> Response {
+    tracing::error!(error = %format!("{e:#}"), "push ingest failed");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not stored: the store failed; the server log has the details",
+    )
 }
 
 /// Compares without stopping at the first different byte.
@@ -67,11 +98,13 @@ async fn push(
             "push ingest is off: set the environment variable named by server.token_env",
         );
     };
+    // The scheme is case-insensitive (RFC 9110), as the rest of the API reads it.
     let given = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, token)| token);
     if !same(given.trim().as_bytes(), expected.as_bytes()) {
         return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
     }
@@ -107,7 +140,7 @@ async fn push(
     let watch_row = match store.watch_by_name(watch).await {
         Ok(Some(w)) => w,
         Ok(None) => return error(StatusCode::NOT_FOUND, format!("no watch named `{watch}`")),
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e:#}")),
+        Err(e) => return store_failed(e),
     };
     let mut mentions = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
@@ -123,7 +156,7 @@ async fn push(
     }
     let source = match store.push_source(watch_row.id, source_name).await {
         Ok(s) => s,
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e:#}")),
+        Err(e) => return store_failed(e),
     };
     let note = (!rejected.is_empty())
         .then(|| format!("{} record(s) rejected by the push API", rejected.len()));
@@ -141,9 +174,6 @@ async fn push(
             "rejected": rejected,
         }))
         .into_response(),
-        Err(e) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not stored: {e:#}"),
-        ),
+        Err(e) => store_failed(e),
     }
 }

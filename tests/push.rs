@@ -91,8 +91,20 @@ async fn pushed_mentions_are_stored_once_and_bad_ones_reported() {
             .await
             .unwrap();
         assert_eq!(r.status(), 401);
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "unauthorized", "{v}");
+        assert!(v["error"]["message"].is_string(), "{v}");
         let r = client.post(&url).json(&body).send().await.unwrap();
         assert_eq!(r.status(), 401);
+        // The scheme's case does not matter, as elsewhere in the API.
+        let r = client
+            .post(&url)
+            .header("Authorization", "bearer s3cret-token")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
         let r = client
             .post(&url)
             .bearer_auth("s3cret-token")
@@ -109,6 +121,8 @@ async fn pushed_mentions_are_stored_once_and_bad_ones_reported() {
             .await
             .unwrap();
         assert_eq!(r.status(), 404);
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "not_found", "{v}");
     }
 }
 
@@ -135,8 +149,11 @@ async fn push_and_the_dashboard_api_share_the_path_by_method() {
     db.store.sync_config(&cfg).await.unwrap();
     let pipeline = Pipeline::new(db.store.clone(), cfg.clone(), None).unwrap();
     // The same composition as `zmot run` and `zmot serve`.
-    let app = zmot::web::router(zmot::web::WebState::new(db.store.clone(), cfg))
-        .merge(zmot::push::router(pipeline, Some("tok".into())));
+    let health = zmot::health::router(db.store.clone(), Default::default());
+    let app = zmot::web::app(
+        zmot::web::WebState::with_access(db.store.clone(), cfg, Some("tok".into()), true),
+        health.merge(zmot::push::router(pipeline, Some("tok".into()))),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -155,8 +172,99 @@ async fn push_and_the_dashboard_api_share_the_path_by_method() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let r = client.get(&url).send().await.unwrap();
+    let r = client.get(&url).bearer_auth("tok").send().await.unwrap();
     assert_eq!(r.status(), 200);
     let text = r.text().await.unwrap();
     assert!(text.contains("Pushed and listed"), "{text}");
+
+    // Bound to loopback, every route refuses a foreign Host name (DNS rebinding), the
+    // health and push routes included; /healthz needs no token.
+    let base = format!("http://{addr}");
+    for path in ["/healthz", "/metrics", "/api/mentions", "/"] {
+        let r = client
+            .get(format!("{base}{path}"))
+            .header("Host", format!("attacker.example:{}", addr.port()))
+            .bearer_auth("tok")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+    }
+    let r = client
+        .post(&url)
+        .header("Host", "attacker.example")
+        .bearer_auth("tok")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    for path in ["/healthz", "/metrics"] {
+        let r = client.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_nul_in_pushed_text_is_dropped_and_store_errors_are_not_echoed() {
+    for db in testutil::all().await.unwrap() {
+        let cfg = Arc::new(config::parse(CONFIG, "test.toml", &[]).unwrap());
+        db.store.sync_config(&cfg).await.unwrap();
+        let pipeline = Pipeline::new(db.store.clone(), cfg, None).unwrap();
+        let url = serve(pipeline, Some("tok")).await;
+        let client = reqwest::Client::new();
+        let body = serde_json::json!({"watch": "Acme", "mentions": [
+            {"id": "a", "text": "fine", "published_at": "2026-11-23T10:00:00Z"},
+            {"id": "b", "text": "nul \u{0}", "published_at": "2026-11-23T10:00:00Z"},
+            {"id": "c", "text": "also fine", "published_at": "2026-11-23T10:00:00Z"}
+        ]});
+        let r = client
+            .post(&url)
+            .bearer_auth("tok")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(status, 200, "{}: {v}", db.label);
+        assert_eq!(v["new"], 3, "{v}");
+        assert_eq!(db.store.count_mentions(None).await.unwrap(), 3);
+    }
+
+    // A store that fails: the answer says so without quoting the database.
+    let db = testutil::sqlite().await.unwrap();
+    let cfg = Arc::new(config::parse(CONFIG, "test.toml", &[]).unwrap());
+    db.store.sync_config(&cfg).await.unwrap();
+    sqlx::query(
+        "CREATE TRIGGER refuse BEFORE INSERT ON mentions BEGIN SELECT RAISE(ABORT, 'secret detail'); END",
+    )
+    .execute(db.store.pool())
+    .await
+    .unwrap();
+    let url = serve(
+        Pipeline::new(db.store.clone(), cfg, None).unwrap(),
+        Some("tok"),
+    )
+    .await;
+    let r = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth("tok")
+        .json(&serde_json::json!({"watch": "Acme", "mentions": [
+            {"id": "a", "text": "fine", "published_at": "2026-11-23T10:00:00Z"}
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let text = r.text().await.unwrap();
+    assert!(
+        !text.contains("secret detail") && !text.contains("INSERT"),
+        "{text}"
+    );
+    // The run is closed as failed, not left running.
+    let w = db.store.watch_by_name("Acme").await.unwrap().unwrap();
+    let src = db.store.sources(Some(w.id)).await.unwrap()[0].clone();
+    let runs = db.store.fetch_runs(src.id, 5).await.unwrap();
+    assert_eq!(runs[0].status, "failed");
 }

@@ -1754,7 +1754,7 @@ async fn hostile_pages_give_errors_not_crashes_or_hangs() {
 
     let started = Instant::now();
     let e = fetch_page_within(&srv.url("/huge")).await.unwrap_err();
-    assert_eq!(e.kind, FetchErrorKind::Other);
+    assert_eq!(e.kind, FetchErrorKind::TooLarge);
     assert!(
         e.message.contains("more than 10485760 bytes"),
         "{}",
@@ -1833,4 +1833,196 @@ name = "Example Notes"
     let stats = report.result.unwrap();
     assert_eq!((stats.new, stats.updated), (0, 0));
     assert_eq!(db.store.count_mentions(None).await.unwrap(), 5);
+}
+
+async fn pipeline_for(text: &str, db: &testutil::TestDb) -> Pipeline {
+    let cfg = config::parse(text, "e2e.toml", &[]).unwrap();
+    db.store.sync_config(&cfg).await.unwrap();
+    Pipeline::new(db.store.clone(), std::sync::Arc::new(cfg), None).unwrap()
+}
+
+async fn source_named(db: &testutil::TestDb, name: &str) -> zmot::store::SourceRow {
+    db.store
+        .sources(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name == name)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_nul_in_a_fetched_item_is_dropped_and_the_cursor_moves() {
+    let srv = Server::start().await;
+    srv.on(HN_PATH, Reply::fixture("hackernews/nul.json"));
+    let text = format!(
+        r#"
+[http]
+first_run_lookback_days = 3650
+
+[[watch]]
+name = "Example Notes"
+
+  [[watch.source]]
+  name = "hn"
+  kind = "hackernews"
+  params = {{ base_url = "{}/api/v1", query = "example notes", min_interval_ms = 0 }}
+"#,
+        srv.base
+    );
+    for db in testutil::all().await.unwrap() {
+        let pipeline = pipeline_for(&text, &db).await;
+        let source = source_named(&db, "hn").await;
+        let report = pipeline.fetch_source(&source).await.unwrap();
+        let stats = report
+            .result
+            .unwrap_or_else(|e| panic!("{}: {e}", db.label));
+        assert_eq!(stats.new, 3, "{}", db.label);
+        let source = db.store.source(source.id).await.unwrap().unwrap();
+        assert!(source.cursor.is_some(), "{}", db.label);
+        let found = db
+            .store
+            .find_mentions(&Default::default(), 0, 10)
+            .await
+            .unwrap();
+        assert!(found
+            .iter()
+            .any(|m| m.mention.mention.text == "Example Notes 5.0.1 fixed the crash for me."));
+    }
+}
+
+#[tokio::test]
+async fn a_batch_the_store_refuses_closes_the_run_as_failed() {
+    let srv = Server::start().await;
+    srv.on(HN_PATH, Reply::fixture("hackernews/later.json"));
+    let text = format!(
+        r#"
+[http]
+first_run_lookback_days = 3650
+
+[[watch]]
+name = "Example Notes"
+
+  [[watch.source]]
+  name = "hn"
+  kind = "hackernews"
+  params = {{ base_url = "{}/api/v1", query = "example notes", min_interval_ms = 0 }}
+"#,
+        srv.base
+    );
+    let db = testutil::sqlite().await.unwrap();
+    let pipeline = pipeline_for(&text, &db).await;
+    let source = source_named(&db, "hn").await;
+    // A store that refuses this batch (as PostgreSQL refused a U+0000 before).
+    sqlx::query(
+        "CREATE TRIGGER refuse BEFORE INSERT ON mentions BEGIN SELECT RAISE(ABORT, 'refused'); END",
+    )
+    .execute(db.store.pool())
+    .await
+    .unwrap();
+    let report = pipeline.fetch_source(&source).await.unwrap();
+    let e = report.result.unwrap_err();
+    assert!(e.message.contains("refused"), "{}", e.message);
+    let runs = db.store.fetch_runs(source.id, 5).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].status, "failed");
+    assert!(runs[0].finished_at.is_some());
+    let source = db.store.source(source.id).await.unwrap().unwrap();
+    assert_eq!(source.cursor, None, "the cursor stays put");
+}
+
+#[tokio::test]
+async fn http_section_sets_the_body_cap_and_a_source_may_raise_it() {
+    let srv = Server::start().await;
+    let big = Reply {
+        status: 200,
+        headers: vec![],
+        body: Payload::Stream(3 * 1024 * 1024),
+    };
+    srv.on("/big.xml", big);
+    let text = format!(
+        r#"
+[http]
+max_body_bytes = 1048576
+
+[[watch]]
+name = "Example Notes"
+
+  [[watch.source]]
+  name = "capped"
+  kind = "feed"
+  params = {{ url = "{base}/big.xml", min_interval_ms = 0 }}
+
+  [[watch.source]]
+  name = "raised"
+  kind = "feed"
+  params = {{ url = "{base}/big.xml", min_interval_ms = 0, max_body_bytes = 4194304 }}
+"#,
+        base = srv.base
+    );
+    let db = testutil::sqlite().await.unwrap();
+    let pipeline = pipeline_for(&text, &db).await;
+    let capped = source_named(&db, "capped").await;
+    let e = pipeline
+        .fetch_source(&capped)
+        .await
+        .unwrap()
+        .result
+        .unwrap_err();
+    assert_eq!(e.kind, FetchErrorKind::TooLarge, "{}", e.message);
+    assert!(
+        e.message.contains("more than 1048576 bytes"),
+        "{}",
+        e.message
+    );
+    let runs = db.store.fetch_runs(capped.id, 1).await.unwrap();
+    assert_eq!(runs[0].error_kind.as_deref(), Some("too_large"));
+    // Read in full, then found not to be a feed.
+    let raised = source_named(&db, "raised").await;
+    let e = pipeline
+        .fetch_source(&raised)
+        .await
+        .unwrap()
+        .result
+        .unwrap_err();
+    assert_eq!(e.kind, FetchErrorKind::Malformed, "{}", e.message);
+}
+
+#[tokio::test]
+async fn http_section_per_host_rate_spaces_requests() {
+    let srv = Server::start().await;
+    srv.on("/feed.xml", Reply::fixture("feed/reviews_v1.xml"));
+    let text = format!(
+        r#"
+[http]
+per_host_rate = 0.5
+
+[[watch]]
+name = "Example Notes"
+
+  [[watch.source]]
+  name = "feed"
+  kind = "feed"
+  params = {{ url = "{}/feed.xml", filter_keywords = false }}
+"#,
+        srv.base
+    );
+    let db = testutil::sqlite().await.unwrap();
+    let pipeline = pipeline_for(&text, &db).await;
+    let source = source_named(&db, "feed").await;
+    let started = Instant::now();
+    for _ in 0..2 {
+        let source = db.store.source(source.id).await.unwrap().unwrap();
+        pipeline
+            .fetch_source(&source)
+            .await
+            .unwrap()
+            .result
+            .unwrap();
+    }
+    // Two requests to one host at 0.5 per second: 2 s apart (the built-in default
+    // would be 1 s).
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(1950), "{took:?}");
+    assert_eq!(srv.hits("/feed.xml").len(), 2);
 }

@@ -492,3 +492,144 @@ async fn pruning_keeps_mentions_and_the_latest_run() {
         assert_eq!(store.count_mentions(None).await.unwrap(), 1);
     }
 }
+
+#[tokio::test]
+async fn control_characters_never_reach_the_database_nor_abort_a_batch() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let src = setup(store).await;
+        let mut nul = mention(
+            "nul",
+            "nul \u{0} here\u{1b}[31m, tab\tand\nline",
+            Some(2),
+            3,
+        );
+        nul.mention.title = Some("t\u{0}itle".into());
+        nul.mention.author = Some("A\u{0}nn".into());
+        nul.mention.owner_reply = Some("sorry\u{0}".into());
+        nul.mention.extra = Some(serde_json::json!({"k": "v\u{0}"}));
+        let batch = vec![
+            mention("a", "before", Some(5), 1),
+            nul,
+            mention("b", "after", Some(4), 5),
+        ];
+        let stats = store.ingest(&src, &batch, None).await.unwrap();
+        assert_eq!(stats.new, 3, "{}", db.label);
+        let found = store
+            .find_mentions(&Default::default(), 0, 10)
+            .await
+            .unwrap();
+        let m = &found
+            .iter()
+            .find(|m| m.mention.mention.external_id == "nul")
+            .unwrap()
+            .mention;
+        assert_eq!(
+            m.mention.text, "nul  here[31m, tab\tand\nline",
+            "{}",
+            db.label
+        );
+        assert_eq!(m.mention.title.as_deref(), Some("title"));
+        assert_eq!(m.mention.author.as_deref(), Some("Ann"));
+        assert_eq!(m.mention.owner_reply.as_deref(), Some("sorry"));
+        // An edit with a NUL is an update like any other.
+        let edited = vec![mention("nul", "edited \u{0}", Some(2), 3)];
+        let stats = store.ingest(&src, &edited, None).await.unwrap();
+        assert_eq!(stats.updated, 1, "{}", db.label);
+        // A search term with a NUL is read as text, not refused by the database.
+        let f = zmot::store::MentionFilter {
+            text: Some("edit\u{0}ed".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            store.find_mentions(&f, 0, 10).await.unwrap().len(),
+            1,
+            "{}",
+            db.label
+        );
+        // Triage notes too.
+        let id = m.id;
+        let change = zmot::store::TriageUpdate {
+            note: Some("called \u{0}back".into()),
+            ..Default::default()
+        };
+        let t = store
+            .update_triage(id, &change, Some("p\u{0}at"), Utc::now())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(t.note.as_deref(), Some("called back"), "{}", db.label);
+        assert_eq!(t.updated_by.as_deref(), Some("pat"));
+        // A failed run's message is stored without them as well.
+        let run = store.start_fetch_run(src.id, "w").await.unwrap();
+        store
+            .fail_fetch(run, FetchErrorKind::Malformed, "bad byte \u{0}")
+            .await
+            .unwrap();
+        let runs = store.fetch_runs(src.id, 1).await.unwrap();
+        assert_eq!(runs[0].error.as_deref(), Some("bad byte "), "{}", db.label);
+    }
+}
+
+#[tokio::test]
+async fn text_search_ignores_case_beyond_ascii() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let src = setup(store).await;
+        let mut titled = mention("t", "fine kettle", Some(4), 2);
+        titled.mention.title = Some("ÉTÉ".into());
+        let batch = vec![
+            mention("u", "CAFÉ is awful Ünïcödé", Some(1), 1),
+            titled,
+            mention("o", "other", Some(5), 3),
+        ];
+        store.ingest(&src, &batch, None).await.unwrap();
+        let search = |q: &'static str| async move {
+            let f = zmot::store::MentionFilter {
+                text: Some(q.into()),
+                ..Default::default()
+            };
+            store
+                .find_mentions(&f, 0, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|m| m.mention.mention.external_id)
+                .collect::<Vec<_>>()
+        };
+        for q in ["CAFÉ", "café", "Café", "ünïc", "ÜNÏCÖDÉ", "awful ünï"] {
+            assert_eq!(search(q).await, vec!["u"], "{} {q}", db.label);
+        }
+        assert_eq!(search("été").await, vec!["t"], "{}", db.label);
+        assert_eq!(search("caf%").await, Vec::<String>::new());
+        // An edit is searched by its new text.
+        store
+            .ingest(&src, &[mention("u", "Straße", Some(1), 1)], None)
+            .await
+            .unwrap();
+        assert_eq!(search("STRASSE").await, Vec::<String>::new());
+        assert_eq!(search("STRAßE").await, vec!["u"], "{}", db.label);
+        assert!(search("café").await.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn mentions_stored_before_the_search_column_are_found_after_reopening() {
+    let db = testutil::sqlite().await.unwrap();
+    let src = setup(&db.store).await;
+    db.store
+        .ingest(&src, &[mention("u", "CAFÉ noir", Some(1), 1)], None)
+        .await
+        .unwrap();
+    // As a database migrated from before the column would have it.
+    sqlx::query("UPDATE mentions SET search_text = NULL")
+        .execute(db.store.pool())
+        .await
+        .unwrap();
+    let reopened = Store::connect(&db.url, 2).await.unwrap();
+    let f = zmot::store::MentionFilter {
+        text: Some("café".into()),
+        ..Default::default()
+    };
+    assert_eq!(reopened.find_mentions(&f, 0, 10).await.unwrap().len(), 1);
+}

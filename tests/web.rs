@@ -594,7 +594,11 @@ async fn api_json_shapes() {
         assert!(v["alerts"].is_array());
         let (status, v) = s.json("/api/openapi.json").await;
         assert_eq!(status, 200);
-        assert!(v["paths"]["/api/mentions"].is_object());
+        assert!(v["paths"]["/api/mentions"]["get"].is_object());
+        assert!(
+            v["paths"]["/api/mentions"]["post"].is_object(),
+            "push ingest listed"
+        );
 
         // Triage by PATCH.
         let mid = negative_ids(&s).await[0];
@@ -766,6 +770,301 @@ async fn without_a_token_only_loopback_host_names_are_served() {
         .http
         .get(s.url("/"))
         .header("Host", "localhost:8080")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_changes_from_another_site_are_refused_without_a_token() {
+    let db = testutil::sqlite().await.unwrap();
+    let c = config();
+    seed(&db.store, &c).await;
+    zmot::alerts::check_watch(&db.store, &c, "Acme Kettle", Utc::now())
+        .await
+        .unwrap();
+    let blog = db
+        .store
+        .sources(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name == "blog")
+        .unwrap();
+    let s = Server::start(db.store.clone(), c, None, true).await;
+    let (_, v) = s.json("/api/alerts?watch=Acme%20Kettle").await;
+    let alert = v["alerts"][0]["id"].as_i64().unwrap();
+    let mention = db
+        .store
+        .find_mentions(&Default::default(), 0, 1)
+        .await
+        .unwrap()[0]
+        .mention
+        .id;
+    let changes = [
+        format!("/api/alerts/{alert}/acknowledge"),
+        format!("/api/alerts/{alert}/snooze"),
+        format!("/api/sources/{}/fetch", blog.id),
+        format!("/api/mentions/{mention}/triage"),
+    ];
+    // What a page elsewhere can make a browser send: a form post, with its Origin, or
+    // only Sec-Fetch-Site, or Origin: null from a sandboxed frame.
+    let foreign: [&[(&str, &str)]; 4] = [
+        &[("Origin", "http://evil.example")],
+        &[("Origin", "null")],
+        &[("Sec-Fetch-Site", "cross-site")],
+        &[("Referer", "http://evil.example/page")],
+    ];
+    for path in &changes {
+        for headers in foreign {
+            let mut req = s
+                .http
+                .post(s.url(path))
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body("");
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 403, "{path} {headers:?}");
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(v["error"]["code"], "cross_origin", "{v}");
+        }
+    }
+    let r = s
+        .http
+        .patch(s.url(&format!("/api/mentions/{mention}")))
+        .header("Origin", "http://evil.example")
+        .json(&serde_json::json!({ "status": "ignored" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let (_, v) = s.json("/api/alerts?watch=Acme%20Kettle").await;
+    assert!(v["alerts"][0]["acknowledged_at"].is_null(), "{v}");
+    let fetch_due = db.store.jobs().await.unwrap().into_iter().any(|j| {
+        j.name == zmot::store::fetch_job_name(blog.id)
+            && j.next_run_at.is_some_and(|t| t <= Utc::now())
+    });
+    assert!(!fetch_due);
+    // Scripts send no Origin, and pages of this server send their own.
+    let r = s
+        .http
+        .post(s.url(&format!("/api/alerts/{alert}/acknowledge")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = s
+        .http
+        .post(s.url(&format!("/api/alerts/{alert}/snooze")))
+        .header("Origin", &s.base)
+        .header("Sec-Fetch-Site", "same-origin")
+        .json(&serde_json::json!({ "hours": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_token_a_bearer_may_come_from_anywhere_but_a_cookie_may_not() {
+    let db = testutil::sqlite().await.unwrap();
+    let c = config();
+    seed(&db.store, &c).await;
+    zmot::alerts::check_watch(&db.store, &c, "Acme Kettle", Utc::now())
+        .await
+        .unwrap();
+    let s = Server::start(db.store.clone(), c, Some("s3cret-token"), true).await;
+    let r = s
+        .http
+        .get(s.url("/api/alerts?watch=Acme%20Kettle"))
+        .bearer_auth("s3cret-token")
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    let alert = v["alerts"][0]["id"].as_i64().unwrap();
+    let path = format!("/api/alerts/{alert}/acknowledge");
+    // A bearer token is not something a browser attaches by itself.
+    let r = s
+        .http
+        .post(s.url(&path))
+        .header("Origin", "http://tool.example")
+        .bearer_auth("s3cret-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The session cookie is.
+    let (_, page) = s.get("/watch/Acme%20Kettle").await;
+    let csrf = csrf_of(&page);
+    let r = s
+        .post_form(
+            "/login",
+            &[
+                ("csrf", csrf.as_str()),
+                ("token", "s3cret-token"),
+                ("back", "/"),
+            ],
+        )
+        .await;
+    let session = r.headers()["set-cookie"].to_str().unwrap();
+    let session = session.split(';').next().unwrap().to_string();
+    let r = s
+        .http
+        .post(s.url(&path))
+        .header("Origin", "http://evil.example")
+        .header("Cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = s
+        .http
+        .post(s.url(&path))
+        .header("Origin", &s.base)
+        .header("Cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_token_only_loopback_host_names_are_served_too() {
+    let db = testutil::sqlite().await.unwrap();
+    let c = config();
+    seed(&db.store, &c).await;
+    let s = Server::start(db.store.clone(), c, Some("s3cret-token"), true).await;
+    for path in ["/", "/mentions", "/api/watches"] {
+        let r = s
+            .http
+            .get(s.url(path))
+            .header("Host", "attacker.example:8080")
+            .bearer_auth("s3cret-token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+    }
+    let r = s
+        .http
+        .get(s.url("/mentions"))
+        .header("Host", "localhost:8080")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nul_in_the_search_term_is_read_as_text() {
+    for db in testutil::all().await.unwrap() {
+        let c = config();
+        seed(&db.store, &c).await;
+        let s = Server::start(db.store.clone(), c, None, true).await;
+        let (status, page) = s.get("/mentions?q=%00").await;
+        assert_eq!(status, 200, "{}: {page}", db.label);
+        let (status, v) = s.json("/api/mentions?q=Bro%00ke").await;
+        assert_eq!(status, 200, "{}: {v}", db.label);
+        assert_eq!(v["items"].as_array().unwrap().len(), 5, "{v}");
+    }
+}
+
+async fn login(s: &Server, csrf: &str, token: &str) -> reqwest::Response {
+    s.post_form("/login", &[("csrf", csrf), ("token", token), ("back", "/")])
+        .await
+}
+
+fn session_of(r: &reqwest::Response) -> String {
+    let c = r.headers()["set-cookie"].to_str().unwrap();
+    c.split(';').next().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logging_out_ends_the_session_on_the_server() {
+    let db = testutil::sqlite().await.unwrap();
+    let c = config();
+    seed(&db.store, &c).await;
+    let s = Server::start(db.store.clone(), c, Some("s3cret-token"), true).await;
+    let (_, page) = s.get("/watch/Acme%20Kettle").await;
+    let csrf = csrf_of(&page);
+    let first = session_of(&login(&s, &csrf, "s3cret-token").await);
+    let second = session_of(&login(&s, &csrf, "s3cret-token").await);
+    assert_ne!(first, second, "a session per login");
+    let id = db
+        .store
+        .find_mentions(&Default::default(), 0, 1)
+        .await
+        .unwrap()[0]
+        .mention
+        .id;
+    let triage = |session: String, status: &'static str| {
+        let s = &s;
+        let csrf = csrf.clone();
+        async move {
+            s.http
+                .post(s.url(&format!("/mentions/{id}/triage")))
+                .header("Origin", &s.base)
+                .header("Cookie", session)
+                .form(&[("csrf", csrf.as_str()), ("status", status)])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(triage(first.clone(), "acknowledged").await, 303);
+    let r = s
+        .http
+        .post(s.url("/logout"))
+        .header("Origin", &s.base)
+        .header("Cookie", &first)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    // The old cookie no longer works, though a browser (or a thief) kept it.
+    assert_eq!(triage(first, "resolved").await, 401);
+    // Another login is not affected.
+    assert_eq!(triage(second, "resolved").await, 303);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_wrong_tokens_lock_the_login_for_a_while() {
+    let db = testutil::sqlite().await.unwrap();
+    let c = config();
+    seed(&db.store, &c).await;
+    let s = Server::start(db.store.clone(), c, Some("s3cret-token"), true).await;
+    let (_, page) = s.get("/watch/Acme%20Kettle").await;
+    let csrf = csrf_of(&page);
+    for i in 0..5 {
+        assert_eq!(login(&s, &csrf, "guess").await.status(), 401, "try {i}");
+    }
+    let started = std::time::Instant::now();
+    let mut refused = 0;
+    for _ in 0..50 {
+        let r = login(&s, &csrf, "guess").await;
+        if r.status() == 429 {
+            refused += 1;
+            assert!(r.headers().contains_key("retry-after"));
+        }
+    }
+    // 50 guesses answered quickly: nearly all refused without being checked.
+    assert!(
+        refused >= 45,
+        "{refused} refused in {:?}",
+        started.elapsed()
+    );
+    // Locked holds for the right token too, and the bearer path is not locked.
+    assert_eq!(login(&s, &csrf, "s3cret-token").await.status(), 429);
+    let r = s
+        .http
+        .get(s.url("/api/watches"))
+        .bearer_auth("s3cret-token")
         .send()
         .await
         .unwrap();

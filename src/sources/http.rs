@@ -57,15 +57,49 @@ impl Default for HttpOptions {
     }
 }
 
+/// The range `max_body_bytes` must be in, in `[http]` and in a source's params.
+pub const MAX_BODY_BYTES_RANGE: std::ops::RangeInclusive<u64> = 1024..=1 << 30;
+/// The longest gap `[http] per_host_rate` or `min_interval_ms` may ask for.
+const MAX_MIN_INTERVAL_MS: u64 = 600_000;
+
 impl HttpOptions {
+    /// The defaults the `[http]` section sets for every source: `max_body_bytes`, and
+    /// `per_host_rate` (requests per second to one host) as the gap between two requests.
+    pub fn from_config(http: &crate::config::Http) -> Self {
+        let gap_ms = (1000.0 / http.per_host_rate).clamp(0.0, MAX_MIN_INTERVAL_MS as f64);
+        HttpOptions {
+            max_body_bytes: http.max_body_bytes,
+            min_interval: Duration::from_millis(if gap_ms.is_nan() {
+                1000
+            } else {
+                gap_ms.round() as u64
+            }),
+            ..HttpOptions::default()
+        }
+    }
+
+    /// The source's own settings, falling back to `p`'s HTTP defaults.
     pub fn from_params(p: &Params) -> Result<Self, String> {
-        let d = HttpOptions::default();
+        let d = p.http_defaults();
+        let ms = |d: Duration| d.as_millis() as u64;
         Ok(HttpOptions {
-            max_body_bytes: p.u64_in("max_body_bytes", d.max_body_bytes, 1024..=1 << 30)?,
+            max_body_bytes: p.u64_in("max_body_bytes", d.max_body_bytes, MAX_BODY_BYTES_RANGE)?,
             retries: p.u64_in("retries", u64::from(d.retries), 0..=5)? as u32,
-            retry_base: Duration::from_millis(p.u64_in("retry_base_ms", 1000, 0..=60_000)?),
-            max_retry_wait: Duration::from_secs(p.u64_in("max_retry_wait_secs", 60, 0..=600)?),
-            min_interval: Duration::from_millis(p.u64_in("min_interval_ms", 1000, 0..=600_000)?),
+            retry_base: Duration::from_millis(p.u64_in(
+                "retry_base_ms",
+                ms(d.retry_base),
+                0..=60_000,
+            )?),
+            max_retry_wait: Duration::from_secs(p.u64_in(
+                "max_retry_wait_secs",
+                d.max_retry_wait.as_secs(),
+                0..=600,
+            )?),
+            min_interval: Duration::from_millis(p.u64_in(
+                "min_interval_ms",
+                ms(d.min_interval),
+                0..=MAX_MIN_INTERVAL_MS,
+            )?),
         })
     }
 }
@@ -342,7 +376,7 @@ async fn read_capped(
 ) -> Result<Vec<u8>, FetchError> {
     let too_big = || {
         FetchError::new(
-            FetchErrorKind::Other,
+            FetchErrorKind::TooLarge,
             format!(
                 "{url} sent more than {max} bytes (raise `max_body_bytes` if this is expected)"
             ),

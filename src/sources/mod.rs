@@ -91,7 +91,17 @@ pub fn is_known_kind(kind: &str) -> bool {
 /// Builds the connector for a source from its settings. Building validates the settings
 /// and touches no network, so [`check_params`] is the same code path.
 pub fn build(kind: &str, params: &toml::Table) -> Result<Box<dyn Connector>, String> {
-    let p = Params::new(kind, params);
+    build_with_defaults(kind, params, &http::HttpOptions::default())
+}
+
+/// [`build`] with `defaults` for the HTTP settings the source's params leave out (the
+/// `[http]` section's, see [`http::HttpOptions::from_config`]).
+pub fn build_with_defaults(
+    kind: &str,
+    params: &toml::Table,
+    defaults: &http::HttpOptions,
+) -> Result<Box<dyn Connector>, String> {
+    let p = Params::new(kind, params).with_http_defaults(defaults.clone());
     Ok(match kind {
         "appstore" => Box::new(appstore::AppStore::from_params(&p)?),
         "googleplay" => Box::new(googleplay::GooglePlay::from_params(&p)?),
@@ -114,6 +124,7 @@ pub fn check_params(kind: &str, params: &toml::Table) -> Result<(), String> {
 pub struct Params<'a> {
     kind: &'static str,
     table: &'a toml::Table,
+    http_defaults: http::HttpOptions,
 }
 
 impl<'a> Params<'a> {
@@ -123,7 +134,24 @@ impl<'a> Params<'a> {
             .copied()
             .find(|k| *k == kind)
             .unwrap_or("source");
-        Params { kind, table }
+        Params {
+            kind,
+            table,
+            http_defaults: http::HttpOptions::default(),
+        }
+    }
+
+    /// Uses `defaults` for the HTTP settings this source does not set itself.
+    pub fn with_http_defaults(self, defaults: http::HttpOptions) -> Self {
+        Params {
+            http_defaults: defaults,
+            ..self
+        }
+    }
+
+    /// The HTTP settings that apply where the source's params say nothing.
+    pub fn http_defaults(&self) -> &http::HttpOptions {
+        &self.http_defaults
     }
 
     pub fn kind(&self) -> &'static str {

@@ -9,7 +9,7 @@ use sqlx::any::Any;
 use sqlx::{Row, Transaction};
 
 use super::{now_ms, to_ms, SourceRow, Store};
-use crate::domain::{ScoredMention, Sentiment};
+use crate::domain::{search_text, ScoredMention, Sentiment};
 
 /// What one ingested batch did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -37,8 +37,8 @@ pub type ModelInfo<'a> = (&'a str, &'a str);
 const MENTION_COLUMNS: &str =
     "source_id, watch_id, source_kind, external_id, url, author, title, body, \
      rating, likes, replies, reposts, language, published_at, fetched_at, updated_at, owner_reply, \
-     owner_reply_at, content_hash, revision_hash, revision, extra";
-const MENTION_PARAMS: usize = 22;
+     owner_reply_at, content_hash, revision_hash, revision, extra, search_text";
+const MENTION_PARAMS: usize = 23;
 
 struct Existing {
     id: i64,
@@ -70,6 +70,22 @@ impl Store {
         batch: &[ScoredMention],
         model: Option<ModelInfo<'_>>,
     ) -> Result<IngestStats> {
+        // Every write of a mention passes here: whatever the source, no text reaches the
+        // database with control characters (PostgreSQL would refuse the whole batch for
+        // one U+0000). Copied only in the rare batch that has any.
+        let cleaned: Vec<ScoredMention>;
+        let batch = if batch.iter().any(|m| m.mention.has_controls()) {
+            cleaned = batch
+                .iter()
+                .map(|m| ScoredMention {
+                    mention: m.mention.without_controls(),
+                    sentiment: m.sentiment,
+                })
+                .collect();
+            &cleaned[..]
+        } else {
+            batch
+        };
         // The last occurrence of an external id wins: it is the freshest.
         let mut index: HashMap<&str, usize> = HashMap::with_capacity(batch.len());
         for (i, m) in batch.iter().enumerate() {
@@ -189,7 +205,8 @@ impl Store {
                     .bind(m.content_hash())
                     .bind(m.revision_hash())
                     .bind(1i64)
-                    .bind(m.extra.as_ref().map(|e| e.to_string()));
+                    .bind(m.extra.as_ref().map(|e| e.to_string()))
+                    .bind(search_text(m.title.as_deref(), &m.text));
             }
             let ids: HashMap<String, i64> = q
                 .fetch_all(&mut **tx)
@@ -227,8 +244,9 @@ impl Store {
                     "UPDATE mentions SET url = $1, author = $2, title = $3, body = $4, rating = $5,
                         likes = $6, replies = $7, reposts = $8, language = $9, owner_reply = $10,
                         owner_reply_at = $11, content_hash = $12, revision_hash = $13,
-                        revision = $14, extra = $15, updated_at = $16, fetched_at = $16
-                     WHERE id = $17",
+                        revision = $14, extra = $15, updated_at = $16, fetched_at = $16,
+                        search_text = $17
+                     WHERE id = $18",
                 )
                 .bind(m.url.as_deref())
                 .bind(m.author.as_deref())
@@ -246,6 +264,7 @@ impl Store {
                 .bind(old.revision + 1)
                 .bind(m.extra.as_ref().map(|e| e.to_string()))
                 .bind(now)
+                .bind(search_text(m.title.as_deref(), &m.text))
                 .bind(old.id)
                 .execute(&mut **tx)
                 .await?;
@@ -282,6 +301,38 @@ impl Store {
                 .await?;
         }
         Ok(stats)
+    }
+
+    /// Fills `search_text` for mentions stored before the column existed (migration 8),
+    /// in id order, a thousand per transaction; returns how many it filled.
+    pub(super) async fn fill_search_text(&self) -> Result<u64> {
+        let mut filled = 0u64;
+        let mut after = 0i64;
+        loop {
+            let rows = sqlx::query(
+                "SELECT id, title, body FROM mentions WHERE search_text IS NULL AND id > $1
+                 ORDER BY id LIMIT 1000",
+            )
+            .bind(after)
+            .fetch_all(&self.pool)
+            .await?;
+            let Some(last) = rows.last() else {
+                return Ok(filled);
+            };
+            after = last.try_get("id")?;
+            let mut tx = self.pool.begin().await?;
+            for r in &rows {
+                let title: Option<String> = r.try_get("title")?;
+                let body: String = r.try_get("body")?;
+                sqlx::query("UPDATE mentions SET search_text = $1 WHERE id = $2")
+                    .bind(search_text(title.as_deref(), &body))
+                    .bind(r.try_get::<i64, _>("id")?)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            filled += rows.len() as u64;
+        }
     }
 
     async fn save_sentiments(

@@ -49,6 +49,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "alert_notified_severity",
         include_str!("../../migrations/0007_alert_notified_severity.sql"),
     ),
+    (
+        8,
+        "search_text",
+        include_str!("../../migrations/0008_search_text.sql"),
+    ),
 ];
 
 /// Rewrites portable SQL for one backend.

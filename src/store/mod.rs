@@ -267,6 +267,13 @@ impl Store {
         migrate::run(&store)
             .await
             .with_context(|| format!("cannot migrate the database {}", redact(&url)))?;
+        let filled = store
+            .fill_search_text()
+            .await
+            .with_context(|| format!("cannot prepare text search in {}", redact(&url)))?;
+        if filled > 0 {
+            tracing::info!("prepared {filled} stored mention(s) for text search");
+        }
         Ok(store)
     }
 

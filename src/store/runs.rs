@@ -153,7 +153,8 @@ impl Store {
         )
         .bind(now_ms())
         .bind(kind.as_str())
-        .bind(message)
+        // Error messages may quote what a source sent, control characters included.
+        .bind(crate::domain::without_controls(message).as_ref())
         .bind(run_id)
         .execute(&self.pool)
         .await?;

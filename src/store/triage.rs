@@ -11,7 +11,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{fetch_job_name, from_ms, stored_mention, to_ms, AlertRow, Store, StoredMention};
-use crate::domain::Label;
+use crate::domain::{without_controls, Label};
 
 /// The latest sentiment's label of `m`, for filtering: a condition on this (instead of on
 /// the joined `st.label`) keeps PostgreSQL from hashing the whole sentiments table, and
@@ -183,16 +183,21 @@ impl MentionFilter {
         if let Some(until) = self.until {
             push("m.published_at < ?", vec![Bind::Int(to_ms(until))]);
         }
+        // Stored text has no control characters, so the search term drops them too (a
+        // U+0000 in it would also make PostgreSQL refuse the query).
         if let Some(text) = self
             .text
+            .as_deref()
+            .map(without_controls)
             .as_deref()
             .map(str::trim)
             .filter(|t| !t.is_empty())
         {
             let pattern = format!("%{}%", like_escape(&text.to_lowercase()));
+            // search_text is lowercased by the store with Unicode's rules, like the term.
             push(
-                "(lower(m.body) LIKE ? ESCAPE '\\' OR lower(COALESCE(m.title, '')) LIKE ? ESCAPE '\\')",
-                vec![Bind::Text(pattern.clone()), Bind::Text(pattern)],
+                "m.search_text LIKE ? ESCAPE '\\'",
+                vec![Bind::Text(pattern)],
             );
         }
         match self.status {
@@ -440,15 +445,17 @@ impl Store {
             ),
             None => (TriageStatus::Open, None, None, now),
         };
+        // Control characters never reach the database (see `ingest`).
         let clean = |v: &Option<String>, old: Option<String>| match v {
             None => old,
-            Some(s) if s.trim().is_empty() => None,
-            Some(s) => Some(s.trim().to_string()),
+            Some(s) => Some(without_controls(s).trim().to_string()).filter(|s| !s.is_empty()),
         };
         let status = change.status.unwrap_or(status);
         let assignee = clean(&change.assignee, assignee);
         let note = clean(&change.note, note);
         let by = by
+            .map(without_controls)
+            .as_deref()
             .map(str::trim)
             .filter(|b| !b.is_empty())
             .map(str::to_string);
@@ -676,13 +683,10 @@ mod tests {
             ..Default::default()
         };
         let (clause, binds) = f.clause();
-        assert_eq!(binds.len(), 6);
+        assert_eq!(binds.len(), 5);
         assert!(clause.contains("m.watch_id = $1"), "{clause}");
-        assert!(
-            clause.contains("LIKE $2") && clause.contains("LIKE $3"),
-            "{clause}"
-        );
-        assert!(clause.contains("m.id < $6"), "{clause}");
+        assert!(clause.contains("LIKE $2"), "{clause}");
+        assert!(clause.contains("m.id < $5"), "{clause}");
         assert!(matches!(&binds[1], Bind::Text(p) if p == "%50\\%\\_off%"));
     }
 }

@@ -371,7 +371,12 @@ fn openapi_document() -> Value {
             "/api/watches/{watch}/buyers-view": get("The reviews a buyer sees first, per rated source"),
             "/api/watches/{watch}/triage": get("Open negatives, median hours to first action, owner-reply share (days=N)"),
             "/api/mentions": { "get": { "summary": "Mentions, newest first; next page with cursor=next_cursor",
-                "parameters": mention_params, "responses": { "200": { "description": "{items, next_cursor}" }, "400": { "description": "bad filter" } } } },
+                "parameters": mention_params, "responses": { "200": { "description": "{items, next_cursor}" }, "400": { "description": "bad filter" } } },
+                "post": { "summary": "Push ingest: {watch, source?, mentions: [{id, text, title?, rating?, published_at, ...}]} (off without a token)",
+                    "responses": { "200": { "description": "{watch, source, new, updated, unchanged, rejected: [{index, error}]}" },
+                        "400": { "description": "bad body" }, "401": { "description": "missing or wrong token" },
+                        "403": { "description": "no token configured: push is off" }, "404": { "description": "no such watch" },
+                        "413": { "description": "too many mentions" }, "503": { "description": "not stored" } } } },
             "/api/mentions/{id}": {
                 "get": { "summary": "One mention with triage and triage_history", "responses": { "200": { "description": "OK" } } },
                 "patch": { "summary": "Triage: {status?, assignee?, note?, by?}", "responses": { "200": { "description": "{mention_id, triage}" }, "400": { "description": "bad body" }, "404": { "description": "no mention" } } }

@@ -4,14 +4,18 @@
 //!
 //! Access (see the README, "Dashboard and API"):
 //! - The token is the value of the environment variable named by `server.token_env`.
-//! - Bound to loopback without a token: everything is open to this machine; requests
-//!   whose `Host` is not a loopback name are refused (no DNS rebinding).
+//! - Bound to loopback, token or not: requests whose `Host` is not a loopback name are
+//!   refused (no DNS rebinding), on every route [`app`] serves.
+//! - Bound to loopback without a token: everything is open to this machine.
 //! - With a token: the API and every state-changing request need `Authorization: Bearer
-//!   <token>` or the session cookie given by the login form; pages are readable without
-//!   logging in only when bound to loopback.
+//!   <token>` or the session cookie given by the login form (one random session per
+//!   login, ended by logging out); pages are readable without logging in only when bound
+//!   to loopback. Repeated wrong tokens lock the login form for a growing while.
 //! - Bound beyond loopback without a token: every request is refused.
-//! - Forms carry a per-process CSRF token and must come from the same origin
-//!   (`Origin`, else `Referer`, must match `Host` when present).
+//! - Every state-changing request, API included, must come from the same origin
+//!   (`Origin`, else `Referer`, must match `Host` when present; `Sec-Fetch-Site` must not
+//!   say another site), unless it carries the bearer token. Forms also carry a
+//!   per-process CSRF token.
 
 mod api;
 mod charts;
@@ -20,7 +24,9 @@ mod html;
 mod pages;
 mod params;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -56,8 +62,30 @@ struct Security {
     loopback: bool,
     /// Per-process secret embedded in forms.
     csrf: String,
-    /// Per-process session value given out by the login form.
-    session: String,
+    /// Sessions given out by the login form (a random value each) and when they expire;
+    /// logging out removes one. In memory: a restart logs everyone out.
+    sessions: Mutex<HashMap<String, Instant>>,
+    /// Failed logins, to slow down guessing the token.
+    logins: Mutex<LoginThrottle>,
+}
+
+/// How long a login lasts.
+const SESSION_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Sessions kept at most; the one closest to expiring goes first.
+const MAX_SESSIONS: usize = 1000;
+/// Wrong tokens accepted in a row before logins are locked.
+const FREE_LOGIN_FAILURES: u32 = 5;
+/// The first lock; it doubles with each further failure, up to `MAX_LOGIN_LOCK`.
+const FIRST_LOGIN_LOCK: Duration = Duration::from_secs(1);
+const MAX_LOGIN_LOCK: Duration = Duration::from_secs(15 * 60);
+
+/// Consecutive failed logins. The lock holds for every client (the server does not
+/// trust addresses it may only see through a proxy): a guesser gets a handful of tries,
+/// then one per lock period, while a bearer token keeps working for scripts.
+#[derive(Default)]
+struct LoginThrottle {
+    failures: u32,
+    locked_until: Option<Instant>,
 }
 
 fn random_hex() -> String {
@@ -102,7 +130,8 @@ impl WebState {
                 token,
                 loopback,
                 csrf: random_hex(),
-                session: random_hex(),
+                sessions: Mutex::default(),
+                logins: Mutex::default(),
             }),
         }
     }
@@ -165,6 +194,23 @@ pub fn router(state: WebState) -> Router {
         .layer(middleware::from_fn(secure_headers))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// Everything `zmot run` and `zmot serve` listen with: the dashboard and its API, and
+/// `others` (health, metrics, push ingest) behind the same loopback `Host` check, since a
+/// rebound name could otherwise read `/metrics` from a browser.
+pub fn app(state: WebState, others: Router) -> Router {
+    let others = others.layer(middleware::from_fn_with_state(state.clone(), host_only));
+    router(state).merge(others)
+}
+
+async fn host_only(State(s): State<WebState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let is_api = path == "/api" || path.starts_with("/api/");
+    if let Some(refused) = host_refusal(&s.security, req.headers(), is_api) {
+        return refused;
+    }
+    next.run(req).await
 }
 
 async fn css() -> impl IntoResponse {
@@ -252,15 +298,80 @@ fn host_is_loopback(host: &str) -> bool {
 }
 
 impl Security {
+    /// Whether the request carries the configured token as `Authorization: Bearer`.
+    fn bearer_valid(&self, headers: &HeaderMap) -> bool {
+        self.token
+            .as_ref()
+            .is_some_and(|token| bearer(headers).is_some_and(|b| same_secret(b, token)))
+    }
+
     /// Whether the request proves it holds the token (bearer or session cookie).
     fn authenticated(&self, headers: &HeaderMap) -> bool {
-        let Some(token) = &self.token else {
-            return true;
-        };
-        if bearer(headers).is_some_and(|b| same_secret(b, token)) {
+        if self.token.is_none() {
             return true;
         }
-        cookie(headers, SESSION_COOKIE).is_some_and(|c| same_secret(c, &self.session))
+        if self.bearer_valid(headers) {
+            return true;
+        }
+        let Some(given) = cookie(headers, SESSION_COOKIE) else {
+            return false;
+        };
+        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions
+            .get(given)
+            .is_some_and(|expires| *expires > Instant::now())
+    }
+
+    /// `Err(wait)` while logins are locked after repeated failures.
+    fn login_allowed(&self) -> Result<(), Duration> {
+        let t = self.logins.lock().unwrap_or_else(|e| e.into_inner());
+        match t.locked_until {
+            Some(until) if until > Instant::now() => Err(until - Instant::now()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a wrong token; past the free tries, locks logins for a doubling period.
+    fn login_failed(&self) {
+        let mut t = self.logins.lock().unwrap_or_else(|e| e.into_inner());
+        t.failures = t.failures.saturating_add(1);
+        if t.failures >= FREE_LOGIN_FAILURES {
+            let doublings = (t.failures - FREE_LOGIN_FAILURES).min(20);
+            let lock = FIRST_LOGIN_LOCK
+                .saturating_mul(1 << doublings)
+                .min(MAX_LOGIN_LOCK);
+            t.locked_until = Some(Instant::now() + lock);
+        }
+    }
+
+    /// A successful login: the failure count restarts and a new session is returned.
+    fn start_session(&self) -> String {
+        *self.logins.lock().unwrap_or_else(|e| e.into_inner()) = LoginThrottle::default();
+        let now = Instant::now();
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions.retain(|_, expires| *expires > now);
+        if sessions.len() >= MAX_SESSIONS {
+            if let Some(first) = sessions
+                .iter()
+                .min_by_key(|(_, expires)| **expires)
+                .map(|(k, _)| k.clone())
+            {
+                sessions.remove(&first);
+            }
+        }
+        let id = random_hex();
+        sessions.insert(id.clone(), now + SESSION_LIFETIME);
+        id
+    }
+
+    /// Ends the session the request's cookie names, if any.
+    fn end_session(&self, headers: &HeaderMap) {
+        if let Some(given) = cookie(headers, SESSION_COOKIE) {
+            self.sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(given);
+        }
     }
 }
 
@@ -280,6 +391,52 @@ fn refuse(api: bool, status: StatusCode, code: &str, message: &str) -> Response 
     }
 }
 
+/// Whether a state-changing request may have been sent by a page of another site: its
+/// `Origin` (else `Referer`) names a host other than `host`, its `Origin` is opaque
+/// (`null`), or the browser says so in `Sec-Fetch-Site`. Requests with none of these
+/// (curl, scripts) are not cross-site: a browser always sends `Origin` on a
+/// cross-origin POST.
+fn cross_site(headers: &HeaderMap, host: &str) -> Option<&'static str> {
+    // "same-site" includes another port on this machine: a different origin still.
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        if site.eq_ignore_ascii_case("cross-site") || site.eq_ignore_ascii_case("same-site") {
+            return Some("this request was sent from another site");
+        }
+    }
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    if origin.is_some_and(|o| o.trim() == "null") {
+        return Some("this request was sent from an opaque origin");
+    }
+    let claimed = origin.or_else(|| headers.get(header::REFERER).and_then(|v| v.to_str().ok()));
+    if headers.get(header::ORIGIN).is_some() && claimed.is_none() {
+        return Some("this request was sent from an unreadable origin");
+    }
+    match claimed {
+        Some(c) if origin_host(c).is_none_or(|o| !o.eq_ignore_ascii_case(host)) => {
+            Some("this request was sent from another site")
+        }
+        _ => None,
+    }
+}
+
+/// Refuses requests that name a host other than this machine while the server is bound to
+/// loopback, so that a page whose name was rebound to 127.0.0.1 cannot read or change
+/// anything, with or without a token.
+fn host_refusal(sec: &Security, headers: &HeaderMap, is_api: bool) -> Option<Response> {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    (sec.loopback && !host_is_loopback(host)).then(|| {
+        refuse(
+            is_api,
+            StatusCode::FORBIDDEN,
+            "bad_host",
+            "requests must name this machine (localhost or 127.0.0.1) as their host",
+        )
+    })
+}
+
 /// Access control in front of every route (see the module documentation).
 async fn guard(State(s): State<WebState>, req: Request, next: Next) -> Response {
     let sec = &s.security;
@@ -296,21 +453,24 @@ async fn guard(State(s): State<WebState>, req: Request, next: Next) -> Response 
             "this server listens beyond loopback and has no access token configured",
         );
     }
+    if let Some(refused) = host_refusal(sec, headers, is_api) {
+        return refused;
+    }
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("")
         .to_string();
-    if sec.token.is_none() && !host_is_loopback(&host) {
-        return refuse(
-            is_api,
-            StatusCode::FORBIDDEN,
-            "bad_host",
-            "requests must name this machine (localhost or 127.0.0.1) as their host",
-        );
-    }
     if path == "/assets/zmot.css" {
         return next.run(req).await;
+    }
+    // Changes must come from this server's pages or from outside a browser. A valid
+    // bearer token is exempt: a browser never attaches one by itself, unlike the
+    // session cookie (or nothing at all, on loopback without a token).
+    if !reading && !sec.bearer_valid(headers) {
+        if let Some(why) = cross_site(headers, &host) {
+            return refuse(is_api, StatusCode::FORBIDDEN, "cross_origin", why);
+        }
     }
     if is_api {
         if !sec.authenticated(headers) {
@@ -324,29 +484,6 @@ async fn guard(State(s): State<WebState>, req: Request, next: Next) -> Response 
         return next.run(req).await;
     }
     if !reading {
-        // Same origin: a browser always sends Origin on a cross-site POST.
-        let claimed = headers
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| *v != "null")
-            .or_else(|| headers.get(header::REFERER).and_then(|v| v.to_str().ok()));
-        if let Some(claimed) = claimed {
-            if origin_host(claimed).is_none_or(|o| !o.eq_ignore_ascii_case(&host)) {
-                return refuse(
-                    false,
-                    StatusCode::FORBIDDEN,
-                    "cross_origin",
-                    "this form was sent from another site",
-                );
-            }
-        } else if headers.get(header::ORIGIN).is_some() {
-            return refuse(
-                false,
-                StatusCode::FORBIDDEN,
-                "cross_origin",
-                "this form was sent from an opaque origin",
-            );
-        }
         if path != "/login" && !sec.authenticated(req.headers()) {
             return refuse(
                 false,

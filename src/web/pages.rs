@@ -1157,18 +1157,33 @@ pub async fn login(State(s): State<WebState>, Form(f): Form<LoginForm>) -> PageR
     let Some(token) = &s.security.token else {
         return Ok(see_other(f.back.as_deref()));
     };
+    // Locked means locked for the right token too, or the lock would not slow guessing.
+    if let Err(wait) = s.security.login_allowed() {
+        let secs = wait.as_secs() + 1;
+        let mut res = html::error_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("Too many wrong tokens; try again in {secs} s."),
+        );
+        res.headers_mut().insert(
+            header::RETRY_AFTER,
+            secs.to_string().parse().expect("a number"),
+        );
+        return Ok(res);
+    }
     if !same_secret(f.token.trim(), token) {
+        s.security.login_failed();
         return Ok(html::error_page(
             StatusCode::UNAUTHORIZED,
             "That is not the access token.",
         ));
     }
+    let session = s.security.start_session();
     let mut res = see_other(f.back.as_deref());
     res.headers_mut().insert(
         header::SET_COOKIE,
         format!(
-            "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
-            s.security.session
+            "{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+            super::SESSION_LIFETIME.as_secs()
         )
         .parse()
         .expect("cookie header"),
@@ -1176,8 +1191,14 @@ pub async fn login(State(s): State<WebState>, Form(f): Form<LoginForm>) -> PageR
     Ok(res)
 }
 
-pub async fn logout(State(s): State<WebState>, Form(f): Form<SimpleForm>) -> PageResult {
+pub async fn logout(
+    State(s): State<WebState>,
+    headers: axum::http::HeaderMap,
+    Form(f): Form<SimpleForm>,
+) -> PageResult {
     check_csrf(&s, &f.csrf)?;
+    // The session ends on the server, not only in this browser's cookie jar.
+    s.security.end_session(&headers);
     let mut res = see_other(Some("/"));
     res.headers_mut().insert(
         header::SET_COOKIE,

@@ -222,7 +222,6 @@ impl Store {
             .collect())
     }
 
-    /// The latest published aggregate rating of a source, when it has one.
     /// The source's own rating as last recorded before `at`.
     pub async fn aggregate_at(
         &self,
@@ -246,21 +245,9 @@ impl Store {
         .transpose()
     }
 
+    /// The latest published aggregate rating of a source, when it has one.
     pub async fn latest_aggregate(&self, source_id: i64) -> Result<Option<AggregateRating>> {
-        let row = sqlx::query(
-            "SELECT rating, rating_count FROM source_ratings WHERE source_id = $1
-             ORDER BY recorded_at DESC, id DESC LIMIT 1",
-        )
-        .bind(source_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| {
-            Ok(AggregateRating {
-                rating: r.try_get("rating")?,
-                count: r.try_get("rating_count")?,
-            })
-        })
-        .transpose()
+        self.aggregate_at(source_id, DateTime::<Utc>::MAX_UTC).await
     }
 }
 

@@ -147,9 +147,14 @@ impl Mailer {
                     Ok(response) => {
                         Ok(format!("accepted by the SMTP server ({})", response.code()))
                     }
-                    // A 5xx answer will be the same next time: retrying only delays
-                    // telling someone that the address is wrong.
-                    Err(e) if e.is_permanent() => Err(Failure::Permanent(e.to_string())),
+                    // A 5xx refusing the address will be the same next time: retrying
+                    // only delays telling someone that the address is wrong. Other 5xx
+                    // (authentication, the sender or the message refused) are the
+                    // server's or its configuration's, for every recipient: retried,
+                    // so fixing them delivers what waits.
+                    Err(e) if e.is_permanent() && refuses_the_address(&e) => {
+                        Err(Failure::Permanent(e.to_string()))
+                    }
                     Err(e) if e.is_transient() => Err(Failure::Temporary(e.into())),
                     Err(e) => Err(Failure::Unreachable(e.into())),
                 }
@@ -171,6 +176,14 @@ impl Mailer {
             }
         }
     }
+}
+
+/// Whether a permanent SMTP error refuses the recipient's address (550 mailbox
+/// unavailable, 551 not local, 553 name not allowed) rather than the connection, the
+/// login, the sender or the message.
+fn refuses_the_address(e: &lettre::transport::smtp::Error) -> bool {
+    e.status()
+        .is_some_and(|code| matches!(u16::from(code), 550 | 551 | 553))
 }
 
 /// Why an envelope was not delivered.
@@ -213,9 +226,11 @@ pub fn backoff(attempts: i64) -> Duration {
 
 /// Sends every due email once, recipient by recipient. A recipient is recorded as
 /// having the email only after the server (or the file system) accepted it, so a retry
-/// goes only to those still waiting; a recipient refused for good (5xx) is recorded and
-/// not tried again. The email is sent when nobody is left waiting and at least one
-/// recipient has it; a temporary failure schedules a retry with backoff.
+/// goes only to those still waiting; a recipient whose address the server refused for
+/// good (550, 551, 553) is recorded and not tried again, unless every recipient got the
+/// same refusal and none accepted it (that is the server refusing the email: retried).
+/// The email is sent when nobody is left waiting and at least one recipient has it; a
+/// temporary failure schedules a retry with backoff.
 pub async fn deliver_due(store: &Store, mailer: &Mailer, worker: &str) -> Result<DeliveryReport> {
     let mut report = DeliveryReport::default();
     loop {
@@ -226,8 +241,11 @@ pub async fn deliver_due(store: &Store, mailer: &Mailer, worker: &str) -> Result
         for email in batch {
             let mut delivered = email.delivered_to.clone();
             let mut refused = email.refused.clone();
+            let mut refused_now: Vec<Refusal> = Vec::new();
             let mut temporary: Option<String> = None;
-            for to in mailer.envelopes(email.pending_recipients()) {
+            let pending = email.pending_recipients();
+            let waiting = pending.len();
+            for to in mailer.envelopes(pending) {
                 if to.is_empty() {
                     continue;
                 }
@@ -240,21 +258,10 @@ pub async fn deliver_due(store: &Store, mailer: &Mailer, worker: &str) -> Result
                         tracing::info!(id = email.id, subject = %email.subject, to = %to.join(", "), "email {how}");
                     }
                     Err(Failure::Permanent(reason)) => {
-                        for address in &to {
-                            tracing::error!(
-                                id = email.id,
-                                subject = %email.subject,
-                                "the mail server refused {address}, not retried: {reason}"
-                            );
-                        }
-                        refused.extend(to.iter().map(|address| Refusal {
+                        refused_now.extend(to.iter().map(|address| Refusal {
                             address: address.clone(),
                             reason: reason.clone(),
                         }));
-                        report.refused += to.len() as u64;
-                        store
-                            .record_email_recipients(email.id, &delivered, &refused)
-                            .await?;
                     }
                     Err(Failure::Temporary(e)) => {
                         temporary = Some(format!("{}: {e:#}", to.join(", ")));
@@ -264,6 +271,35 @@ pub async fn deliver_due(store: &Store, mailer: &Mailer, worker: &str) -> Result
                         break;
                     }
                 }
+            }
+            let one_answer = refused_now.windows(2).all(|w| w[0].reason == w[1].reason);
+            if !refused_now.is_empty()
+                && refused_now.len() == waiting
+                && delivered.len() == email.delivered_to.len()
+                && one_answer
+            {
+                // Every address refused with the same answer and none accepted: that
+                // is the server refusing this email (the sender, relaying), not the
+                // addresses. Recorded as refusals it would be lost for good.
+                temporary = Some(format!(
+                    "the mail server refused the email: {}",
+                    refused_now[0].reason
+                ));
+            } else if !refused_now.is_empty() {
+                for r in &refused_now {
+                    tracing::error!(
+                        id = email.id,
+                        subject = %email.subject,
+                        "the mail server refused {}, not retried: {}",
+                        r.address,
+                        r.reason
+                    );
+                }
+                report.refused += refused_now.len() as u64;
+                refused.extend(refused_now);
+                store
+                    .record_email_recipients(email.id, &delivered, &refused)
+                    .await?;
             }
             let refusals = (!refused.is_empty()).then(|| {
                 format!(

@@ -891,6 +891,49 @@ async fn a_refused_recipient_does_not_hold_back_the_others_and_is_not_retried() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_refusing_the_email_itself_delays_it_and_loses_nothing() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        // The server refuses the sender (a relaying rule): a 550 for every recipient,
+        // which says nothing about their addresses.
+        let smtp =
+            SmtpServer::start_refusing(0, &[("alerts@acme.test", "550 5.7.1 relaying denied")])
+                .await;
+        let c = queue_one_alert(store, smtp.port).await;
+        let mailer = Mailer::from_config(&c.email).unwrap();
+        let r = notify::deliver_due(store, &mailer, "w1").await.unwrap();
+        assert_eq!(
+            (r.sent, r.retrying, r.gave_up, r.refused),
+            (0, 1, 0, 0),
+            "{}",
+            db.label
+        );
+        // Waiting, with why, and no address marked as refused.
+        let waiting = store.undelivered_emails(0).await.unwrap();
+        assert_eq!(waiting.len(), 1);
+        assert!(waiting[0].refused.is_empty(), "{:?}", waiting[0].refused);
+        assert!(
+            waiting[0]
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("relaying denied")),
+            "{:?}",
+            waiting[0].last_error
+        );
+        let stats = store.outbox_stats().await.unwrap();
+        assert_eq!((stats.queued, stats.failed), (1, 0), "{}", db.label);
+        // The configuration is fixed: everyone gets it, once.
+        smtp.refuse(&[]);
+        assert_eq!(store.retry_queued_now().await.unwrap(), 1);
+        let r = notify::deliver_due(store, &mailer, "w1").await.unwrap();
+        assert_eq!((r.sent, r.refused), (1, 0), "{}", db.label);
+        let mut to: Vec<String> = smtp.messages().into_iter().flat_map(|m| m.to).collect();
+        to.sort();
+        assert_eq!(to, ["lead@acme.test", "support@acme.test"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_recipient_refused_fails_at_once_and_a_retry_skips_who_has_it() {
     for db in testutil::all().await.unwrap() {
         let store = &db.store;

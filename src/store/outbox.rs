@@ -25,15 +25,20 @@ pub struct OutboxEmail {
 }
 
 impl OutboxEmail {
-    /// Recipients still waiting for this email.
+    /// Recipients still waiting for this email, each address once (compared ignoring
+    /// case: one envelope goes to each, so a repeated address would get it twice).
     pub fn pending_recipients(&self) -> Vec<String> {
-        self.recipients
-            .iter()
-            .filter(|r| {
-                !self.delivered_to.contains(r) && !self.refused.iter().any(|x| &x.address == *r)
-            })
-            .cloned()
-            .collect()
+        let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+        let mut pending: Vec<String> = Vec::new();
+        for r in &self.recipients {
+            let done = self.delivered_to.iter().any(|d| same(d, r))
+                || self.refused.iter().any(|x| same(&x.address, r))
+                || pending.iter().any(|p| same(p, r));
+            if !done {
+                pending.push(r.clone());
+            }
+        }
+        pending
     }
 }
 
@@ -278,5 +283,32 @@ impl Store {
             }
         }
         Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{OutboxEmail, Refusal};
+
+    #[test]
+    fn each_pending_address_once_and_none_that_is_done() {
+        let email = OutboxEmail {
+            id: 1,
+            kind: "alert".into(),
+            recipients: [
+                "a@x.test", "B@x.test", "b@x.test", "c@x.test", "A@X.test", "d@x.test",
+            ]
+            .map(String::from)
+            .to_vec(),
+            subject: String::new(),
+            message: String::new(),
+            attempts: 0,
+            delivered_to: vec!["a@x.test".into()],
+            refused: vec![Refusal {
+                address: "C@x.test".into(),
+                reason: "550".into(),
+            }],
+        };
+        assert_eq!(email.pending_recipients(), ["B@x.test", "d@x.test"]);
     }
 }

@@ -49,9 +49,10 @@ impl SmtpServer {
         Self::start_refusing(port, &[]).await
     }
 
-    /// Starts on a given port (0: any free one) and answers RCPT for each listed address
-    /// with the given reply instead of 250, e.g. `("gone@x.test", "550 5.1.1 no such
-    /// user")` for a mailbox that no longer exists or a 4xx for one that is busy.
+    /// Starts on a given port (0: any free one) and answers RCPT (or MAIL FROM) for each
+    /// listed address with the given reply instead of 250, e.g. `("gone@x.test", "550
+    /// 5.1.1 no such user")` for a mailbox that no longer exists, a 4xx for one that is
+    /// busy, or the sender's address with "550 5.7.1 relaying denied".
     pub async fn start_refusing(port: u16, refused: &[(&str, &str)]) -> SmtpServer {
         let refused = Arc::new(Mutex::new(replies(refused)));
         let answers = refused.clone();
@@ -124,7 +125,17 @@ async fn session(
                 .trim_matches(['<', '>'])
                 .to_string();
             to.clear();
-            w.write_all(b"250 OK\r\n").await?;
+            let lower = from.to_ascii_lowercase();
+            let reply = refused
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(a, _)| *a == lower)
+                .map(|(_, reply)| reply.clone());
+            match reply {
+                Some(reply) => w.write_all(reply.as_bytes()).await?,
+                None => w.write_all(b"250 OK\r\n").await?,
+            }
         } else if upper.starts_with("RCPT TO:") {
             let rcpt = cmd[8..].trim().trim_matches(['<', '>']).to_string();
             let lower = rcpt.to_ascii_lowercase();

@@ -131,10 +131,12 @@ impl Mention {
 }
 
 /// Whether `c` is a control character text must not carry into the store: C0 controls
-/// other than tab and newline. PostgreSQL refuses U+0000 in text outright (and with it
-/// the whole batch); the others are invisible and only confuse display and search.
+/// other than tab and line breaks. PostgreSQL refuses U+0000 in text outright (and with
+/// it the whole batch); the others are invisible and only confuse display and search.
+/// Carriage returns stay: CRLF line breaks are common in reviews, and removing them
+/// would change the revision hash of mentions stored before, as if they were edited.
 pub fn is_unwanted_control(c: char) -> bool {
-    c.is_ascii_control() && c != '\t' && c != '\n' && c != '\u{7f}'
+    c.is_ascii_control() && !matches!(c, '\t' | '\n' | '\r' | '\u{7f}')
 }
 
 /// `s` without unwanted control characters (see [`is_unwanted_control`]), borrowed when
@@ -348,13 +350,14 @@ mod tests {
     }
 
     #[test]
-    fn control_characters_are_removed_but_tab_and_newline_kept() {
+    fn control_characters_are_removed_but_tab_and_line_breaks_kept() {
         let mut m = mention("nul \u{0}here\tand\r\nthere\u{7}");
         m.title = Some("t\u{0}".into());
         m.extra = Some(serde_json::json!({"k\u{0}": ["v\u{1}", 3]}));
         assert!(m.has_controls());
         let clean = m.without_controls();
-        assert_eq!(clean.text, "nul here\tand\nthere");
+        assert_eq!(clean.text, "nul here\tand\r\nthere");
+        assert!(!mention("two\r\nlines").has_controls());
         assert_eq!(clean.title.as_deref(), Some("t"));
         assert_eq!(clean.extra, Some(serde_json::json!({"k": ["v", 3]})));
         assert!(!clean.has_controls());

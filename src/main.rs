@@ -27,17 +27,16 @@ async fn main() {
     }
 }
 
-/// Whether writing to a closed pipe caused the error, directly or through serde_json.
+/// Whether writing to a closed pipe caused the error: the error itself, as the output
+/// code returns it (an `io::Error`, directly or through serde_json), not a cause deeper
+/// down: a database or mail connection that broke is a failure to report.
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|cause| {
-        let kind = cause
-            .downcast_ref::<std::io::Error>()
-            .map(std::io::Error::kind)
-            .or_else(|| {
-                cause
-                    .downcast_ref::<serde_json::Error>()
-                    .and_then(serde_json::Error::io_error_kind)
-            });
-        kind == Some(std::io::ErrorKind::BrokenPipe)
-    })
+    let kind = e
+        .downcast_ref::<std::io::Error>()
+        .map(std::io::Error::kind)
+        .or_else(|| {
+            e.downcast_ref::<serde_json::Error>()
+                .and_then(serde_json::Error::io_error_kind)
+        });
+    kind == Some(std::io::ErrorKind::BrokenPipe)
 }

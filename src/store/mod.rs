@@ -97,12 +97,22 @@ impl Backend {
 /// the text rather than a parsed URL, so that a URL too broken to parse is hidden too; a
 /// password holding `@` or `/` may hide more than itself, never less.
 pub fn redact(url: &str) -> String {
-    let (scheme, rest) = match url.find("://") {
-        Some(i) => url.split_at(i + 3),
-        None => ("", url),
+    let Some(i) = url.find("://") else {
+        // Not a URL: perhaps a keyword string (`host=db password=secret`).
+        return hide_secret_params(url, ' ');
+    };
+    let (scheme, rest) = url.split_at(i + 3);
+    // The user information ends at the last `@` before the query (an `@` in the query is
+    // not one), unless no `/` comes before the `?`: then the `?` is in a password
+    // (`u:pw?x@host`), and the last `@` of all ends it.
+    let before_query = rest.split_once('?').map_or(rest, |(b, _)| b);
+    let at = match before_query.rfind('@') {
+        Some(at) => Some(at),
+        None if !before_query.contains('/') => rest.rfind('@'),
+        None => None,
     };
     let mut out = String::from(scheme);
-    let host_and_rest = match rest.rfind('@') {
+    let host_and_rest = match at {
         Some(at) => {
             let userinfo = &rest[..at];
             match userinfo.split_once(':') {
@@ -122,17 +132,22 @@ pub fn redact(url: &str) -> String {
         Some((path, query)) => {
             out.push_str(path);
             out.push('?');
-            let params: Vec<String> = query
-                .split('&')
-                .map(|param| match param.split_once('=') {
-                    Some((key, _)) if is_secret_param(key) => format!("{key}=***"),
-                    _ => param.to_string(),
-                })
-                .collect();
-            out.push_str(&params.join("&"));
+            out.push_str(&hide_secret_params(query, '&'));
         }
     }
     out
+}
+
+/// `key=value` pairs split by `sep`, with the values of secret keys hidden.
+fn hide_secret_params(pairs: &str, sep: char) -> String {
+    pairs
+        .split(sep)
+        .map(|param| match param.split_once('=') {
+            Some((key, _)) if is_secret_param(key) => format!("{key}=***"),
+            _ => param.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(&sep.to_string())
 }
 
 /// Query parameters that carry a secret (`password`, `sslpassword`, a token).
@@ -709,6 +724,22 @@ mod tests {
             ("mysql://root:hunter2@db/x", "mysql://root:***@db/x"),
             ("postgres://zmot@db/zmot", "postgres://zmot@db/zmot"),
             ("sqlite://zmot.db?mode=rwc", "sqlite://zmot.db?mode=rwc"),
+            // An `@` in the query is not the end of user information.
+            (
+                "postgres://zmot@db/zmot?password=p@ss",
+                "postgres://zmot@db/zmot?password=***",
+            ),
+            (
+                "postgres://db/x?password=s3cr@t",
+                "postgres://db/x?password=***",
+            ),
+            // A `?` in a password is not the start of a query.
+            ("postgres://u:pw?x@host/db", "postgres://u:***@host/db"),
+            // Not a URL at all: a keyword string.
+            (
+                "host=db user=zmot password=secret",
+                "host=db user=zmot password=***",
+            ),
         ] {
             assert_eq!(redact(url), shown, "{url}");
         }

@@ -250,11 +250,14 @@ async fn secure_headers(req: Request, next: Next) -> Response {
 
 /// Equal strings, compared in time independent of where they differ.
 fn same_secret(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    // Compared as digests, byte by byte without an early exit: the time taken tells
+    // neither where a guess goes wrong nor how long the token is.
+    use sha2::{Digest, Sha256};
+    let (a, b) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -322,26 +325,28 @@ impl Security {
             .is_some_and(|expires| *expires > Instant::now())
     }
 
-    /// `Err(wait)` while logins are locked after repeated failures.
-    fn login_allowed(&self) -> Result<(), Duration> {
-        let t = self.logins.lock().unwrap_or_else(|e| e.into_inner());
-        match t.locked_until {
-            Some(until) if until > Instant::now() => Err(until - Instant::now()),
-            _ => Ok(()),
-        }
-    }
-
-    /// Counts a wrong token; past the free tries, locks logins for a doubling period.
-    fn login_failed(&self) {
+    /// One login attempt, checked and counted under one lock (so parallel guesses cannot
+    /// all pass the check before any is counted): `Err(wait)` while logins are locked
+    /// after repeated failures, else whether `given` is the token. A wrong one past the
+    /// free tries locks logins for a doubling period.
+    fn try_login(&self, given: &str, token: &str) -> Result<bool, Duration> {
         let mut t = self.logins.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if let Some(until) = t.locked_until.filter(|until| *until > now) {
+            return Err(until - now);
+        }
+        if same_secret(given, token) {
+            return Ok(true);
+        }
         t.failures = t.failures.saturating_add(1);
         if t.failures >= FREE_LOGIN_FAILURES {
             let doublings = (t.failures - FREE_LOGIN_FAILURES).min(20);
             let lock = FIRST_LOGIN_LOCK
                 .saturating_mul(1 << doublings)
                 .min(MAX_LOGIN_LOCK);
-            t.locked_until = Some(Instant::now() + lock);
+            t.locked_until = Some(now + lock);
         }
+        Ok(false)
     }
 
     /// A successful login: the failure count restarts and a new session is returned.

@@ -1158,24 +1158,26 @@ pub async fn login(State(s): State<WebState>, Form(f): Form<LoginForm>) -> PageR
         return Ok(see_other(f.back.as_deref()));
     };
     // Locked means locked for the right token too, or the lock would not slow guessing.
-    if let Err(wait) = s.security.login_allowed() {
-        let secs = wait.as_secs() + 1;
-        let mut res = html::error_page(
-            StatusCode::TOO_MANY_REQUESTS,
-            &format!("Too many wrong tokens; try again in {secs} s."),
-        );
-        res.headers_mut().insert(
-            header::RETRY_AFTER,
-            secs.to_string().parse().expect("a number"),
-        );
-        return Ok(res);
-    }
-    if !same_secret(f.token.trim(), token) {
-        s.security.login_failed();
-        return Ok(html::error_page(
-            StatusCode::UNAUTHORIZED,
-            "That is not the access token.",
-        ));
+    match s.security.try_login(f.token.trim(), token) {
+        Err(wait) => {
+            let secs = wait.as_secs() + 1;
+            let mut res = html::error_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!("Too many wrong tokens; try again in {secs} s."),
+            );
+            res.headers_mut().insert(
+                header::RETRY_AFTER,
+                secs.to_string().parse().expect("a number"),
+            );
+            return Ok(res);
+        }
+        Ok(false) => {
+            return Ok(html::error_page(
+                StatusCode::UNAUTHORIZED,
+                "That is not the access token.",
+            ));
+        }
+        Ok(true) => {}
     }
     let session = s.security.start_session();
     let mut res = see_other(f.back.as_deref());

@@ -24,7 +24,9 @@ use chrono::{DateTime, Duration, Utc};
 use html_escape::encode_text as esc;
 
 use crate::config::{AlertSettings, Config};
-use crate::store::{AlertChange, AlertRow, ApplyOutcome, Evidence, NewAlert, NewEmail, Store};
+use crate::store::{
+    AlertChange, AlertRow, ApplyOutcome, Evidence, LastNotice, NewAlert, NewEmail, Store,
+};
 
 /// What one evaluation of a watch did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -151,12 +153,20 @@ pub async fn plan(
                 let remind = !snoozed
                     && ((now - since >= reminder && !acknowledged) || escalated || unannounced);
                 let kind = remind.then(|| match (&announced, &last) {
+                    // Back after a resolved notice, whatever its severity now: the
+                    // recipients were last told it was over.
+                    (
+                        _,
+                        Some(LastNotice {
+                            resolution_announced: Some(resolved_at),
+                            ..
+                        }),
+                    ) if a.last_notified_at.is_none() => NoticeKind::Back {
+                        resolved_at: *resolved_at,
+                    },
                     (Some(was), _) if escalated => NoticeKind::Worse { was: was.clone() },
-                    (_, Some(n)) if a.last_notified_at.is_none() => match n.resolution_announced {
-                        Some(resolved_at) => NoticeKind::Back { resolved_at },
-                        None => NoticeKind::Reminder {
-                            open_since: a.opened_at,
-                        },
+                    (_, Some(_)) if a.last_notified_at.is_none() => NoticeKind::Reminder {
+                        open_since: a.opened_at,
                     },
                     _ if a.last_notified_at.is_none() => NoticeKind::New,
                     _ => NoticeKind::Reminder {
@@ -187,10 +197,27 @@ pub async fn plan(
             }
             None => {
                 let last = store.last_notice(watch_id, &f.condition_key).await?;
-                let notify = last.as_ref().is_none_or(|n| now - n.at >= cooldown);
-                let kind = notify.then(|| match last.and_then(|n| n.resolution_announced) {
-                    Some(resolved_at) => NoticeKind::Back { resolved_at },
-                    None => NoticeKind::New,
+                // Inside the cooldown a condition that comes back is opened quietly,
+                // unless it comes back worse than anything the recipients were told.
+                let worse_than_told = |n: &LastNotice| {
+                    n.severity
+                        .as_deref()
+                        .is_some_and(|s| severity_rank(&f.severity) > severity_rank(s))
+                };
+                let notify = last
+                    .as_ref()
+                    .is_none_or(|n| now - n.at >= cooldown || worse_than_told(n));
+                let kind = notify.then(|| match &last {
+                    Some(LastNotice {
+                        resolution_announced: Some(resolved_at),
+                        ..
+                    }) => NoticeKind::Back {
+                        resolved_at: *resolved_at,
+                    },
+                    Some(n) if now - n.at < cooldown => NoticeKind::Worse {
+                        was: n.severity.clone().unwrap_or_default(),
+                    },
+                    _ => NoticeKind::New,
                 });
                 changes.push((
                     AlertChange::Open {

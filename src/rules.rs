@@ -194,7 +194,7 @@ impl Evaluation<'_> {
     }
 
     /// What an alert whose condition cleared says now, for its "resolved" line: the
-    /// state as of this evaluation ("shop: buyers now see 4.5 stars, back over 4.3"),
+    /// state as of this evaluation ("shop: buyers now see 4.5 stars, 4.3 or more again"),
     /// not the title it had when it was last true.
     pub async fn cleared(&self, alert: &AlertRow) -> Result<String> {
         let s = self.settings;
@@ -211,7 +211,7 @@ impl Evaluation<'_> {
                 match views.iter().find(|v| Some(v.source_id) == source_id) {
                     Some(v) => match v.average_rating {
                         Some(avg) if v.reviews.len() >= s.buyer_view_min_reviews => format!(
-                            "{}: buyers now see {avg:.1} stars, back over {:.1}",
+                            "{}: buyers now see {avg:.1} stars, {:.1} or more again",
                             v.source, s.buyer_view_threshold
                         ),
                         _ => format!(

@@ -223,12 +223,12 @@ async fn buyer_view_rating_fires_stays_quiet_and_clears() {
         // The resolved email says "resolved" once, and what buyers see now.
         let (subject, text) = queued_email(store, r.email_id.unwrap()).await;
         assert_eq!(
-            subject, "[zmot] Quiet RESOLVED: store: buyers now see 4.4 stars, back over 4.3",
+            subject, "[zmot] Quiet RESOLVED: store: buyers now see 4.4 stars, 4.3 or more again",
             "{}",
             db.label
         );
         assert!(
-            text.contains("store: buyers now see 4.4 stars, back over 4.3"),
+            text.contains("store: buyers now see 4.4 stars, 4.3 or more again"),
             "{text}"
         );
         assert!(
@@ -1036,6 +1036,57 @@ async fn a_rating_hovering_at_the_red_line_announces_red_once() {
             "the stored severity follows the view"
         );
         assert_eq!(open[0].notified_severity.as_deref(), Some("red"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_condition_back_worse_inside_the_cooldown_is_announced_at_once() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let c = config_with("");
+        let src = source(store, &c, "Quiet", "shop").await;
+        let t = now();
+        let review = |id: &str, stars: u8, age: i64| {
+            m(
+                id,
+                "ok",
+                Some(stars),
+                Label::Neutral,
+                0.0,
+                t - Duration::days(age),
+            )
+        };
+        // Ten reviews: "flip" at 3 stars gives 4.1 (amber), at 5 4.3 (clear), at 1 3.9 (red).
+        let mut reviews: Vec<M> = [5, 5, 5, 5, 5, 5, 4, 2, 2]
+            .iter()
+            .enumerate()
+            .map(|(i, &r)| review(&format!("v{i}"), r, 20 - i as i64))
+            .collect();
+        reviews.push(review("flip", 3, 1));
+        put(store, &src, &reviews).await;
+        let amber = check_watch(store, &c, "Quiet", t).await.unwrap();
+        assert!(amber.email_id.is_some(), "{}", db.label);
+        put(store, &src, &[review("flip", 5, 1)]).await;
+        let resolved = check_watch(store, &c, "Quiet", t + Duration::minutes(1))
+            .await
+            .unwrap();
+        let (subject, _) = queued_email(store, resolved.email_id.expect("resolved email")).await;
+        assert!(subject.contains("RESOLVED"), "{subject}");
+        // Back within the 24-hour cooldown, and red: the last word was "resolved" at
+        // amber, so this goes out now, as BACK, not at the next check or never.
+        put(store, &src, &[review("flip", 1, 1)]).await;
+        let back = check_watch(store, &c, "Quiet", t + Duration::minutes(2))
+            .await
+            .unwrap();
+        let id = back.email_id.expect("the red return is announced");
+        let (subject, _) = queued_email(store, id).await;
+        assert!(subject.starts_with("[zmot] Quiet RED, BACK: "), "{subject}");
+        // Back at amber inside the cooldown would have stayed quiet; and nothing more now.
+        let again = check_watch(store, &c, "Quiet", t + Duration::minutes(3))
+            .await
+            .unwrap();
+        assert!(again.email_id.is_none(), "{}", db.label);
+        assert_eq!(outbox_count(store), 3);
     }
 }
 

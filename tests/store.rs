@@ -352,6 +352,10 @@ async fn push_sources_are_created_once_and_survive_config_sync() {
         let upper = store.push_source(source.watch_id, "IMPORT").await.unwrap();
         assert_eq!(upper.id, a.id, "{}", db.label);
         assert_eq!(upper.name, "import");
+        // Beyond ASCII too, on both databases (SQLite's lower() folds ASCII only).
+        let e1 = store.push_source(source.watch_id, "écoute").await.unwrap();
+        let e2 = store.push_source(source.watch_id, "ÉCOUTE").await.unwrap();
+        assert_eq!(e1.id, e2.id, "{}", db.label);
         // A configured source's name cannot be used for pushing, in any case.
         for name in ["reviews", "Reviews", "REVIEWS"] {
             let e = store.push_source(source.watch_id, name).await.unwrap_err();

@@ -458,14 +458,25 @@ impl Store {
         // Source names are matched ignoring case, as watch names and `fetch --source` are:
         // `IMPORT` is the `import` source, and `Hacker-News` the configured `hacker-news`.
         // Of names stored before that differ only in case, the exact one, else the oldest.
-        let found = sqlx::query(
-            "SELECT id, kind FROM sources WHERE watch_id = $1 AND lower(name) = lower($2)
-             ORDER BY CASE WHEN name = $2 THEN 0 ELSE 1 END, id LIMIT 1",
-        )
-        .bind(watch_id)
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
+        // Compared here rather than with SQL's lower(), which folds only ASCII on SQLite
+        // (a watch has a handful of sources).
+        let rows =
+            sqlx::query("SELECT id, kind, name FROM sources WHERE watch_id = $1 ORDER BY id")
+                .bind(watch_id)
+                .fetch_all(&self.pool)
+                .await?;
+        let folded = name.to_lowercase();
+        let mut found = None;
+        for row in &rows {
+            let stored: String = row.try_get("name")?;
+            if stored == name {
+                found = Some(row);
+                break;
+            }
+            if found.is_none() && stored.to_lowercase() == folded {
+                found = Some(row);
+            }
+        }
         let id: i64 = match found {
             Some(row) => {
                 let kind: String = row.try_get("kind")?;

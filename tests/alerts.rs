@@ -822,6 +822,25 @@ async fn snoozed_and_acknowledged_alerts_send_no_reminders() {
     }
 }
 
+/// A review with stars and no opinion in its text.
+fn rated(id: &str, stars: u8, at: DateTime<Utc>) -> M {
+    m(id, "ok", Some(stars), Label::Neutral, 0.0, at)
+}
+
+/// Quiet's "shop" with ten reviews whose average is 4.1 (amber): nine fixed ones and
+/// "flip" (3 stars, a day old), which a test re-imports at other ratings.
+async fn buyer_view_at_4_1(store: &Store, c: &Config, t: DateTime<Utc>) -> SourceRow {
+    let src = source(store, c, "Quiet", "shop").await;
+    let mut reviews: Vec<M> = [5, 5, 5, 5, 5, 5, 4, 2, 2]
+        .iter()
+        .enumerate()
+        .map(|(i, &r)| rated(&format!("v{i}"), r, t - Duration::days(20 - i as i64)))
+        .collect();
+    reviews.push(rated("flip", 3, t - Duration::days(1)));
+    put(store, &src, &reviews).await;
+    src
+}
+
 /// Queues one alert email for Acme (lead@ and support@) with SMTP on `port`.
 async fn queue_one_alert(store: &Store, port: u16) -> Config {
     let c = config_with(&format!(
@@ -981,28 +1000,11 @@ async fn a_rating_hovering_at_the_red_line_announces_red_once() {
     for db in testutil::all().await.unwrap() {
         let store = &db.store;
         let c = config_with("");
-        let src = source(store, &c, "Quiet", "shop").await;
         let t = now();
-        // Ten reviews averaging 4.1 (amber); "flip" is re-imported at 3 or 1 star, which
-        // moves the buyer's view between 4.1 (amber) and 3.9 (red).
-        let ratings = [5, 5, 5, 5, 5, 5, 4, 2, 2];
-        let review = |id: &str, stars: u8, age: i64| {
-            m(
-                id,
-                "ok",
-                Some(stars),
-                Label::Neutral,
-                0.0,
-                t - Duration::days(age),
-            )
-        };
-        let mut reviews: Vec<M> = ratings
-            .iter()
-            .enumerate()
-            .map(|(i, &r)| review(&format!("v{i}"), r, 20 - i as i64))
-            .collect();
-        reviews.push(review("flip", 3, 1));
-        put(store, &src, &reviews).await;
+        // "flip" is re-imported at 3 or 1 star, which moves the buyer's view between 4.1
+        // (amber) and 3.9 (red).
+        let src = buyer_view_at_4_1(store, &c, t).await;
+        let review = |id: &str, stars: u8, age: i64| rated(id, stars, t - Duration::days(age));
         let r = check_watch(store, &c, "Quiet", t).await.unwrap();
         assert_eq!((r.opened, r.email_id.is_some()), (1, true), "{}", db.label);
         let mut subjects = Vec::new();
@@ -1044,26 +1046,10 @@ async fn a_condition_back_worse_inside_the_cooldown_is_announced_at_once() {
     for db in testutil::all().await.unwrap() {
         let store = &db.store;
         let c = config_with("");
-        let src = source(store, &c, "Quiet", "shop").await;
         let t = now();
-        let review = |id: &str, stars: u8, age: i64| {
-            m(
-                id,
-                "ok",
-                Some(stars),
-                Label::Neutral,
-                0.0,
-                t - Duration::days(age),
-            )
-        };
-        // Ten reviews: "flip" at 3 stars gives 4.1 (amber), at 5 4.3 (clear), at 1 3.9 (red).
-        let mut reviews: Vec<M> = [5, 5, 5, 5, 5, 5, 4, 2, 2]
-            .iter()
-            .enumerate()
-            .map(|(i, &r)| review(&format!("v{i}"), r, 20 - i as i64))
-            .collect();
-        reviews.push(review("flip", 3, 1));
-        put(store, &src, &reviews).await;
+        // "flip" at 3 stars gives 4.1 (amber), at 5 4.3 (clear), at 1 3.9 (red).
+        let src = buyer_view_at_4_1(store, &c, t).await;
+        let review = |id: &str, stars: u8, age: i64| rated(id, stars, t - Duration::days(age));
         let amber = check_watch(store, &c, "Quiet", t).await.unwrap();
         assert!(amber.email_id.is_some(), "{}", db.label);
         put(store, &src, &[review("flip", 5, 1)]).await;

@@ -25,6 +25,17 @@ fn replies(refused: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The reply set for an address, if it is one to refuse.
+fn refusal(refused: &Refusals, address: &str) -> Option<String> {
+    let address = address.to_ascii_lowercase();
+    refused
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(a, _)| *a == address)
+        .map(|(_, reply)| reply.clone())
+}
+
 pub struct SmtpServer {
     pub port: u16,
     pub received: Arc<Mutex<Vec<Received>>>,
@@ -125,27 +136,13 @@ async fn session(
                 .trim_matches(['<', '>'])
                 .to_string();
             to.clear();
-            let lower = from.to_ascii_lowercase();
-            let reply = refused
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|(a, _)| *a == lower)
-                .map(|(_, reply)| reply.clone());
-            match reply {
+            match refusal(&refused, &from) {
                 Some(reply) => w.write_all(reply.as_bytes()).await?,
                 None => w.write_all(b"250 OK\r\n").await?,
             }
         } else if upper.starts_with("RCPT TO:") {
             let rcpt = cmd[8..].trim().trim_matches(['<', '>']).to_string();
-            let lower = rcpt.to_ascii_lowercase();
-            let reply = refused
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|(a, _)| *a == lower)
-                .map(|(_, reply)| reply.clone());
-            if let Some(reply) = reply {
+            if let Some(reply) = refusal(&refused, &rcpt) {
                 w.write_all(reply.as_bytes()).await?;
             } else {
                 to.push(rcpt);

@@ -218,6 +218,9 @@ pub struct DeliveryReport {
     pub refused: u64,
 }
 
+/// How long a claimed email is a worker's, renewed before each recipient.
+const EMAIL_LEASE_MS: i64 = 5 * 60 * 1000;
+
 /// Delay before the next attempt: 1 min, 2, 4, ... capped at 2 hours.
 pub fn backoff(attempts: i64) -> Duration {
     let minutes = 1u64 << attempts.clamp(0, 7);
@@ -234,7 +237,7 @@ pub fn backoff(attempts: i64) -> Duration {
 pub async fn deliver_due(store: &Store, mailer: &Mailer, worker: &str) -> Result<DeliveryReport> {
     let mut report = DeliveryReport::default();
     loop {
-        let batch = store.claim_emails(worker, 20, 5 * 60 * 1000).await?;
+        let batch = store.claim_emails(worker, 20, EMAIL_LEASE_MS).await?;
         if batch.is_empty() {
             return Ok(report);
         }
@@ -245,17 +248,31 @@ pub async fn deliver_due(store: &Store, mailer: &Mailer, worker: &str) -> Result
             let mut temporary: Option<String> = None;
             let pending = email.pending_recipients();
             let waiting = pending.len();
+            // Another worker has this email now (this one's lease ran out): it must not
+            // send or write anything more of it.
+            let mut lost = false;
             for to in mailer.envelopes(pending) {
                 if to.is_empty() {
                     continue;
                 }
+                if !store
+                    .renew_email_lease(email.id, worker, EMAIL_LEASE_MS)
+                    .await?
+                {
+                    lost = true;
+                    break;
+                }
                 match mailer.deliver(&email, &to).await {
                     Ok(how) => {
                         delivered.extend(to.iter().cloned());
-                        store
-                            .record_email_recipients(email.id, &delivered, &refused)
-                            .await?;
                         tracing::info!(id = email.id, subject = %email.subject, to = %to.join(", "), "email {how}");
+                        if !store
+                            .record_email_recipients(email.id, worker, &delivered, &refused)
+                            .await?
+                        {
+                            lost = true;
+                            break;
+                        }
                     }
                     Err(Failure::Permanent(reason)) => {
                         refused_now.extend(to.iter().map(|address| Refusal {
@@ -271,6 +288,13 @@ pub async fn deliver_due(store: &Store, mailer: &Mailer, worker: &str) -> Result
                         break;
                     }
                 }
+            }
+            if lost {
+                tracing::warn!(
+                    id = email.id,
+                    "another worker took over this email (the lease ran out); left to it"
+                );
+                continue;
             }
             let one_answer = refused_now.windows(2).all(|w| w[0].reason == w[1].reason);
             if !refused_now.is_empty()
@@ -297,9 +321,12 @@ pub async fn deliver_due(store: &Store, mailer: &Mailer, worker: &str) -> Result
                 }
                 report.refused += refused_now.len() as u64;
                 refused.extend(refused_now);
-                store
-                    .record_email_recipients(email.id, &delivered, &refused)
-                    .await?;
+                if !store
+                    .record_email_recipients(email.id, worker, &delivered, &refused)
+                    .await?
+                {
+                    continue;
+                }
             }
             let refusals = (!refused.is_empty()).then(|| {
                 format!(
@@ -309,15 +336,23 @@ pub async fn deliver_due(store: &Store, mailer: &Mailer, worker: &str) -> Result
             });
             match temporary {
                 None if !delivered.is_empty() => {
-                    store.mark_email_sent(email.id, refusals.as_deref()).await?;
-                    report.sent += 1;
+                    if store
+                        .mark_email_sent(email.id, worker, refusals.as_deref())
+                        .await?
+                    {
+                        report.sent += 1;
+                    }
                 }
                 None => {
                     // Every recipient refused: nobody will ever get it.
                     let msg = refusals.unwrap_or_else(|| "no recipients".into());
-                    store.mark_email_failed(email.id, &msg, None).await?;
-                    tracing::error!(id = email.id, "gave up on email: {msg}");
-                    report.gave_up += 1;
+                    if store
+                        .mark_email_failed(email.id, worker, &msg, None)
+                        .await?
+                    {
+                        tracing::error!(id = email.id, "gave up on email: {msg}");
+                        report.gave_up += 1;
+                    }
                 }
                 Some(e) => {
                     let attempts = email.attempts + 1;
@@ -326,12 +361,21 @@ pub async fn deliver_due(store: &Store, mailer: &Mailer, worker: &str) -> Result
                         None => e,
                     };
                     if attempts >= MAX_ATTEMPTS {
-                        store.mark_email_failed(email.id, &msg, None).await?;
-                        tracing::error!(id = email.id, attempts, "gave up on email: {msg}");
-                        report.gave_up += 1;
+                        if store
+                            .mark_email_failed(email.id, worker, &msg, None)
+                            .await?
+                        {
+                            tracing::error!(id = email.id, attempts, "gave up on email: {msg}");
+                            report.gave_up += 1;
+                        }
                     } else {
                         let retry = now_ms() + backoff(attempts).as_millis() as i64;
-                        store.mark_email_failed(email.id, &msg, Some(retry)).await?;
+                        if !store
+                            .mark_email_failed(email.id, worker, &msg, Some(retry))
+                            .await?
+                        {
+                            continue;
+                        }
                         tracing::warn!(
                             id = email.id,
                             attempts,

@@ -411,17 +411,65 @@ async fn outbox_sends_once_per_key_and_leases_exclusively() {
             "a leased email was claimed twice on {}",
             db.label
         );
-        store.mark_email_sent(w1[0].id, None).await.unwrap();
-        store
-            .mark_email_failed(w1[1].id, "connection refused", Some(0))
+        assert!(store.mark_email_sent(w1[0].id, "w1", None).await.unwrap());
+        assert!(store
+            .mark_email_failed(w1[1].id, "w1", "connection refused", Some(0))
             .await
-            .unwrap();
+            .unwrap());
         let stats = store.outbox_stats().await.unwrap();
         assert_eq!((stats.sent, stats.queued), (1, 1));
         // The failed one is due again (retry time 0) and comes back with its attempt count.
         let retry = store.claim_emails("w2", 10, 60_000).await.unwrap();
         assert_eq!(retry.len(), 1);
         assert_eq!(retry[0].attempts, 1);
+    }
+}
+
+#[tokio::test]
+async fn a_sender_whose_lease_ran_out_writes_nothing_more() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let to = vec!["a@example.com".to_string(), "b@example.com".to_string()];
+        store
+            .enqueue_email(&NewEmail {
+                kind: "alert",
+                dedup_key: None,
+                watch_id: None,
+                recipients: &to,
+                subject: "Alert",
+                message: "Subject: x\r\n\r\nbody",
+            })
+            .await
+            .unwrap();
+        let id = store.claim_emails("slow", 10, 40).await.unwrap()[0].id;
+        // While it holds the email, a sender keeps it by renewing before each recipient.
+        assert!(store.renew_email_lease(id, "slow", 40).await.unwrap());
+        tokio::time::sleep(std::time::Duration::from_millis(80)).await;
+        // Its lease ran out and another worker claimed the email.
+        let taken = store.claim_emails("fresh", 10, 60_000).await.unwrap();
+        assert_eq!(taken.len(), 1, "{}", db.label);
+        assert!(!store.renew_email_lease(id, "slow", 60_000).await.unwrap());
+        let a = ["a@example.com".to_string()];
+        assert!(!store
+            .record_email_recipients(id, "slow", &a, &[])
+            .await
+            .unwrap());
+        assert!(!store.mark_email_sent(id, "slow", None).await.unwrap());
+        assert!(!store
+            .mark_email_failed(id, "slow", "late", None)
+            .await
+            .unwrap());
+        // The new holder's work stands.
+        let b = ["b@example.com".to_string()];
+        assert!(store
+            .record_email_recipients(id, "fresh", &b, &[])
+            .await
+            .unwrap());
+        let again = store.claim_emails("third", 10, 60_000).await.unwrap();
+        assert!(again.is_empty(), "{}", db.label);
+        assert!(store.mark_email_sent(id, "fresh", None).await.unwrap());
+        let stats = store.outbox_stats().await.unwrap();
+        assert_eq!((stats.sent, stats.queued, stats.failed), (1, 0, 0));
     }
 }
 

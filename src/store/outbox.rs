@@ -187,34 +187,60 @@ impl Store {
 
     /// Records, right after each answer of the server, who has the email and who was
     /// refused, so that a sender dying mid-list never sends twice to the same address.
+    ///
+    /// Like every write of a claimed email below, only by the worker that holds it:
+    /// `false` when another worker claimed it since (this one's lease ran out), and
+    /// nothing is written.
     pub async fn record_email_recipients(
         &self,
         id: i64,
+        worker: &str,
         delivered_to: &[String],
         refused: &[Refusal],
-    ) -> Result<()> {
-        sqlx::query("UPDATE outbox SET delivered_to = $1, refused = $2 WHERE id = $3")
-            .bind(serde_json::to_string(delivered_to)?)
-            .bind(serde_json::to_string(refused)?)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE outbox SET delivered_to = $1, refused = $2 WHERE id = $3 AND lease_owner = $4",
+        )
+        .bind(serde_json::to_string(delivered_to)?)
+        .bind(serde_json::to_string(refused)?)
+        .bind(id)
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Extends the lease of an email `worker` claimed, before each recipient, so that a
+    /// delivery to many recipients (each may wait out a timeout) does not outlast it:
+    /// `false` when another worker has claimed it since, and the sender must stop.
+    pub async fn renew_email_lease(&self, id: i64, worker: &str, lease_ms: i64) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE outbox SET lease_until = $1
+             WHERE id = $2 AND lease_owner = $3 AND status = 'queued'",
+        )
+        .bind(now_ms() + lease_ms)
+        .bind(id)
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
     }
 
     /// Marks an email sent (the server accepted it for every recipient it did not
-    /// refuse); `note` says who was refused, if anyone.
-    pub async fn mark_email_sent(&self, id: i64, note: Option<&str>) -> Result<()> {
-        sqlx::query(
+    /// refuse); `note` says who was refused, if anyone. `false`: not `worker`'s any more.
+    pub async fn mark_email_sent(&self, id: i64, worker: &str, note: Option<&str>) -> Result<bool> {
+        let r = sqlx::query(
             "UPDATE outbox SET status = 'sent', sent_at = $1, attempts = attempts + 1,
-                lease_owner = NULL, lease_until = NULL, last_error = $2 WHERE id = $3",
+                lease_owner = NULL, lease_until = NULL, last_error = $2
+             WHERE id = $3 AND lease_owner = $4",
         )
         .bind(now_ms())
         .bind(note)
         .bind(id)
+        .bind(worker)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(r.rows_affected() == 1)
     }
 
     /// Emails created since `since_ms` that did not reach every recipient (refused
@@ -248,12 +274,14 @@ impl Store {
     pub async fn mark_email_failed(
         &self,
         id: i64,
+        worker: &str,
         error: &str,
         retry_at: Option<i64>,
-    ) -> Result<()> {
-        sqlx::query(
+    ) -> Result<bool> {
+        let r = sqlx::query(
             "UPDATE outbox SET status = $1, attempts = attempts + 1, last_error = $2,
-                next_attempt_at = $3, lease_owner = NULL, lease_until = NULL WHERE id = $4",
+                next_attempt_at = $3, lease_owner = NULL, lease_until = NULL
+             WHERE id = $4 AND lease_owner = $5",
         )
         .bind(if retry_at.is_some() {
             "queued"
@@ -263,9 +291,10 @@ impl Store {
         .bind(error)
         .bind(retry_at.unwrap_or_else(now_ms))
         .bind(id)
+        .bind(worker)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(r.rows_affected() == 1)
     }
 
     pub async fn outbox_stats(&self) -> Result<OutboxStats> {

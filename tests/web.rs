@@ -119,12 +119,27 @@ impl Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
-            axum::serve(listener, router(state)).await.unwrap();
+            // As `zmot serve` does: handlers may see the client's address.
+            let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+            axum::serve(listener, app).await.unwrap();
         });
         Server {
             base: format!("http://{addr}"),
             http: reqwest::Client::builder()
                 .redirect(Policy::none())
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// The same server, reached from another loopback address (127.0.0.2: another
+    /// client as the server sees it).
+    fn reached_from_another_client(&self) -> Server {
+        Server {
+            base: self.base.clone(),
+            http: reqwest::Client::builder()
+                .redirect(Policy::none())
+                .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
                 .build()
                 .unwrap(),
         }
@@ -1059,6 +1074,9 @@ async fn repeated_wrong_tokens_lock_the_login_for_a_while() {
         "{refused} refused in {:?}",
         started.elapsed()
     );
+    // Another client (address) is not locked out by this one's guesses.
+    let other = s.reached_from_another_client();
+    assert_eq!(login(&other, &csrf, "s3cret-token").await.status(), 303);
     // Locked holds for the right token too, and the bearer path is not locked.
     assert_eq!(login(&s, &csrf, "s3cret-token").await.status(), 429);
     let r = s

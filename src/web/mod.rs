@@ -25,6 +25,7 @@ mod pages;
 mod params;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -65,8 +66,8 @@ struct Security {
     /// Sessions given out by the login form (a random value each) and when they expire;
     /// logging out removes one. In memory: a restart logs everyone out.
     sessions: Mutex<HashMap<String, Instant>>,
-    /// Failed logins, to slow down guessing the token.
-    logins: Mutex<LoginThrottle>,
+    /// Failed logins by client address, to slow down guessing the token.
+    logins: Mutex<HashMap<Option<IpAddr>, LoginThrottle>>,
 }
 
 /// How long a login lasts.
@@ -78,10 +79,13 @@ const FREE_LOGIN_FAILURES: u32 = 5;
 /// The first lock; it doubles with each further failure, up to `MAX_LOGIN_LOCK`.
 const FIRST_LOGIN_LOCK: Duration = Duration::from_secs(1);
 const MAX_LOGIN_LOCK: Duration = Duration::from_secs(15 * 60);
+/// Client addresses whose failures are remembered at most.
+const MAX_LOGIN_CLIENTS: usize = 10_000;
 
-/// Consecutive failed logins. The lock holds for every client (the server does not
-/// trust addresses it may only see through a proxy): a guesser gets a handful of tries,
-/// then one per lock period, while a bearer token keeps working for scripts.
+/// Consecutive failed logins of one client address (the TCP peer's, never a header a
+/// client could set; behind a proxy every client has the proxy's, and the lock holds for
+/// all): a guesser gets a handful of tries, then one per lock period, while other
+/// addresses can still log in and a bearer token keeps working for scripts.
 #[derive(Default)]
 struct LoginThrottle {
     failures: u32,
@@ -329,9 +333,19 @@ impl Security {
     /// all pass the check before any is counted): `Err(wait)` while logins are locked
     /// after repeated failures, else whether `given` is the token. A wrong one past the
     /// free tries locks logins for a doubling period.
-    fn try_login(&self, given: &str, token: &str) -> Result<bool, Duration> {
-        let mut t = self.logins.lock().unwrap_or_else(|e| e.into_inner());
+    fn try_login(
+        &self,
+        client: Option<IpAddr>,
+        given: &str,
+        token: &str,
+    ) -> Result<bool, Duration> {
+        let mut logins = self.logins.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
+        if logins.len() >= MAX_LOGIN_CLIENTS && !logins.contains_key(&client) {
+            // Many addresses: forget those not locked now (a lock still holds).
+            logins.retain(|_, t| t.locked_until.is_some_and(|until| until > now));
+        }
+        let t = logins.entry(client).or_default();
         if let Some(until) = t.locked_until.filter(|until| *until > now) {
             return Err(until - now);
         }
@@ -349,9 +363,13 @@ impl Security {
         Ok(false)
     }
 
-    /// A successful login: the failure count restarts and a new session is returned.
-    fn start_session(&self) -> String {
-        *self.logins.lock().unwrap_or_else(|e| e.into_inner()) = LoginThrottle::default();
+    /// A successful login from `client`: its failure count restarts and a new session is
+    /// returned.
+    fn start_session(&self, client: Option<IpAddr>) -> String {
+        self.logins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&client);
         let now = Instant::now();
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         sessions.retain(|_, expires| *expires > now);

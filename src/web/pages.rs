@@ -1,9 +1,9 @@
 //! The HTML pages and their forms (POST, then a redirect back: POST-redirect-GET).
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::Form;
+use axum::{Extension, Form};
 use chrono::{Duration, Utc};
 use chrono_tz::Tz;
 use serde::Deserialize;
@@ -1152,13 +1152,19 @@ pub struct LoginForm {
     token: String,
 }
 
-pub async fn login(State(s): State<WebState>, Form(f): Form<LoginForm>) -> PageResult {
+pub async fn login(
+    State(s): State<WebState>,
+    peer: Option<Extension<ConnectInfo<std::net::SocketAddr>>>,
+    Form(f): Form<LoginForm>,
+) -> PageResult {
     check_csrf(&s, &f.csrf)?;
+    // The TCP peer (served with connect info; without it, one count for every client).
+    let client = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
     let Some(token) = &s.security.token else {
         return Ok(see_other(f.back.as_deref()));
     };
     // Locked means locked for the right token too, or the lock would not slow guessing.
-    match s.security.try_login(f.token.trim(), token) {
+    match s.security.try_login(client, f.token.trim(), token) {
         Err(wait) => {
             let secs = wait.as_secs() + 1;
             let mut res = html::error_page(
@@ -1179,7 +1185,7 @@ pub async fn login(State(s): State<WebState>, Form(f): Form<LoginForm>) -> PageR
         }
         Ok(true) => {}
     }
-    let session = s.security.start_session();
+    let session = s.security.start_session(client);
     let mut res = see_other(f.back.as_deref());
     res.headers_mut().insert(
         header::SET_COOKIE,

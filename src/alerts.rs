@@ -152,6 +152,7 @@ pub async fn plan(
                 // still goes out); snoozed: nothing until the snooze ends.
                 let remind = !snoozed
                     && ((now - since >= reminder && !acknowledged) || escalated || unannounced);
+                // (`last` is only looked up for an alert not yet announced itself.)
                 let kind = remind.then(|| match (&announced, &last) {
                     // Back after a resolved notice, whatever its severity now: the
                     // recipients were last told it was over.
@@ -161,11 +162,11 @@ pub async fn plan(
                             resolution_announced: Some(resolved_at),
                             ..
                         }),
-                    ) if a.last_notified_at.is_none() => NoticeKind::Back {
+                    ) => NoticeKind::Back {
                         resolved_at: *resolved_at,
                     },
                     (Some(was), _) if escalated => NoticeKind::Worse { was: was.clone() },
-                    (_, Some(_)) if a.last_notified_at.is_none() => NoticeKind::Reminder {
+                    (_, Some(_)) => NoticeKind::Reminder {
                         open_since: a.opened_at,
                     },
                     _ if a.last_notified_at.is_none() => NoticeKind::New,
@@ -437,7 +438,7 @@ fn render(watch: &str, notices: &[Notice<'_>], now: DateTime<Utc>) -> (String, S
         None => notices
             .iter()
             .find_map(|n| match n {
-                Notice::Resolved(_, now) => Some(format!("RESOLVED: {now}")),
+                Notice::Resolved(_, holds) => Some(format!("RESOLVED: {holds}")),
                 Notice::Open(..) => None,
             })
             .unwrap_or_default(),
@@ -477,10 +478,10 @@ fn render(watch: &str, notices: &[Notice<'_>], now: DateTime<Utc>) -> (String, S
                 &a.evidence,
                 kind.detail(),
             ),
-            Notice::Resolved(a, now) => (
+            Notice::Resolved(a, holds) => (
                 "RESOLVED".to_string(),
                 "green",
-                now,
+                holds,
                 &a.summary,
                 &a.action,
                 &a.evidence,

@@ -696,10 +696,9 @@ async fn alerts(path: &Path, watch: Option<&str>, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// The sentiment settings of the configuration, or the defaults when there is no
-/// configuration file (so `zmot analyze` works before `zmot init`).
-/// The sentiment settings of the configuration file, or, without one, the defaults with
-/// the environment's overrides (`ZMOT__SENTIMENT__MODELS_DIR=...`).
+/// The sentiment settings of the configuration file, or, without one (so `zmot analyze`
+/// works before `zmot init`), the defaults with the environment's overrides
+/// (`ZMOT__SENTIMENT__MODELS_DIR=...`).
 fn sentiment_settings(path: &Path) -> Result<config::SentimentSettings> {
     if path.exists() {
         Ok(load_config(path)?.sentiment)

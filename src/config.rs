@@ -1243,11 +1243,7 @@ fn validate(c: &Config) -> Vec<(Vec<Seg>, String)> {
 /// its passwords hidden.
 fn check_database_url(url: &str) -> Result<(), String> {
     let shown = crate::store::redact(url);
-    if let Some(rest) = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-    {
-        let file = rest.split('?').next().unwrap_or("");
+    if let Some((file, _)) = crate::store::sqlite_file(url) {
         if file.starts_with(":memory:") {
             return Err(format!(
                 "`{shown}` is an in-memory database: each connection would get its own empty \

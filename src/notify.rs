@@ -188,7 +188,8 @@ fn refuses_the_address(e: &lettre::transport::smtp::Error) -> bool {
 
 /// Why an envelope was not delivered.
 enum Failure {
-    /// The server refused for good (5xx) or the address is malformed: not retried.
+    /// The server refused the address for good (550, 551, 553) or it is malformed: not
+    /// retried for this recipient.
     Permanent(String),
     /// The server answered 4xx for this recipient: retried with backoff.
     Temporary(anyhow::Error),

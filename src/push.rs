@@ -83,10 +83,6 @@ fn store_failed(e: anyhow::Error) -> Response {
 }
 
 /// Compares without stopping at the first different byte.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 async fn push(
     State(state): State<PushState>,
     headers: HeaderMap,
@@ -98,14 +94,9 @@ async fn push(
             "push ingest is off: set the environment variable named by server.token_env",
         );
     };
-    // The scheme is case-insensitive (RFC 9110), as the rest of the API reads it.
-    let given = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map_or("", |(_, token)| token);
-    if !same(given.trim().as_bytes(), expected.as_bytes()) {
+    // Read and compared as the rest of the API does.
+    let given = crate::web::bearer(&headers).unwrap_or("");
+    if !crate::web::same_secret(given, expected) {
         return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
     }
     let doc: Value = match serde_json::from_slice(&body) {

@@ -199,7 +199,7 @@ impl Evaluation<'_> {
     pub async fn cleared(&self, alert: &AlertRow) -> Result<String> {
         let s = self.settings;
         let rule_off = !s.enabled(&alert.rule);
-        let now = match alert.rule.as_str() {
+        let holds = match alert.rule.as_str() {
             _ if rule_off => format!("{} (the rule is now off)", alert.title),
             "buyer_view_rating" => {
                 let source_id = alert
@@ -239,7 +239,7 @@ impl Evaluation<'_> {
             ),
             _ => format!("{}: no longer the case", alert.title),
         };
-        Ok(now)
+        Ok(holds)
     }
 
     async fn recent(&self, days: i64) -> Result<Vec<StoredMention>> {

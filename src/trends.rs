@@ -197,10 +197,9 @@ pub async fn buyer_view_at(
         .map(f64::from)
         .collect();
     let scored: Vec<_> = reviews.iter().filter_map(|m| m.sentiment).collect();
-    let published = match at {
-        None => store.latest_aggregate(source.id).await?,
-        Some(at) => store.aggregate_at(source.id, at).await?,
-    };
+    let published = store
+        .aggregate_at(source.id, at.unwrap_or(DateTime::<Utc>::MAX_UTC))
+        .await?;
     Ok(BuyerView {
         source_id: source.id,
         source: source.name.clone(),

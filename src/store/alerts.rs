@@ -208,18 +208,6 @@ impl Store {
         rows.iter().map(alert_row).collect()
     }
 
-    /// When a condition of a watch was last notified, in any episode.
-    pub async fn last_notified(
-        &self,
-        watch_id: i64,
-        condition_key: &str,
-    ) -> Result<Option<DateTime<Utc>>> {
-        Ok(self
-            .last_notice(watch_id, condition_key)
-            .await?
-            .map(|n| n.at))
-    }
-
     /// The last notification of a condition of a watch, in any episode: when, the
     /// highest severity that episode announced, and whether it was the "resolved" one.
     pub async fn last_notice(

@@ -617,19 +617,23 @@ impl Store {
     }
 }
 
-fn sqlite_url(url: &str) -> Result<String> {
-    // sqlite://zmot.db, sqlite:zmot.db, sqlite:///abs/path.db, sqlite::memory:
+/// The file and the query of a SQLite URL (`sqlite://zmot.db`, `sqlite:zmot.db`,
+/// `sqlite:///abs/path.db?mode=rwc`, `sqlite::memory:`), or `None` for another database.
+pub fn sqlite_file(url: &str) -> Option<(&str, Option<&str>)> {
     let rest = url
         .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or("");
-    if rest.starts_with(":memory:") {
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    Some(match rest.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (rest, None),
+    })
+}
+
+fn sqlite_url(url: &str) -> Result<String> {
+    let (path, query) = sqlite_file(url).unwrap_or(("", None));
+    if path.starts_with(":memory:") {
         return Ok(url.to_string());
     }
-    let (path, query) = match rest.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (rest, None),
-    };
     if path.is_empty() {
         bail!("the SQLite URL `{url}` names no file");
     }

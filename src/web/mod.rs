@@ -253,7 +253,7 @@ async fn secure_headers(req: Request, next: Next) -> Response {
 }
 
 /// Equal strings, compared in time independent of where they differ.
-fn same_secret(a: &str, b: &str) -> bool {
+pub(crate) fn same_secret(a: &str, b: &str) -> bool {
     // Compared as digests, byte by byte without an early exit: the time taken tells
     // neither where a guess goes wrong nor how long the token is.
     use sha2::{Digest, Sha256};
@@ -264,7 +264,8 @@ fn same_secret(a: &str, b: &str) -> bool {
         == 0
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+/// The token of an `Authorization: Bearer` header (the scheme in any case, RFC 9110).
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())

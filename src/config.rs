@@ -1277,11 +1277,69 @@ pub fn parse_timezone(name: &str) -> Result<chrono_tz::Tz, String> {
 }
 
 /// Parses a cron expression in the 5- or 6-field form, with a readable error.
-pub fn parse_schedule(expr: &str) -> Result<cron::Schedule, String> {
-    use std::str::FromStr;
-    cron::Schedule::from_str(&normalise_cron(expr)).map_err(|e| {
+pub fn parse_schedule(expr: &str) -> Result<Schedule, String> {
+    normalise_cron(expr).parse().map_err(|e| {
         format!("`{expr}` is not a cron expression (for example `0 8 * * Mon` for Mondays at 08:00): {e}")
     })
+}
+
+/// A cron schedule (6 or 7 fields, as [`normalise_cron`] writes them) with crontab's rule
+/// for days: when both the day of the month and the weekday are restricted, a day that
+/// matches either runs (`0 0 8 1 * Mon` is the 1st and every Monday). The cron crate asks
+/// for both, which would run on Mondays that fall on the 1st only, so such an expression
+/// is kept as two schedules, one per day field, whose runs are merged.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    alternatives: Vec<cron::Schedule>,
+}
+
+impl Schedule {
+    /// The schedules whose runs together are this one's (one, or two for the rule above).
+    pub fn alternatives(&self) -> &[cron::Schedule] {
+        &self.alternatives
+    }
+
+    /// Runs after `after`, in order, each once.
+    pub fn after<'a, Z: chrono::TimeZone + 'a>(
+        &'a self,
+        after: &chrono::DateTime<Z>,
+    ) -> impl Iterator<Item = chrono::DateTime<Z>> + 'a {
+        let mut streams: Vec<_> = self
+            .alternatives
+            .iter()
+            .map(|s| s.after(after).peekable())
+            .collect();
+        std::iter::from_fn(move || {
+            let next = streams.iter_mut().filter_map(|s| s.peek().cloned()).min()?;
+            // Advance every stream sitting on that time, so a day both fields select runs once.
+            for s in &mut streams {
+                s.next_if(|t| *t == next);
+            }
+            Some(next)
+        })
+    }
+}
+
+impl std::str::FromStr for Schedule {
+    type Err = cron::error::Error;
+
+    fn from_str(expr: &str) -> Result<Self, Self::Err> {
+        let fields: Vec<&str> = expr.split_whitespace().collect();
+        // Like crontab, a day field starting with `*` (`*`, `*/2`) does not count as
+        // restricted, and `?` means "no restriction" in the cron crate's dialect.
+        let restricted = |f: &str| !(f.starts_with('*') || f == "?");
+        let alternatives = if fields.len() >= 6 && restricted(fields[3]) && restricted(fields[5]) {
+            let with = |i: usize| {
+                let mut f = fields.clone();
+                f[i] = "*";
+                f.join(" ")
+            };
+            vec![with(5).parse()?, with(3).parse()?]
+        } else {
+            vec![expr.parse()?]
+        };
+        Ok(Schedule { alternatives })
+    }
 }
 
 impl Config {
@@ -1327,6 +1385,39 @@ mod tests {
             .take(4)
             .map(|t| t.format("%a %d %H:%M").to_string())
             .collect()
+    }
+
+    #[test]
+    fn both_day_fields_restricted_means_either_day_as_in_crontab() {
+        // From Saturday 21 November 2026: the 1st of each month or a Monday.
+        assert_eq!(
+            next_runs("0 8 1 * 1"),
+            [
+                "Mon 23 08:00",
+                "Mon 30 08:00",
+                "Tue 01 08:00",
+                "Mon 07 08:00"
+            ]
+        );
+        // A day both select (Monday 1 February 2027) runs once.
+        let after = chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2027, 1, 31, 0, 0, 0).unwrap();
+        let s = parse_schedule("0 8 1 * Mon").unwrap();
+        let runs: Vec<String> = s
+            .after(&after)
+            .take(2)
+            .map(|t| t.format("%a %d %b").to_string())
+            .collect();
+        assert_eq!(runs, ["Mon 01 Feb", "Mon 08 Feb"]);
+        // A day field starting with `*` is not a restriction: both must hold.
+        assert_eq!(
+            next_runs("0 8 */2 * Mon"),
+            [
+                "Mon 23 08:00",
+                "Mon 07 08:00",
+                "Mon 21 08:00",
+                "Mon 11 08:00"
+            ]
+        );
     }
 
     #[test]

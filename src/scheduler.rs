@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use tokio::sync::{watch, Semaphore};
 
+use crate::config::Schedule;
 use crate::health::Metrics;
 use crate::notify::{self, Mailer};
 use crate::pipeline::Pipeline;
@@ -36,7 +37,7 @@ pub enum JobKind {
 pub struct Job {
     pub name: String,
     pub kind: JobKind,
-    pub schedule: cron::Schedule,
+    pub schedule: Schedule,
     pub tz: Tz,
 }
 
@@ -53,7 +54,16 @@ impl Job {
 /// daylight-saving changes: a slot that does not exist (the hour skipped in spring) runs
 /// when the clock has moved past the gap (02:30 becomes 03:30), and a slot that exists
 /// twice (the hour repeated in autumn) runs at its first occurrence only.
-pub fn next_after(
+pub fn next_after(schedule: &Schedule, tz: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    schedule
+        .alternatives()
+        .iter()
+        .filter_map(|s| next_after_one(s, tz, after))
+        .min()
+}
+
+/// [`next_after`] for one cron schedule.
+fn next_after_one(
     schedule: &cron::Schedule,
     tz: Tz,
     after: DateTime<Utc>,
@@ -118,7 +128,7 @@ pub async fn plan(pipeline: &Pipeline) -> Result<Vec<Job>> {
             .map(|w| w.timezone(&config.general).to_string())
             .unwrap_or_else(|| config.general.timezone.clone());
         let tz = crate::config::parse_timezone(&tz_name).map_err(anyhow::Error::msg)?;
-        let schedule = cron::Schedule::from_str(&s.schedule)
+        let schedule = Schedule::from_str(&s.schedule)
             .map_err(|e| anyhow::anyhow!("source {}: schedule `{}`: {e}", s.name, s.schedule))?;
         jobs.push(Job {
             name: fetch_job_name(s.id),
@@ -131,7 +141,7 @@ pub async fn plan(pipeline: &Pipeline) -> Result<Vec<Job>> {
         name: "deliver".into(),
         kind: JobKind::Deliver,
         // Every ten seconds: alerts should not wait long for the mail server.
-        schedule: cron::Schedule::from_str("*/10 * * * * *").expect("valid"),
+        schedule: Schedule::from_str("*/10 * * * * *").expect("valid"),
         tz: Tz::UTC,
     });
     for w in &config.watches {
@@ -140,7 +150,7 @@ pub async fn plan(pipeline: &Pipeline) -> Result<Vec<Job>> {
             kind: JobKind::Check {
                 watch: w.name.clone(),
             },
-            schedule: cron::Schedule::from_str("0 7 * * * *").expect("valid"),
+            schedule: Schedule::from_str("0 7 * * * *").expect("valid"),
             tz: Tz::UTC,
         });
     }
@@ -161,7 +171,7 @@ pub async fn plan(pipeline: &Pipeline) -> Result<Vec<Job>> {
     jobs.push(Job {
         name: "housekeeping".into(),
         kind: JobKind::Housekeeping,
-        schedule: cron::Schedule::from_str("0 17 3 * * *").expect("valid"),
+        schedule: Schedule::from_str("0 17 3 * * *").expect("valid"),
         tz: Tz::UTC,
     });
     Ok(jobs)
@@ -409,7 +419,7 @@ mod tests {
     use chrono::TimeZone;
 
     fn runs(expr: &str, tz: &str, from: DateTime<Utc>, until: DateTime<Utc>) -> Vec<DateTime<Utc>> {
-        let s = cron::Schedule::from_str(&crate::config::normalise_cron(expr)).unwrap();
+        let s = crate::config::parse_schedule(expr).unwrap();
         let tz: Tz = tz.parse().unwrap();
         let mut out = Vec::new();
         let mut t = from;
@@ -491,8 +501,29 @@ mod tests {
     }
 
     #[test]
+    fn a_day_of_the_month_or_a_weekday_runs_like_crontab() {
+        // The 1st and every Monday at 08:00 Paris, from Friday 27 November 2026: Monday
+        // 30 November, Tuesday 1 December, Monday 7 December (not only Mondays that are
+        // the 1st, which is what the cron crate alone would run: none until June 2027).
+        let r = runs(
+            "0 8 1 * Mon",
+            "Europe/Paris",
+            utc(2026, 11, 27, 0, 0),
+            utc(2026, 12, 10, 0, 0),
+        );
+        assert_eq!(
+            r,
+            vec![
+                utc(2026, 11, 30, 7, 0),
+                utc(2026, 12, 1, 7, 0),
+                utc(2026, 12, 7, 7, 0)
+            ]
+        );
+    }
+
+    #[test]
     fn next_after_uses_the_time_zone() {
-        let s = cron::Schedule::from_str("0 0 8 * * Mon").unwrap();
+        let s = Schedule::from_str("0 0 8 * * Mon").unwrap();
         let tz: Tz = "Europe/Paris".parse().unwrap();
         // Sunday 2026-11-22 12:00 UTC -> Monday 08:00 Paris = 07:00 UTC.
         let after = Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap();

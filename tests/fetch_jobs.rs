@@ -124,7 +124,7 @@ fn fetch_jobs(store_sources: &[zmot::store::SourceRow]) -> Vec<Job> {
         .map(|s| Job {
             name: fetch_job_name(s.id),
             kind: JobKind::Fetch { source_id: s.id },
-            schedule: cron::Schedule::from_str(&s.schedule).unwrap(),
+            schedule: zmot::config::Schedule::from_str(&s.schedule).unwrap(),
             tz: chrono_tz::UTC,
         })
         .collect()

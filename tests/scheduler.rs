@@ -20,7 +20,7 @@ fn deliver_job(expr: &str) -> Job {
     Job {
         name: "deliver".into(),
         kind: JobKind::Deliver,
-        schedule: cron::Schedule::from_str(expr).unwrap(),
+        schedule: zmot::config::Schedule::from_str(expr).unwrap(),
         tz: chrono_tz::Tz::UTC,
     }
 }

@@ -1290,10 +1290,16 @@ pub fn parse_schedule(expr: &str) -> Result<Schedule, String> {
 /// is kept as two schedules, one per day field, whose runs are merged.
 #[derive(Debug, Clone)]
 pub struct Schedule {
+    expression: String,
     alternatives: Vec<cron::Schedule>,
 }
 
 impl Schedule {
+    /// The expression it was read from.
+    pub fn expression(&self) -> &str {
+        &self.expression
+    }
+
     /// The schedules whose runs together are this one's (one, or two for the rule above).
     pub fn alternatives(&self) -> &[cron::Schedule] {
         &self.alternatives
@@ -1338,7 +1344,10 @@ impl std::str::FromStr for Schedule {
         } else {
             vec![expr.parse()?]
         };
-        Ok(Schedule { alternatives })
+        Ok(Schedule {
+            expression: fields.join(" "),
+            alternatives,
+        })
     }
 }
 

@@ -42,6 +42,11 @@ pub struct Job {
 }
 
 impl Job {
+    /// What the job runs on, as stored with its state: a change restarts its count.
+    pub fn schedule_key(&self) -> String {
+        format!("{} {}", self.schedule.expression(), self.tz)
+    }
+
     /// The first run strictly after `after`.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         next_after(&self.schedule, self.tz, after)
@@ -177,6 +182,22 @@ pub async fn plan(pipeline: &Pipeline) -> Result<Vec<Job>> {
     Ok(jobs)
 }
 
+/// How long a failed job's source asked to be left alone (nothing for other results).
+fn retry_after<T>(result: &Result<Result<T>, tokio::time::error::Elapsed>) -> chrono::Duration {
+    let asked = match result {
+        Ok(Err(e)) => e
+            .downcast_ref::<crate::sources::FetchError>()
+            .and_then(|f| f.retry_after),
+        _ => None,
+    };
+    // A day at most: a server's mistaken "come back next year" must not silence a
+    // source for good without anyone changing the configuration.
+    asked
+        .and_then(|d| chrono::Duration::from_std(d).ok())
+        .unwrap_or_else(chrono::Duration::zero)
+        .min(chrono::Duration::days(1))
+}
+
 /// Runs one job now (the scheduler and the one-shot commands share this).
 pub async fn run_job(
     pipeline: &Pipeline,
@@ -217,7 +238,8 @@ pub async fn run_job(
                 }
                 Err(e) => {
                     Metrics::add(&metrics.fetch_failures, 1);
-                    Err(anyhow::anyhow!("{e}"))
+                    // Kept as a FetchError so the scheduler can honour its Retry-After.
+                    Err(anyhow::Error::new(e))
                 }
             }
         }
@@ -315,7 +337,9 @@ pub async fn run(
     let now = Utc::now();
     for job in &jobs {
         let first = job.next_after(now).map(to_ms).unwrap_or(i64::MAX);
-        store.ensure_job(&job.name, first).await?;
+        store
+            .ensure_job(&job.name, &job.schedule_key(), first)
+            .await?;
     }
     let slots = Arc::new(Semaphore::new(opts.concurrency.max(1)));
     let mut running = tokio::task::JoinSet::new();
@@ -359,6 +383,7 @@ pub async fn run(
                 if !matches!(result, Ok(Ok(_))) {
                     Metrics::add(&metrics.job_failures, 1);
                 }
+                let asked_to_wait = retry_after(&result);
                 let (status, error) = match result {
                     Ok(Ok(summary)) => {
                         tracing::debug!(job = %j.name, "{summary}");
@@ -371,8 +396,12 @@ pub async fn run(
                     ),
                 };
                 // Missed slots collapse into this one run: the next run is the next slot
-                // after now, not after the slot that was due.
-                let next = j.next_after(Utc::now()).map(to_ms).unwrap_or(i64::MAX);
+                // after now, not after the slot that was due; and not before a source
+                // that asked to be left alone for longer (Retry-After) says it may be
+                // asked again, so a 5-minute schedule does not knock 12 times an hour
+                // on a server that asked for an hour.
+                let not_before = Utc::now() + asked_to_wait;
+                let next = j.next_after(not_before).map(to_ms).unwrap_or(i64::MAX);
                 if let Err(e) = p
                     .store
                     .finish_job(

@@ -255,8 +255,9 @@ async fn a_worker_killed_mid_fetch_is_finished_by_another() {
         db.store.sync_config(&cfg).await.unwrap();
         let source = db.store.sources(None).await.unwrap().remove(0);
         // Due now.
+        let job = fetch_jobs(std::slice::from_ref(&source)).remove(0);
         db.store
-            .ensure_job(&fetch_job_name(source.id), zmot::store::now_ms() - 1000)
+            .ensure_job(&job.name, &job.schedule_key(), zmot::store::now_ms() - 1000)
             .await
             .unwrap();
         let outbox = tempfile::tempdir().unwrap();
@@ -373,4 +374,75 @@ async fn sigterm_during_a_fetch_lets_it_finish_and_leaves_the_store_consistent()
         sources[0].cursor.is_some(),
         "the cursor moved with the batch"
     );
+}
+
+/// Answers every request with 429 and `Retry-After: 3600`; counts the requests.
+async fn serve_rate_limited() -> (String, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    let app = axum::Router::new().fallback(move || {
+        let h = h.clone();
+        async move {
+            h.fetch_add(1, Ordering::SeqCst);
+            (
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                [("retry-after", "3600")],
+                "Too Many Requests",
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (format!("http://{addr}"), hits)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_asks_for_an_hour_is_not_asked_again_sooner() {
+    for db in testutil::all().await.unwrap() {
+        let (base, hits) = serve_rate_limited().await;
+        // Every two seconds: without the wait, three runs in the five seconds below.
+        let text = config(&base, &db.url, "*/2 * * * * *", "");
+        let cfg = Arc::new(config::parse(&text, "test.toml", &[]).unwrap());
+        db.store.sync_config(&cfg).await.unwrap();
+        let outbox = tempfile::tempdir().unwrap();
+        let w = start(
+            &db.store,
+            cfg.clone(),
+            "worker-a",
+            options(Duration::from_secs(30)),
+            outbox.path(),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(5000)).await;
+        w.stop.send(true).unwrap();
+        w.handle.await.unwrap().unwrap();
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "{}", db.label);
+        let runs = runs(&db.store).await;
+        assert_eq!(runs.len(), 1, "{runs:?} on {}", db.label);
+        assert_eq!(runs[0].1, "failed");
+        let job = db
+            .store
+            .jobs()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|j| j.name.starts_with("fetch"))
+            .unwrap();
+        assert_eq!(job.last_status.as_deref(), Some("failed"));
+        assert!(
+            job.last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("asks to wait 3600 s")),
+            "{job:?}"
+        );
+        let wait = job.next_run_at.unwrap() - Utc::now();
+        assert!(
+            wait > chrono::Duration::seconds(3590) && wait < chrono::Duration::seconds(3610),
+            "next run in {wait} on {}",
+            db.label
+        );
+    }
 }

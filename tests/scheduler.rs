@@ -174,7 +174,11 @@ async fn a_dead_workers_job_is_taken_over_when_its_lease_expires() {
         queue(&store, 3).await;
         // A worker claimed the due job and died: its lease runs 1.5 s more.
         let now = now_ms();
-        store.ensure_job("deliver", now - 1000).await.unwrap();
+        let job = deliver_job("0 0 * * * *");
+        store
+            .ensure_job(&job.name, &job.schedule_key(), now - 1000)
+            .await
+            .unwrap();
         assert!(store
             .claim_job("deliver", "dead", now, now + 1500)
             .await
@@ -214,18 +218,13 @@ async fn missed_runs_after_downtime_run_once() {
         let store = db.store.clone();
         queue(&store, 2).await;
         // Due ten days ago: 240 hourly slots were missed while zmot was down.
+        let job = deliver_job("0 0 * * * *");
         store
-            .ensure_job("deliver", now_ms() - 10 * 86_400_000)
+            .ensure_job(&job.name, &job.schedule_key(), now_ms() - 10 * 86_400_000)
             .await
             .unwrap();
         let outbox = tempfile::tempdir().unwrap();
-        let w = start(
-            &store,
-            "w",
-            outbox.path(),
-            vec![deliver_job("0 0 * * * *")],
-            fast(),
-        );
+        let w = start(&store, "w", outbox.path(), vec![job], fast());
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let m = w.stop().await;
         assert_eq!(m.job_runs.load(Ordering::Relaxed), 1, "{}", db.label);

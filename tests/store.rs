@@ -477,8 +477,11 @@ async fn a_sender_whose_lease_ran_out_writes_nothing_more() {
 async fn jobs_are_claimed_by_one_worker() {
     for db in testutil::all().await.unwrap() {
         let store = &db.store;
-        store.ensure_job("fetch:1", 1_000).await.unwrap();
-        store.ensure_job("fetch:1", 9_999_999).await.unwrap();
+        store.ensure_job("fetch:1", "hourly", 1_000).await.unwrap();
+        store
+            .ensure_job("fetch:1", "hourly", 9_999_999)
+            .await
+            .unwrap();
         // Not due yet.
         assert!(!store.claim_job("fetch:1", "w1", 999, 5_000).await.unwrap());
         let a = store
@@ -506,6 +509,55 @@ async fn jobs_are_claimed_by_one_worker() {
         let jobs = store.jobs().await.unwrap();
         assert_eq!(jobs[0].next_run_at.unwrap().timestamp_millis(), 10_000);
         assert!(jobs[0].lease_owner.is_none());
+    }
+}
+
+#[tokio::test]
+async fn a_changed_schedule_counts_from_now_and_an_unchanged_one_keeps_its_turn() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let next = |name: &'static str| async move {
+            store
+                .jobs()
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|j| j.name == name)
+                .and_then(|j| j.next_run_at)
+                .map(|t| t.timestamp_millis())
+        };
+        // Once a year; a restart on the same schedule keeps the stored turn.
+        store
+            .ensure_job("fetch:1", "0 0 3 1 1 * UTC", 50_000)
+            .await
+            .unwrap();
+        store
+            .ensure_job("fetch:1", "0 0 3 1 1 * UTC", 7_000)
+            .await
+            .unwrap();
+        assert_eq!(next("fetch:1").await, Some(50_000), "{}", db.label);
+        // Made every minute: it counts from now, not after next January.
+        store
+            .ensure_job("fetch:1", "0 * * * * * UTC", 7_000)
+            .await
+            .unwrap();
+        assert_eq!(next("fetch:1").await, Some(7_000), "{}", db.label);
+        // A job recorded before schedules were stored keeps what was due and learns its
+        // schedule, so the restart after the upgrade forgets nothing.
+        sqlx::query("INSERT INTO jobs (name, next_run_at) VALUES ('digest:w', 1000)")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        store
+            .ensure_job("digest:w", "0 0 8 * * MON UTC", 90_000)
+            .await
+            .unwrap();
+        assert_eq!(next("digest:w").await, Some(1_000), "{}", db.label);
+        store
+            .ensure_job("digest:w", "0 0 9 * * MON UTC", 95_000)
+            .await
+            .unwrap();
+        assert_eq!(next("digest:w").await, Some(95_000), "{}", db.label);
     }
 }
 

@@ -330,6 +330,7 @@ fn transient_error(url: &Url, status: StatusCode, asked: Option<Duration>) -> Fe
             format!("{url} failed with HTTP {}{wait}", status.as_u16()),
         )
     }
+    .with_retry_after(asked)
 }
 
 fn network_error(url: &Url, e: &reqwest::Error) -> FetchError {

@@ -64,6 +64,10 @@ pub struct Fetched {
 pub struct FetchError {
     pub kind: FetchErrorKind,
     pub message: String,
+    /// How long the source asked to be left alone (`Retry-After` on a 429 or 503 whose
+    /// wait was too long to sit out within the fetch): the scheduler does not ask again
+    /// before it has passed.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl FetchError {
@@ -71,7 +75,13 @@ impl FetchError {
         FetchError {
             kind,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    pub fn with_retry_after(mut self, wait: Option<std::time::Duration>) -> Self {
+        self.retry_after = wait;
+        self
     }
 }
 

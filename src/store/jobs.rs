@@ -20,13 +20,23 @@ pub struct JobState {
 }
 
 impl Store {
-    /// Registers a job with its first due time; an existing job keeps its state, so a
-    /// restart neither re-runs what ran nor forgets what was due.
-    pub async fn ensure_job(&self, name: &str, next_run_at: i64) -> Result<()> {
+    /// Registers a job with its schedule (any text naming it: expression and time zone)
+    /// and its first due time under it. An existing job on the same schedule keeps its
+    /// state, so a restart neither re-runs what ran nor forgets what was due; one whose
+    /// schedule changed takes `next_run_at`, so the new schedule counts from now rather
+    /// than after the old schedule's next run (which may be months away). A job recorded
+    /// before schedules were (none stored) keeps its next run and learns its schedule.
+    pub async fn ensure_job(&self, name: &str, schedule: &str, next_run_at: i64) -> Result<()> {
         sqlx::query(
-            "INSERT INTO jobs (name, next_run_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO jobs (name, schedule, next_run_at) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET
+                schedule = excluded.schedule,
+                next_run_at = CASE WHEN jobs.schedule IS NULL THEN jobs.next_run_at
+                                   ELSE excluded.next_run_at END
+             WHERE jobs.schedule IS NULL OR jobs.schedule <> excluded.schedule",
         )
         .bind(name)
+        .bind(schedule)
         .bind(next_run_at)
         .execute(&self.pool)
         .await?;

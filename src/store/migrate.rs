@@ -54,6 +54,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "search_text",
         include_str!("../../migrations/0008_search_text.sql"),
     ),
+    (
+        10,
+        "job_schedule",
+        include_str!("../../migrations/0010_job_schedule.sql"),
+    ),
 ];
 
 /// Rewrites portable SQL for one backend.

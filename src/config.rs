@@ -242,6 +242,11 @@ pub struct Server {
     /// Name of the environment variable holding the API token.
     #[serde(default = "default_token_env")]
     pub token_env: String,
+    /// Reverse proxies in front of this server, as addresses or CIDR ranges
+    /// (`127.0.0.1`, `10.0.0.0/8`). Only a connection from one of them may name the
+    /// client in `X-Forwarded-For`; empty, the connection's own address is the client's.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for Server {
@@ -249,8 +254,47 @@ impl Default for Server {
         Server {
             listen: default_listen(),
             token_env: default_token_env(),
+            trusted_proxies: Vec::new(),
         }
     }
+}
+
+impl Server {
+    /// The trusted proxies as ranges. Entries that do not parse are left out (trusting
+    /// fewer is the safe side); configuration loading has refused them already.
+    pub fn trusted_proxy_ranges(&self) -> Vec<ipnet::IpNet> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|entry| parse_trusted_proxy(entry).ok())
+            .collect()
+    }
+}
+
+/// Parses a `server.trusted_proxies` entry: an IP address (a range of one) or a CIDR
+/// range, with a readable error.
+pub fn parse_trusted_proxy(entry: &str) -> Result<ipnet::IpNet, String> {
+    let entry = entry.trim();
+    if let Ok(addr) = entry.parse::<std::net::IpAddr>() {
+        return Ok(ipnet::IpNet::from(addr.to_canonical()));
+    }
+    let range = entry.parse::<ipnet::IpNet>().map_err(|_| {
+        format!(
+            "`{entry}` is not an IP address or a CIDR range (for example 127.0.0.1, \
+             10.0.0.0/8 or fd00::/8)"
+        )
+    })?;
+    // `10.0.0.1/8` is most likely a slip for one of two different things; trusting a
+    // whole range by mistake is the costly one, so it is asked for, not guessed.
+    if range != range.trunc() {
+        return Err(format!(
+            "`{entry}` has address bits set past its /{} prefix: write {} for the range \
+             or {} for the one address",
+            range.prefix_len(),
+            range.trunc(),
+            range.addr()
+        ));
+    }
+    Ok(range)
 }
 
 /// One brand, product or app being monitored.
@@ -1128,6 +1172,11 @@ fn validate(c: &Config) -> Vec<(Vec<Seg>, String)> {
             ),
         ));
     }
+    for (i, entry) in c.server.trusted_proxies.iter().enumerate() {
+        if let Err(e) = parse_trusted_proxy(entry) {
+            out.push((vec![k("server"), k("trusted_proxies"), Seg::Index(i)], e));
+        }
+    }
     if c.http.per_host_rate.is_nan() || c.http.per_host_rate <= 0.0 {
         out.push((
             vec![k("http"), k("per_host_rate")],
@@ -1591,6 +1640,77 @@ params = { query = "acme" }
                 .any(|m| m.contains("http.max_body_bytes") && m.contains("between 1024")),
             "{msgs:?}"
         );
+    }
+
+    #[test]
+    fn trusted_proxies_default_to_none_and_read_addresses_and_ranges() {
+        let c = parse("", "c.toml", &[]).unwrap();
+        assert!(c.server.trusted_proxies.is_empty());
+        assert!(c.server.trusted_proxy_ranges().is_empty());
+        let text =
+            "[server]\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\", \"::1\", \"fd00::/8\"]\n";
+        let c = parse(text, "c.toml", &[]).unwrap_or_else(|e| panic!("{e}"));
+        let ranges: Vec<String> = c
+            .server
+            .trusted_proxy_ranges()
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        assert_eq!(
+            ranges,
+            ["127.0.0.1/32", "10.0.0.0/8", "::1/128", "fd00::/8"]
+        );
+        // An IPv4 address written as IPv6 is the IPv4 address.
+        assert_eq!(
+            parse_trusted_proxy("::ffff:127.0.0.1").unwrap().to_string(),
+            "127.0.0.1/32"
+        );
+    }
+
+    #[test]
+    fn a_bad_trusted_proxy_is_named_with_its_line_and_entry() {
+        let text = "[server]\nlisten = \"127.0.0.1:8080\"\ntrusted_proxies = [\n  \"127.0.0.1\",\n  \"proxy.internal\",\n  \"10.0.0.0/33\",\n  \"10.0.0.1/8\",\n]\n";
+        let err = parse(text, "c.toml", &[]).unwrap_err();
+        let msgs: Vec<String> = err.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(msgs.len(), 3, "{msgs:?}");
+        assert!(
+            msgs[0].starts_with("c.toml:5: server.trusted_proxies[1]: `proxy.internal` is not an IP address or a CIDR range"),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs[1].starts_with("c.toml:6: server.trusted_proxies[2]: `10.0.0.0/33` is not"),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs[2].starts_with(
+                "c.toml:7: server.trusted_proxies[3]: `10.0.0.1/8` has address bits set"
+            ) && msgs[2].contains("10.0.0.0/8 for the range")
+                && msgs[2].contains("10.0.0.1 for the one address"),
+            "{msgs:?}"
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_can_be_set_from_the_environment() {
+        let var = "ZMOT__SERVER__TRUSTED_PROXIES";
+        let c = parse(
+            "",
+            "c.toml",
+            &env(&[(var, r#"["127.0.0.1", "10.0.0.0/8"]"#)]),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.server.trusted_proxies, ["127.0.0.1", "10.0.0.0/8"]);
+        let err = parse(
+            "",
+            "c.toml",
+            &env(&[(var, r#"["127.0.0.1", "10.0.0.0-8"]"#)]),
+        )
+        .unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err}");
+        let p = &err.problems[0];
+        assert_eq!(p.place, format!("environment variable {var}"));
+        assert_eq!(p.key.as_deref(), Some("server.trusted_proxies[1]"));
+        assert!(p.message.contains("`10.0.0.0-8`"), "{p}");
     }
 
     #[test]

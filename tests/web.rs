@@ -1088,3 +1088,77 @@ async fn repeated_wrong_tokens_lock_the_login_for_a_while() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// A login through a reverse proxy on this machine: the proxy reports the client it
+/// serves in `X-Forwarded-For`.
+async fn login_forwarded_for(
+    s: &Server,
+    csrf: &str,
+    token: &str,
+    forwarded_for: &str,
+) -> reqwest::Response {
+    s.http
+        .post(s.url("/login"))
+        .header("Origin", &s.base)
+        .header("X-Forwarded-For", forwarded_for)
+        .form(&[("csrf", csrf), ("token", token), ("back", "/")])
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_one_guesser_does_not_lock_out_the_others() {
+    let db = testutil::sqlite().await.unwrap();
+    let text = format!("[server]\ntrusted_proxies = [\"127.0.0.1\"]\n{CONFIG}");
+    let c = config::parse(&text, "test.toml", &[]).unwrap();
+    seed(&db.store, &c).await;
+    // The server sees every request come from 127.0.0.1, as from a proxy in front of it.
+    let s = Server::start(db.store.clone(), c, Some("s3cret-token"), true).await;
+    let (_, page) = s.get("/watch/Acme%20Kettle").await;
+    let csrf = csrf_of(&page);
+    let guesser = "203.0.113.5";
+    for i in 0..5 {
+        let r = login_forwarded_for(&s, &csrf, "guess", guesser).await;
+        assert_eq!(r.status(), 401, "try {i}");
+    }
+    // The guesser is locked, the right token included.
+    let r = login_forwarded_for(&s, &csrf, "s3cret-token", guesser).await;
+    assert_eq!(r.status(), 429);
+    // A colleague behind the same proxy still logs in.
+    let r = login_forwarded_for(&s, &csrf, "s3cret-token", "203.0.113.6").await;
+    assert_eq!(r.status(), 303);
+    // The guesser cannot escape by writing another address before its own: the proxy
+    // appends the real one, and that is the right-most untrusted entry.
+    let r = login_forwarded_for(&s, &csrf, "s3cret-token", "203.0.113.7, 203.0.113.5").await;
+    assert_eq!(r.status(), 429);
+    // Nor by sending no address at all or junk: the proxy always appends the real one.
+    let r = login_forwarded_for(&s, &csrf, "s3cret-token", "unknown, 203.0.113.5").await;
+    assert_eq!(r.status(), 429);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_for_header_from_an_untrusted_peer_is_ignored() {
+    // No proxies trusted (the default), and a proxy trusted that is not the peer
+    // (requests come from 127.0.0.1).
+    for server_section in [
+        "",
+        "[server]\ntrusted_proxies = [\"127.0.0.2\", \"10.0.0.0/8\"]\n",
+    ] {
+        let db = testutil::sqlite().await.unwrap();
+        let c = config::parse(&format!("{server_section}{CONFIG}"), "test.toml", &[]).unwrap();
+        seed(&db.store, &c).await;
+        let s = Server::start(db.store.clone(), c, Some("s3cret-token"), true).await;
+        let (_, page) = s.get("/watch/Acme%20Kettle").await;
+        let csrf = csrf_of(&page);
+        for i in 0..5 {
+            let r = login_forwarded_for(&s, &csrf, "guess", "203.0.113.5").await;
+            assert_eq!(r.status(), 401, "{server_section:?} try {i}");
+        }
+        // A forged address does not escape the lock of the connection's.
+        for forged in ["203.0.113.6", "10.1.2.3", "127.0.0.2"] {
+            let r = login_forwarded_for(&s, &csrf, "s3cret-token", forged).await;
+            assert_eq!(r.status(), 429, "{server_section:?} {forged}");
+        }
+    }
+}

@@ -10,7 +10,9 @@
 //! - With a token: the API and every state-changing request need `Authorization: Bearer
 //!   <token>` or the session cookie given by the login form (one random session per
 //!   login, ended by logging out); pages are readable without logging in only when bound
-//!   to loopback. Repeated wrong tokens lock the login form for a growing while.
+//!   to loopback. Repeated wrong tokens lock the login form for a growing while, for the
+//!   client's address: the connection's, or behind a proxy listed in
+//!   `server.trusted_proxies` the one it reports in `X-Forwarded-For`.
 //! - Bound beyond loopback without a token: every request is refused.
 //! - Every state-changing request, API included, must come from the same origin
 //!   (`Origin`, else `Referer`, must match `Host` when present; `Sec-Fetch-Site` must not
@@ -19,6 +21,7 @@
 
 mod api;
 mod charts;
+mod client;
 mod data;
 mod html;
 mod pages;
@@ -68,6 +71,8 @@ struct Security {
     sessions: Mutex<HashMap<String, Instant>>,
     /// Failed logins by client address, to slow down guessing the token.
     logins: Mutex<HashMap<Option<IpAddr>, LoginThrottle>>,
+    /// Reverse proxies allowed to name the client (`server.trusted_proxies`).
+    trusted_proxies: client::TrustedProxies,
 }
 
 /// How long a login lasts.
@@ -82,9 +87,9 @@ const MAX_LOGIN_LOCK: Duration = Duration::from_secs(15 * 60);
 /// Client addresses whose failures are remembered at most.
 const MAX_LOGIN_CLIENTS: usize = 10_000;
 
-/// Consecutive failed logins of one client address (the TCP peer's, never a header a
-/// client could set; behind a proxy every client has the proxy's, and the lock holds for
-/// all): a guesser gets a handful of tries, then one per lock period, while other
+/// Consecutive failed logins of one client address (the TCP peer's, or the one a trusted
+/// proxy reports in `X-Forwarded-For`; never a header from anyone else, who could write
+/// any address): a guesser gets a handful of tries, then one per lock period, while other
 /// addresses can still log in and a bearer token keeps working for scripts.
 #[derive(Default)]
 struct LoginThrottle {
@@ -127,6 +132,7 @@ impl WebState {
         token: Option<String>,
         loopback: bool,
     ) -> WebState {
+        let trusted_proxies = client::TrustedProxies::new(config.server.trusted_proxy_ranges());
         WebState {
             store,
             config,
@@ -136,6 +142,7 @@ impl WebState {
                 csrf: random_hex(),
                 sessions: Mutex::default(),
                 logins: Mutex::default(),
+                trusted_proxies,
             }),
         }
     }

@@ -1155,11 +1155,18 @@ pub struct LoginForm {
 pub async fn login(
     State(s): State<WebState>,
     peer: Option<Extension<ConnectInfo<std::net::SocketAddr>>>,
+    headers: axum::http::HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> PageResult {
     check_csrf(&s, &f.csrf)?;
-    // The TCP peer (served with connect info; without it, one count for every client).
-    let client = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
+    // The TCP peer, or the client a trusted proxy names (served with connect info;
+    // without it the peer is unknown, no header is believed, and one count holds for
+    // every client).
+    let client = peer.map(|Extension(ConnectInfo(addr))| {
+        s.security
+            .trusted_proxies
+            .client_address(addr.ip(), &headers)
+    });
     let Some(token) = &s.security.token else {
         return Ok(see_other(f.back.as_deref()));
     };

@@ -1,0 +1,251 @@
+//! Which client a request comes from, for the login lockout: the TCP peer, or, when the
+//! peer is a trusted reverse proxy (`server.trusted_proxies`), the address it reports in
+//! `X-Forwarded-For`. A header from any other peer is ignored: anyone can write one.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::http::HeaderMap;
+use ipnet::IpNet;
+
+/// The reverse proxies whose `X-Forwarded-For` is believed; none by default.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TrustedProxies {
+    ranges: Vec<IpNet>,
+}
+
+impl TrustedProxies {
+    pub(crate) fn new(ranges: Vec<IpNet>) -> TrustedProxies {
+        TrustedProxies { ranges }
+    }
+
+    /// Whether `ip` is one of the trusted proxies. An IPv4 address seen as IPv6 (a
+    /// dual-stack listener reports `::ffff:127.0.0.1`) matches its IPv4 range too.
+    fn trusts(&self, ip: IpAddr) -> bool {
+        let canonical = ip.to_canonical();
+        self.ranges
+            .iter()
+            .any(|range| range.contains(&ip) || range.contains(&canonical))
+    }
+
+    /// The address of the client behind a request that arrived from `peer`.
+    ///
+    /// From an untrusted peer (or with no proxies trusted): the peer itself. From a
+    /// trusted one: `X-Forwarded-For` read from the right, where each proxy appended the
+    /// address it was reached from. The first entry that is not a trusted proxy is the
+    /// client; entries further left were sent by that client and may be forged. When
+    /// every entry read is a trusted address (a client inside a trusted range), the
+    /// farthest is the client. Reading stops at an entry that is not an address (or a
+    /// header that is missing or not text): the farthest address read so far is the
+    /// client, the peer when there is none.
+    pub(crate) fn client_address(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        if !self.trusts(peer) {
+            return peer;
+        }
+        let mut farthest = peer;
+        for hop in forwarded_for_from_right(headers) {
+            let Some(hop) = hop else {
+                break;
+            };
+            let hop = hop.to_canonical();
+            if !self.trusts(hop) {
+                return hop;
+            }
+            farthest = hop;
+        }
+        farthest
+    }
+}
+
+/// The entries of every `X-Forwarded-For` header, right-most first (several header lines
+/// make one list, in order); `None` for an entry that is not an address.
+fn forwarded_for_from_right(headers: &HeaderMap) -> impl Iterator<Item = Option<IpAddr>> + '_ {
+    let lines: Vec<_> = headers.get_all("x-forwarded-for").iter().collect();
+    lines.into_iter().rev().flat_map(|line| {
+        let entries: Vec<Option<IpAddr>> = match line.to_str() {
+            Ok(text) => text.rsplit(',').map(forwarded_address).collect(),
+            Err(_) => vec![None],
+        };
+        entries
+    })
+}
+
+/// One `X-Forwarded-For` entry as an address: `203.0.113.5`, `2001:db8::1`, or with a
+/// port as some proxies write it (`203.0.113.5:41234`, `[2001:db8::1]:443`).
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    if let Ok(ip) = entry.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(with_port) = entry.parse::<SocketAddr>() {
+        return Some(with_port.ip());
+    }
+    entry
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+        .and_then(|inner| inner.parse::<IpAddr>().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    fn proxies(entries: &[&str]) -> TrustedProxies {
+        TrustedProxies::new(
+            entries
+                .iter()
+                .map(|e| crate::config::parse_trusted_proxy(e).unwrap())
+                .collect(),
+        )
+    }
+
+    fn forwarded(lines: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for line in lines {
+            headers.append("x-forwarded-for", HeaderValue::from_str(line).unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn without_trusted_proxies_the_header_is_ignored() {
+        let none = TrustedProxies::default();
+        let headers = forwarded(&["203.0.113.5"]);
+        assert_eq!(
+            none.client_address(ip("127.0.0.1"), &headers),
+            ip("127.0.0.1")
+        );
+    }
+
+    #[test]
+    fn a_header_from_an_untrusted_peer_is_ignored() {
+        let trusted = proxies(&["10.0.0.0/8"]);
+        let headers = forwarded(&["203.0.113.5"]);
+        assert_eq!(
+            trusted.client_address(ip("198.51.100.7"), &headers),
+            ip("198.51.100.7")
+        );
+    }
+
+    #[test]
+    fn behind_a_trusted_proxy_the_client_is_the_right_most_untrusted_entry() {
+        let trusted = proxies(&["127.0.0.1", "10.0.0.0/8"]);
+        let peer = ip("127.0.0.1");
+        assert_eq!(
+            trusted.client_address(peer, &forwarded(&["203.0.113.5"])),
+            ip("203.0.113.5")
+        );
+        // The client wrote 198.51.100.1 itself; its real address was appended after it,
+        // then a second trusted proxy's.
+        assert_eq!(
+            trusted.client_address(peer, &forwarded(&["198.51.100.1, 203.0.113.5, 10.1.2.3"])),
+            ip("203.0.113.5")
+        );
+        // Several header lines are one list, in order.
+        assert_eq!(
+            trusted.client_address(peer, &forwarded(&["198.51.100.1", "203.0.113.5, 10.1.2.3"])),
+            ip("203.0.113.5")
+        );
+    }
+
+    #[test]
+    fn a_forged_trusted_address_further_left_does_not_help_the_client() {
+        let trusted = proxies(&["127.0.0.1"]);
+        let headers = forwarded(&["127.0.0.1, 203.0.113.5"]);
+        assert_eq!(
+            trusted.client_address(ip("127.0.0.1"), &headers),
+            ip("203.0.113.5")
+        );
+    }
+
+    #[test]
+    fn a_missing_or_unreadable_header_leaves_the_peer() {
+        let trusted = proxies(&["127.0.0.1"]);
+        let peer = ip("127.0.0.1");
+        assert_eq!(trusted.client_address(peer, &HeaderMap::new()), peer);
+        for unreadable in [
+            "",
+            "unknown",
+            "203.0.113.5 junk",
+            "203.0.113.5,",
+            "300.1.2.3",
+        ] {
+            assert_eq!(
+                trusted.client_address(peer, &forwarded(&[unreadable])),
+                peer,
+                "{unreadable:?}"
+            );
+        }
+        let mut not_text = HeaderMap::new();
+        not_text.insert(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"203.0.113.\xff").unwrap(),
+        );
+        assert_eq!(trusted.client_address(peer, &not_text), peer);
+    }
+
+    #[test]
+    fn junk_left_of_the_client_is_never_read() {
+        // A client cannot fall back to the proxy's address (and lock out everyone
+        // behind it) by sending junk: its real address is read first.
+        let trusted = proxies(&["127.0.0.1"]);
+        let headers = forwarded(&["unknown, 203.0.113.5"]);
+        assert_eq!(
+            trusted.client_address(ip("127.0.0.1"), &headers),
+            ip("203.0.113.5")
+        );
+    }
+
+    #[test]
+    fn a_client_inside_a_trusted_range_is_the_farthest_address_read() {
+        let trusted = proxies(&["127.0.0.1", "10.0.0.0/8"]);
+        let peer = ip("127.0.0.1");
+        assert_eq!(
+            trusted.client_address(peer, &forwarded(&["10.9.8.7, 10.0.0.2"])),
+            ip("10.9.8.7")
+        );
+        assert_eq!(
+            trusted.client_address(peer, &forwarded(&["unknown, 10.0.0.2"])),
+            ip("10.0.0.2")
+        );
+    }
+
+    #[test]
+    fn ports_brackets_and_ipv6_are_read() {
+        let trusted = proxies(&["::1", "127.0.0.1"]);
+        let cases = [
+            ("203.0.113.5:41234", "203.0.113.5"),
+            ("2001:db8::1", "2001:db8::1"),
+            ("[2001:db8::1]", "2001:db8::1"),
+            ("[2001:db8::1]:443", "2001:db8::1"),
+            (" 203.0.113.5 ", "203.0.113.5"),
+        ];
+        for (entry, client) in cases {
+            assert_eq!(
+                trusted.client_address(ip("::1"), &forwarded(&[entry])),
+                ip(client),
+                "{entry}"
+            );
+        }
+    }
+
+    #[test]
+    fn ipv4_seen_as_ipv6_matches_its_ipv4_range() {
+        // A listener on [::] reports IPv4 peers as ::ffff:a.b.c.d.
+        let trusted = proxies(&["127.0.0.1"]);
+        let headers = forwarded(&["::ffff:203.0.113.5"]);
+        assert_eq!(
+            trusted.client_address(ip("::ffff:127.0.0.1"), &headers),
+            ip("203.0.113.5")
+        );
+        // An untrusted peer is the client, as the connection names it.
+        assert_eq!(
+            trusted.client_address(ip("::ffff:198.51.100.7"), &headers),
+            ip("::ffff:198.51.100.7")
+        );
+    }
+}

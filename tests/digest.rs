@@ -534,3 +534,132 @@ recipients = ["tokyo@acme.test"]
         );
     }
 }
+
+/// Ten reviews of Acme's "store" published in W46 and W47 that average 4.1 stars
+/// (amber), with nothing else for the other rules to find.
+async fn buyer_view_at_4_1(store: &Store, config: &Config) -> SourceRow {
+    store.sync_config(config).await.unwrap();
+    let acme = store.watch_by_name("Acme").await.unwrap().unwrap();
+    let src = store.push_source(acme.id, "store").await.unwrap();
+    let reviews: Vec<ScoredMention> = [5, 5, 5, 5, 5, 5, 4, 2, 2, 3]
+        .iter()
+        .enumerate()
+        .map(|(i, &stars)| review(&format!("v{i}"), "ok", stars, 0.0, day(11 + i as u32, 9)))
+        .collect();
+    store
+        .ingest(&src, &reviews, Some(("test", "1")))
+        .await
+        .unwrap();
+    src
+}
+
+#[tokio::test]
+async fn an_earlier_week_shows_each_alerts_severity_at_its_end() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let c = config("");
+        let src = buyer_view_at_4_1(store, &c).await;
+        // W47: the buyer's view at 4.1 opens an amber alert.
+        let r = zmot::alerts::check_watch(store, &c, "Acme", day(20, 12))
+            .await
+            .unwrap();
+        assert_eq!(r.opened, 1, "{}", db.label);
+        // W48: a 1-star review drops the view to 3.7 (the alert escalates to red), and
+        // asks for a refund (a keyword alert opens).
+        let refund = review("late", "I want a refund", 1, 0.0, day(24, 9));
+        store
+            .ingest(&src, &[refund], Some(("test", "1")))
+            .await
+            .unwrap();
+        zmot::alerts::check_watch(store, &c, "Acme", day(24, 12))
+            .await
+            .unwrap();
+        let acme = store.watch_by_name("Acme").await.unwrap().unwrap();
+        let now_open = store.open_alerts(acme.id).await.unwrap();
+        assert_eq!(now_open.len(), 2, "{now_open:?}");
+        assert!(now_open
+            .iter()
+            .any(|a| a.rule == "buyer_view_rating" && a.severity == "red"));
+
+        let w47 = digest::report::week_by_label(chrono_tz::UTC, now(), "2026-W47").unwrap();
+        let d = digest::compute(store, &c, "Acme", w47).await.unwrap();
+        assert_eq!(
+            d.alerts_fired.len(),
+            1,
+            "{:?} on {}",
+            d.alerts_fired,
+            db.label
+        );
+        let fired = &d.alerts_fired[0];
+        assert_eq!(fired.rule, "buyer_view_rating");
+        assert_eq!(fired.severity, "amber", "the severity at the end of W47");
+        assert_eq!(fired.title, "store: buyers now see 4.1 stars (under 4.3)");
+        assert!(fired.open());
+        assert!(d.alerts_resolved.is_empty());
+        // The health of W47 counts an amber alert, not today's red one.
+        assert_eq!(d.health, zmot::trends::Health::Amber, "{:?}", d.reasons);
+        assert!(
+            d.reasons.iter().any(|r| r == "1 alert(s) open"),
+            "{:?}",
+            d.reasons
+        );
+        let (_, text, html, _) = digest::render(&d);
+        assert!(
+            text.contains(
+                "fired (amber, still open at the week's end): store: buyers now see 4.1 stars"
+            ),
+            "{text}"
+        );
+        // The keyword alert opened after W47: not in its digest.
+        assert!(
+            !text.contains("refund") && !html.contains("refund"),
+            "{text}"
+        );
+
+        // W48: the keyword alert fired, and the escalated one counts as red.
+        let w48 = digest::report::week_by_label(chrono_tz::UTC, now(), "2026-W48").unwrap();
+        let d = digest::compute(store, &c, "Acme", w48).await.unwrap();
+        let severities: Vec<(&str, &str)> = d
+            .alerts_fired
+            .iter()
+            .map(|a| (a.rule.as_str(), a.severity.as_str()))
+            .collect();
+        assert_eq!(severities, [("keyword", "amber")], "{}", db.label);
+        assert!(
+            d.reasons.iter().any(|r| r.contains("red alert(s) open")),
+            "{:?}",
+            d.reasons
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_alert_from_before_the_severity_history_keeps_its_severity_of_today() {
+    for db in testutil::all().await.unwrap() {
+        let c = config("");
+        buyer_view_at_4_1(&db.store, &c).await;
+        zmot::alerts::check_watch(&db.store, &c, "Acme", day(20, 12))
+            .await
+            .unwrap();
+        // The database as an older zmot left it, before migration 9: the amber alert
+        // went red, and no history says when.
+        let pool = db.store.pool();
+        for sql in [
+            "DROP TABLE alert_severity_changes",
+            "DELETE FROM _sqlx_migrations WHERE version = 9",
+            "UPDATE alerts SET severity = 'red'",
+        ] {
+            sqlx::query(sql).execute(pool).await.unwrap();
+        }
+        let upgraded = Store::connect(&db.url, 2).await.unwrap();
+        // Its severity of today is the best known, from its opening on.
+        let w47 = digest::report::week_by_label(chrono_tz::UTC, now(), "2026-W47").unwrap();
+        let d = digest::compute(&upgraded, &c, "Acme", w47).await.unwrap();
+        let fired: Vec<&str> = d.alerts_fired.iter().map(|a| a.severity.as_str()).collect();
+        assert_eq!(fired, ["red"], "{}", db.label);
+        let w46 = digest::report::week_by_label(chrono_tz::UTC, now(), "2026-W46").unwrap();
+        let d = digest::compute(&upgraded, &c, "Acme", w46).await.unwrap();
+        assert!(d.alerts_fired.is_empty(), "{:?}", d.alerts_fired);
+        upgraded.close().await;
+    }
+}

@@ -54,6 +54,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "search_text",
         include_str!("../../migrations/0008_search_text.sql"),
     ),
+    (
+        9,
+        "alert_severity_changes",
+        include_str!("../../migrations/0009_alert_severity_changes.sql"),
+    ),
 ];
 
 /// Rewrites portable SQL for one backend.

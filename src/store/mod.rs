@@ -11,7 +11,7 @@ mod runs;
 mod trends;
 mod triage;
 
-pub use alerts::{AlertChange, AlertRow, ApplyOutcome, Evidence, LastNotice, NewAlert};
+pub use alerts::{AlertAsOf, AlertChange, AlertRow, ApplyOutcome, Evidence, LastNotice, NewAlert};
 pub use ingest::IngestStats;
 pub use ingest::ModelInfo;
 pub use jobs::JobState;

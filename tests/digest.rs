@@ -663,3 +663,62 @@ async fn an_alert_from_before_the_severity_history_keeps_its_severity_of_today()
         upgraded.close().await;
     }
 }
+
+#[tokio::test]
+async fn a_star_edit_this_week_leaves_last_weeks_buyers_view_as_it_was() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let c = config("");
+        store.sync_config(&c).await.unwrap();
+        let acme = store.watch_by_name("Acme").await.unwrap().unwrap();
+        let src = store.push_source(acme.id, "store").await.unwrap();
+        // Edits are recorded at the time they are stored: last week by the real clock.
+        let (label, from, to) = digest::report::last_full_week(chrono_tz::UTC, Utc::now());
+        let published = |i: i64| from + Duration::hours(10 * i + 1);
+        let reviews: Vec<ScoredMention> = (0..10)
+            .map(|i| review(&format!("e{i}"), "Great kettle.", 5, 0.8, published(i)))
+            .collect();
+        store
+            .ingest(&src, &reviews, Some(("test", "1")))
+            .await
+            .unwrap();
+        // This week the author of e9 changes it to 1 star.
+        let edited = review("e9", "Broke after a week.", 1, -0.8, published(9));
+        let stats = store
+            .ingest(&src, &[edited], Some(("test", "1")))
+            .await
+            .unwrap();
+        assert_eq!(stats.updated, 1, "{}", db.label);
+
+        // Buyers saw ten 5-star reviews at the end of last week.
+        let then = zmot::trends::buyer_view_at(store, &src, 10, Some(to))
+            .await
+            .unwrap();
+        assert_eq!(then.reviews.len(), 10, "{}", db.label);
+        assert_eq!(then.average_rating, Some(5.0), "{}", db.label);
+        let e9 = then.reviews.iter().find(|m| m.mention.external_id == "e9");
+        assert_eq!(e9.unwrap().mention.rating, Some(5));
+        assert_eq!(
+            store.buyer_view_rating_at(src.id, to, 10).await.unwrap(),
+            Some(5.0)
+        );
+        let d = digest::compute(store, &c, "Acme", (label, from, to))
+            .await
+            .unwrap();
+        assert_eq!(d.buyer_views.len(), 1);
+        assert_eq!(d.buyer_views[0].average, Some(5.0), "{}", db.label);
+
+        // Today, and as of any time after the edit, they see the 1 star.
+        let today = zmot::trends::buyer_view_at(store, &src, 10, None)
+            .await
+            .unwrap();
+        assert!((today.average_rating.unwrap() - 4.6).abs() < 1e-9);
+        let later = Utc::now() + Duration::minutes(1);
+        let after_edit = zmot::trends::buyer_view_at(store, &src, 10, Some(later))
+            .await
+            .unwrap();
+        assert!((after_edit.average_rating.unwrap() - 4.6).abs() < 1e-9);
+        let rating = store.buyer_view_rating_at(src.id, later, 10).await.unwrap();
+        assert!((rating.unwrap() - 4.6).abs() < 1e-9, "{rating:?}");
+    }
+}

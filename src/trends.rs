@@ -174,23 +174,27 @@ pub async fn buyer_view(store: &Store, source: &SourceRow, n: usize) -> Result<B
 }
 
 /// The buyer's view of one source as it stood at `at` (now when `None`): the `n` most
-/// recent rated reviews published before then, and the source's own rating as last
-/// recorded before then.
+/// recent rated reviews published before then, with the stars they showed then, and the
+/// source's own rating as last recorded before then.
 pub async fn buyer_view_at(
     store: &Store,
     source: &SourceRow,
     n: usize,
     at: Option<DateTime<Utc>>,
 ) -> Result<BuyerView> {
-    let reviews = store
-        .mentions(&MentionQuery {
-            source_id: Some(source.id),
-            rated_only: true,
-            until: at,
-            limit: Some(n as i64),
-            ..Default::default()
-        })
-        .await?;
+    let reviews = match at {
+        Some(at) => store.buyer_view_reviews_at(source.id, at, n as i64).await?,
+        None => {
+            store
+                .mentions(&MentionQuery {
+                    source_id: Some(source.id),
+                    rated_only: true,
+                    limit: Some(n as i64),
+                    ..Default::default()
+                })
+                .await?
+        }
+    };
     let ratings: Vec<f64> = reviews
         .iter()
         .filter_map(|m| m.mention.rating)

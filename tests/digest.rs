@@ -534,3 +534,191 @@ recipients = ["tokyo@acme.test"]
         );
     }
 }
+
+/// Ten reviews of Acme's "store" published in W46 and W47 that average 4.1 stars
+/// (amber), with nothing else for the other rules to find.
+async fn buyer_view_at_4_1(store: &Store, config: &Config) -> SourceRow {
+    store.sync_config(config).await.unwrap();
+    let acme = store.watch_by_name("Acme").await.unwrap().unwrap();
+    let src = store.push_source(acme.id, "store").await.unwrap();
+    let reviews: Vec<ScoredMention> = [5, 5, 5, 5, 5, 5, 4, 2, 2, 3]
+        .iter()
+        .enumerate()
+        .map(|(i, &stars)| review(&format!("v{i}"), "ok", stars, 0.0, day(11 + i as u32, 9)))
+        .collect();
+    store
+        .ingest(&src, &reviews, Some(("test", "1")))
+        .await
+        .unwrap();
+    src
+}
+
+#[tokio::test]
+async fn an_earlier_week_shows_each_alerts_severity_at_its_end() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let c = config("");
+        let src = buyer_view_at_4_1(store, &c).await;
+        // W47: the buyer's view at 4.1 opens an amber alert.
+        let r = zmot::alerts::check_watch(store, &c, "Acme", day(20, 12))
+            .await
+            .unwrap();
+        assert_eq!(r.opened, 1, "{}", db.label);
+        // W48: a 1-star review drops the view to 3.7 (the alert escalates to red), and
+        // asks for a refund (a keyword alert opens).
+        let refund = review("late", "I want a refund", 1, 0.0, day(24, 9));
+        store
+            .ingest(&src, &[refund], Some(("test", "1")))
+            .await
+            .unwrap();
+        zmot::alerts::check_watch(store, &c, "Acme", day(24, 12))
+            .await
+            .unwrap();
+        let acme = store.watch_by_name("Acme").await.unwrap().unwrap();
+        let now_open = store.open_alerts(acme.id).await.unwrap();
+        assert_eq!(now_open.len(), 2, "{now_open:?}");
+        assert!(now_open
+            .iter()
+            .any(|a| a.rule == "buyer_view_rating" && a.severity == "red"));
+
+        let w47 = digest::report::week_by_label(chrono_tz::UTC, now(), "2026-W47").unwrap();
+        let d = digest::compute(store, &c, "Acme", w47).await.unwrap();
+        assert_eq!(
+            d.alerts_fired.len(),
+            1,
+            "{:?} on {}",
+            d.alerts_fired,
+            db.label
+        );
+        let fired = &d.alerts_fired[0];
+        assert_eq!(fired.rule, "buyer_view_rating");
+        assert_eq!(fired.severity, "amber", "the severity at the end of W47");
+        assert_eq!(fired.title, "store: buyers now see 4.1 stars (under 4.3)");
+        assert!(fired.open());
+        assert!(d.alerts_resolved.is_empty());
+        // The health of W47 counts an amber alert, not today's red one.
+        assert_eq!(d.health, zmot::trends::Health::Amber, "{:?}", d.reasons);
+        assert!(
+            d.reasons.iter().any(|r| r == "1 alert(s) open"),
+            "{:?}",
+            d.reasons
+        );
+        let (_, text, html, _) = digest::render(&d);
+        assert!(
+            text.contains(
+                "fired (amber, still open at the week's end): store: buyers now see 4.1 stars"
+            ),
+            "{text}"
+        );
+        // The keyword alert opened after W47: not in its digest.
+        assert!(
+            !text.contains("refund") && !html.contains("refund"),
+            "{text}"
+        );
+
+        // W48: the keyword alert fired, and the escalated one counts as red.
+        let w48 = digest::report::week_by_label(chrono_tz::UTC, now(), "2026-W48").unwrap();
+        let d = digest::compute(store, &c, "Acme", w48).await.unwrap();
+        let severities: Vec<(&str, &str)> = d
+            .alerts_fired
+            .iter()
+            .map(|a| (a.rule.as_str(), a.severity.as_str()))
+            .collect();
+        assert_eq!(severities, [("keyword", "amber")], "{}", db.label);
+        assert!(
+            d.reasons.iter().any(|r| r.contains("red alert(s) open")),
+            "{:?}",
+            d.reasons
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_alert_from_before_the_severity_history_keeps_its_severity_of_today() {
+    for db in testutil::all().await.unwrap() {
+        let c = config("");
+        buyer_view_at_4_1(&db.store, &c).await;
+        zmot::alerts::check_watch(&db.store, &c, "Acme", day(20, 12))
+            .await
+            .unwrap();
+        // The database as an older zmot left it, before migration 9: the amber alert
+        // went red, and no history says when.
+        let pool = db.store.pool();
+        for sql in [
+            "DROP TABLE alert_severity_changes",
+            "DELETE FROM _sqlx_migrations WHERE version = 9",
+            "UPDATE alerts SET severity = 'red'",
+        ] {
+            sqlx::query(sql).execute(pool).await.unwrap();
+        }
+        let upgraded = Store::connect(&db.url, 2).await.unwrap();
+        // Its severity of today is the best known, from its opening on.
+        let w47 = digest::report::week_by_label(chrono_tz::UTC, now(), "2026-W47").unwrap();
+        let d = digest::compute(&upgraded, &c, "Acme", w47).await.unwrap();
+        let fired: Vec<&str> = d.alerts_fired.iter().map(|a| a.severity.as_str()).collect();
+        assert_eq!(fired, ["red"], "{}", db.label);
+        let w46 = digest::report::week_by_label(chrono_tz::UTC, now(), "2026-W46").unwrap();
+        let d = digest::compute(&upgraded, &c, "Acme", w46).await.unwrap();
+        assert!(d.alerts_fired.is_empty(), "{:?}", d.alerts_fired);
+        upgraded.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_star_edit_this_week_leaves_last_weeks_buyers_view_as_it_was() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let c = config("");
+        store.sync_config(&c).await.unwrap();
+        let acme = store.watch_by_name("Acme").await.unwrap().unwrap();
+        let src = store.push_source(acme.id, "store").await.unwrap();
+        // Edits are recorded at the time they are stored: last week by the real clock.
+        let (label, from, to) = digest::report::last_full_week(chrono_tz::UTC, Utc::now());
+        let published = |i: i64| from + Duration::hours(10 * i + 1);
+        let reviews: Vec<ScoredMention> = (0..10)
+            .map(|i| review(&format!("e{i}"), "Great kettle.", 5, 0.8, published(i)))
+            .collect();
+        store
+            .ingest(&src, &reviews, Some(("test", "1")))
+            .await
+            .unwrap();
+        // This week the author of e9 changes it to 1 star.
+        let edited = review("e9", "Broke after a week.", 1, -0.8, published(9));
+        let stats = store
+            .ingest(&src, &[edited], Some(("test", "1")))
+            .await
+            .unwrap();
+        assert_eq!(stats.updated, 1, "{}", db.label);
+
+        // Buyers saw ten 5-star reviews at the end of last week.
+        let then = zmot::trends::buyer_view_at(store, &src, 10, Some(to))
+            .await
+            .unwrap();
+        assert_eq!(then.reviews.len(), 10, "{}", db.label);
+        assert_eq!(then.average_rating, Some(5.0), "{}", db.label);
+        let e9 = then.reviews.iter().find(|m| m.mention.external_id == "e9");
+        assert_eq!(e9.unwrap().mention.rating, Some(5));
+        assert_eq!(
+            store.buyer_view_rating_at(src.id, to, 10).await.unwrap(),
+            Some(5.0)
+        );
+        let d = digest::compute(store, &c, "Acme", (label, from, to))
+            .await
+            .unwrap();
+        assert_eq!(d.buyer_views.len(), 1);
+        assert_eq!(d.buyer_views[0].average, Some(5.0), "{}", db.label);
+
+        // Today, and as of any time after the edit, they see the 1 star.
+        let today = zmot::trends::buyer_view_at(store, &src, 10, None)
+            .await
+            .unwrap();
+        assert!((today.average_rating.unwrap() - 4.6).abs() < 1e-9);
+        let later = Utc::now() + Duration::minutes(1);
+        let after_edit = zmot::trends::buyer_view_at(store, &src, 10, Some(later))
+            .await
+            .unwrap();
+        assert!((after_edit.average_rating.unwrap() - 4.6).abs() < 1e-9);
+        let rating = store.buyer_view_rating_at(src.id, later, 10).await.unwrap();
+        assert!((rating.unwrap() - 4.6).abs() < 1e-9, "{rating:?}");
+    }
+}

@@ -14,7 +14,7 @@ use super::drivers::{find_drivers_scored, DriverOptions};
 use super::journey::{display_name, JourneyMap};
 use crate::config::Config;
 use crate::domain::Label;
-use crate::store::{AlertRow, MentionQuery, NewEmail, PeriodStats, Store, StoredMention};
+use crate::store::{AlertAsOf, MentionQuery, NewEmail, PeriodStats, Store, StoredMention};
 use crate::trends::{self, Health, Period};
 
 /// Weeks shown in the trend charts.
@@ -87,8 +87,10 @@ pub struct Digest {
     pub drivers: Vec<DriverRow>,
     pub most_negative: Vec<Listed>,
     pub most_positive: Vec<Listed>,
-    pub alerts_fired: Vec<AlertRow>,
-    pub alerts_resolved: Vec<AlertRow>,
+    /// Alerts opened during the week, as they stood at its end.
+    pub alerts_fired: Vec<AlertAsOf>,
+    /// Alerts resolved during the week, with the severity they had then.
+    pub alerts_resolved: Vec<AlertAsOf>,
     pub competitors: Vec<CompetitorRow>,
 }
 
@@ -200,11 +202,11 @@ pub async fn compute(
     let baseline = store
         .period_stats(row.id, None, baseline_from, from)
         .await?;
-    let open: Vec<String> = store
-        .alerts_open_at(row.id, to)
-        .await?
-        .into_iter()
-        .map(|a| a.severity)
+    let alerts = store.alerts_as_of(row.id, from, to).await?;
+    let open: Vec<String> = alerts
+        .iter()
+        .filter(|a| a.open())
+        .map(|a| a.severity.clone())
         .collect();
     let (health, reasons) = trends::health(&wcfg.alerts, &this_week, &baseline, &views, &open);
     let buyer_views = views
@@ -259,16 +261,15 @@ pub async fn compute(
         .map(|m| listed(m))
         .collect();
 
-    let alerts = store.alerts_between(row.id, from, to).await?;
+    // Each with the severity it had at the end of the week, not its severity now.
     let alerts_fired = alerts
         .iter()
-        .filter(|a| a.opened_at >= from && a.opened_at < to)
+        .filter(|a| a.opened_at >= from)
         .cloned()
         .collect();
     let alerts_resolved = alerts
-        .iter()
-        .filter(|a| a.resolved_at.is_some_and(|r| r >= from && r < to))
-        .cloned()
+        .into_iter()
+        .filter(|a| a.resolved_at.is_some())
         .collect();
 
     let mut competitors = Vec::new();
@@ -686,17 +687,27 @@ pub fn render(d: &Digest) -> (String, String, String, Vec<(String, Chart)>) {
     } else {
         html.push_str("<ul style=\"padding-left:18px;margin:0\">");
         for a in &d.alerts_fired {
-            let _ = writeln!(text, "  fired ({}): {}", a.severity, a.title);
+            let state = if a.open() {
+                "still open at the week's end"
+            } else {
+                "resolved during the week"
+            };
+            let _ = writeln!(text, "  fired ({}, {state}): {}", a.severity, a.title);
             let _ = write!(
                 html,
-                "<li>fired ({}): {}</li>",
+                "<li>fired ({}, {state}): {}</li>",
                 esc(&a.severity),
                 esc(&a.title)
             );
         }
         for a in &d.alerts_resolved {
-            let _ = writeln!(text, "  resolved: {}", a.title);
-            let _ = write!(html, "<li>resolved: {}</li>", esc(&a.title));
+            let _ = writeln!(text, "  resolved ({}): {}", a.severity, a.title);
+            let _ = write!(
+                html,
+                "<li>resolved ({}): {}</li>",
+                esc(&a.severity),
+                esc(&a.title)
+            );
         }
         html.push_str("</ul>");
     }

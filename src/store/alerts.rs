@@ -49,6 +49,27 @@ pub struct AlertRow {
     pub notified_severity: Option<String>,
 }
 
+/// An alert as it stood at a given time (the end of a digest's week).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AlertAsOf {
+    pub id: i64,
+    pub rule: String,
+    pub condition_key: String,
+    /// Its severity then, and its title when it took that severity.
+    pub severity: String,
+    pub title: String,
+    pub opened_at: DateTime<Utc>,
+    /// When it was resolved, if it was by then.
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+impl AlertAsOf {
+    /// Whether it was still open then.
+    pub fn open(&self) -> bool {
+        self.resolved_at.is_none()
+    }
+}
+
 /// What an alert to open says.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewAlert {
@@ -166,46 +187,52 @@ impl Store {
         rows.iter().map(alert_row).collect()
     }
 
-    /// Alerts of a watch that were open at `at`: opened before, not resolved by then.
-    pub async fn alerts_open_at(&self, watch_id: i64, at: DateTime<Utc>) -> Result<Vec<AlertRow>> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM alerts a JOIN watches w ON w.id = a.watch_id
-             WHERE a.watch_id = $1 AND a.opened_at < $2
-               AND (a.resolved_at IS NULL OR a.resolved_at >= $3)
-             ORDER BY a.opened_at, a.id"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(watch_id)
-            .bind(to_ms(at))
-            .bind(to_ms(at))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(alert_row).collect()
-    }
-
-    /// Alerts of a watch opened or resolved in `[from, to)`, oldest first.
-    pub async fn alerts_between(
+    /// The alerts of a watch that were open at some time in `[from, to)`, oldest first,
+    /// each as it stood at `to`: the severity (and title) of its last change before
+    /// then, and its resolution only if it came before then. An alert opened at or after
+    /// `to` is not among them.
+    pub async fn alerts_as_of(
         &self,
         watch_id: i64,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-    ) -> Result<Vec<AlertRow>> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM alerts a JOIN watches w ON w.id = a.watch_id
-             WHERE a.watch_id = $1
-               AND ((a.opened_at >= $2 AND a.opened_at < $3)
-                 OR (a.resolved_at >= $4 AND a.resolved_at < $5))
-             ORDER BY a.opened_at, a.id"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(watch_id)
-            .bind(to_ms(from))
-            .bind(to_ms(to))
-            .bind(to_ms(from))
-            .bind(to_ms(to))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(alert_row).collect()
+    ) -> Result<Vec<AlertAsOf>> {
+        // Every alert has a change at its opening (migration 9 gave older alerts one,
+        // with their severity of the day). One without any before `to` was opened by an
+        // older zmot still running beside this one during an upgrade: its current
+        // severity and title are the best known.
+        let rows = sqlx::query(
+            "SELECT a.id, a.rule, a.condition_key, a.opened_at,
+                    CASE WHEN a.resolved_at < $2 THEN a.resolved_at END AS resolved_then,
+                    COALESCE(c.severity, a.severity) AS severity_then,
+                    COALESCE(c.title, a.title) AS title_then
+             FROM alerts a
+             LEFT JOIN alert_severity_changes c ON c.id = (
+                 SELECT c2.id FROM alert_severity_changes c2
+                 WHERE c2.alert_id = a.id AND c2.changed_at < $2
+                 ORDER BY c2.changed_at DESC, c2.id DESC LIMIT 1)
+             WHERE a.watch_id = $1 AND a.opened_at < $2
+               AND (a.resolved_at IS NULL OR a.resolved_at >= $3)
+             ORDER BY a.opened_at, a.id",
+        )
+        .bind(watch_id)
+        .bind(to_ms(to))
+        .bind(to_ms(from))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AlertAsOf {
+                    id: r.try_get("id")?,
+                    rule: r.try_get("rule")?,
+                    condition_key: r.try_get("condition_key")?,
+                    severity: r.try_get("severity_then")?,
+                    title: r.try_get("title_then")?,
+                    opened_at: from_ms(r.try_get("opened_at")?),
+                    resolved_at: r.try_get::<Option<i64>, _>("resolved_then")?.map(from_ms),
+                })
+            })
+            .collect()
     }
 
     /// The last notification of a condition of a watch, in any episode: when, the
@@ -256,7 +283,8 @@ impl Store {
                         "INSERT INTO alerts (watch_id, rule, condition_key, severity, status, title,
                             summary, action, evidence, opened_at, last_seen_at, last_notified_at,
                             notified_severity)
-                         VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $8, $9, $9, $10, $11)",
+                         VALUES ($1, $2, $3, $4, 'open', $5, $6, $7, $8, $9, $9, $10, $11)
+                         RETURNING id",
                     )
                     .bind(watch_id)
                     .bind(&alert.rule)
@@ -269,10 +297,24 @@ impl Store {
                     .bind(now)
                     .bind(notify.then_some(now))
                     .bind(notify.then_some(alert.severity.as_str()))
-                    .execute(&mut *tx)
+                    .fetch_one(&mut *tx)
                     .await;
                     match r {
-                        Ok(_) => true,
+                        Ok(row) => {
+                            // Its first severity, from its opening.
+                            sqlx::query(
+                                "INSERT INTO alert_severity_changes
+                                    (alert_id, severity, title, changed_at)
+                                 VALUES ($1, $2, $3, $4)",
+                            )
+                            .bind(row.try_get::<i64, _>("id")?)
+                            .bind(&alert.severity)
+                            .bind(&alert.title)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?;
+                            true
+                        }
                         // The unique index on open conditions: another worker opened it.
                         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => false,
                         Err(e) => return Err(e.into()),
@@ -285,6 +327,19 @@ impl Store {
                     last_notified,
                     notified_severity,
                 } => {
+                    // Before the update, which overwrites the severity it is compared
+                    // with; if the update's guard fails, the transaction rolls it back.
+                    sqlx::query(
+                        "INSERT INTO alert_severity_changes (alert_id, severity, title, changed_at)
+                         SELECT id, $1, $2, $3 FROM alerts
+                         WHERE id = $4 AND status = 'open' AND severity <> $1",
+                    )
+                    .bind(&alert.severity)
+                    .bind(&alert.title)
+                    .bind(now)
+                    .bind(*id)
+                    .execute(&mut *tx)
+                    .await?;
                     let r = sqlx::query(
                         "UPDATE alerts SET severity = $1, title = $2, summary = $3, action = $4,
                             evidence = $5, last_seen_at = $6,
@@ -309,6 +364,8 @@ impl Store {
                     r.rows_affected() == 1
                 }
                 AlertChange::Resolve { id, notify } => {
+                    // The severity history needs no row: an alert keeps the severity it
+                    // had when it resolved, and `resolved_at` says when.
                     let r = sqlx::query(
                         "UPDATE alerts SET status = 'resolved', resolved_at = $1, last_seen_at = $1,
                             last_notified_at = CASE WHEN $2 = 1 THEN $3 ELSE last_notified_at END

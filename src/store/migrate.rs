@@ -55,6 +55,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/0008_search_text.sql"),
     ),
     (
+        9,
+        "alert_severity_changes",
+        include_str!("../../migrations/0009_alert_severity_changes.sql"),
+    ),
+    (
         10,
         "job_schedule",
         include_str!("../../migrations/0010_job_schedule.sql"),

@@ -11,7 +11,7 @@ mod runs;
 mod trends;
 mod triage;
 
-pub use alerts::{AlertChange, AlertRow, ApplyOutcome, Evidence, LastNotice, NewAlert};
+pub use alerts::{AlertAsOf, AlertChange, AlertRow, ApplyOutcome, Evidence, LastNotice, NewAlert};
 pub use ingest::IngestStats;
 pub use ingest::ModelInfo;
 pub use jobs::JobState;
@@ -554,11 +554,7 @@ impl Store {
             format!("WHERE {}", conds.join(" AND "))
         };
         let sql = format!(
-            "SELECT m.id, w.name AS watch_name, s.name AS source_name, m.source_kind, m.external_id,
-                    m.url, m.author, m.title, m.body, m.rating, m.likes, m.replies, m.reposts,
-                    m.language, m.published_at, m.fetched_at, m.owner_reply, m.owner_reply_at,
-                    m.content_hash, m.revision, m.extra,
-                    st.label, st.score, st.confidence
+            "SELECT {columns}
              FROM mentions m
              JOIN sources s ON s.id = m.source_id
              JOIN watches w ON w.id = m.watch_id
@@ -566,6 +562,7 @@ impl Store {
              {clause}
              ORDER BY m.published_at DESC, m.id DESC
              LIMIT ${limit_param}",
+            columns = stored_mention_columns("m.rating"),
             latest = latest_sentiment(self.backend)
         );
         let mut query = sqlx::query(&sql);
@@ -674,6 +671,19 @@ fn source_row(r: &AnyRow) -> Result<SourceRow> {
         enabled: r.try_get::<i64, _>("enabled")? != 0,
         cursor: r.try_get("cursor")?,
     })
+}
+
+/// What [`stored_mention`] reads from `mentions m`, `sources s`, `watches w` and the
+/// latest sentiment `st`, with `rating` as the star rating: the stored one, or the one
+/// a mention showed at an earlier time.
+fn stored_mention_columns(rating: &str) -> String {
+    format!(
+        "m.id, w.name AS watch_name, s.name AS source_name, m.source_kind, m.external_id,
+         m.url, m.author, m.title, m.body, {rating} AS rating, m.likes, m.replies, m.reposts,
+         m.language, m.published_at, m.fetched_at, m.owner_reply, m.owner_reply_at,
+         m.content_hash, m.revision, m.extra,
+         st.label, st.score, st.confidence"
+    )
 }
 
 fn stored_mention(r: &AnyRow) -> Result<StoredMention> {

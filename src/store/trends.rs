@@ -6,12 +6,27 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{to_ms, Store};
+use super::{to_ms, Store, StoredMention};
 
 /// The sources of the watch bound to `$6` that show owner replies (any reply ever): an
 /// EXISTS probe per source on the partial index `mentions_source_replied`.
 pub(super) const REPLYING_SOURCES: &str = "SELECT s.id FROM sources s WHERE s.watch_id = $6
     AND EXISTS (SELECT 1 FROM mentions r WHERE r.source_id = s.id AND r.owner_reply IS NOT NULL)";
+
+/// The stars mention `m` showed at the time bound to `$2`. An edit replaces the stored
+/// version and keeps the one it replaced in `mention_revisions`, recorded at the time of
+/// the edit, so: the stored stars if the mention last changed at or before then;
+/// otherwise those of the earliest version replaced after then (which may have had
+/// none); the stored ones again if no version was replaced after then (the mention was
+/// first stored after then, and never edited since). Only mentions changed after the
+/// time probe `mention_revisions`, on its (mention_id, revision) key.
+const RATING_AT: &str = "CASE WHEN m.updated_at <= $2 THEN m.rating
+    WHEN EXISTS (SELECT 1 FROM mention_revisions v
+                 WHERE v.mention_id = m.id AND v.recorded_at > $2)
+    THEN (SELECT v.rating FROM mention_revisions v
+          WHERE v.mention_id = m.id AND v.recorded_at > $2
+          ORDER BY v.revision LIMIT 1)
+    ELSE m.rating END";
 
 /// Figures for one period of one watch (optionally one source).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
@@ -163,25 +178,56 @@ impl Store {
             .collect()
     }
 
-    /// The buyer's view of a source as it stood at `at`: the average of the `n` most
-    /// recent star ratings published before then (`None` when there were none).
+    /// The buyer's view of a source as it stood at `at`: its `n` most recent reviews
+    /// published before then that had stars then, newest first, each with the stars it
+    /// showed then (a later edit does not change what buyers saw).
+    pub async fn buyer_view_reviews_at(
+        &self,
+        source_id: i64,
+        at: DateTime<Utc>,
+        n: i64,
+    ) -> Result<Vec<StoredMention>> {
+        let sql = format!(
+            "SELECT {columns}
+             FROM mentions m
+             JOIN sources s ON s.id = m.source_id
+             JOIN watches w ON w.id = m.watch_id
+             {latest}
+             WHERE m.source_id = $1 AND m.published_at < $2 AND ({RATING_AT}) IS NOT NULL
+             ORDER BY m.published_at DESC, m.id DESC
+             LIMIT $3",
+            columns = super::stored_mention_columns(RATING_AT),
+            latest = super::latest_sentiment(self.backend)
+        );
+        let rows = sqlx::query(&sql)
+            .bind(source_id)
+            .bind(to_ms(at))
+            .bind(n.max(0))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(super::stored_mention).collect()
+    }
+
+    /// The average stars of [`Store::buyer_view_reviews_at`] (`None` when there were no
+    /// rated reviews by then).
     pub async fn buyer_view_rating_at(
         &self,
         source_id: i64,
         at: DateTime<Utc>,
         n: i64,
     ) -> Result<Option<f64>> {
-        let row = sqlx::query(
+        let sql = format!(
             "SELECT CAST(AVG(CAST(r.rating AS DOUBLE PRECISION)) AS DOUBLE PRECISION) AS avg
-             FROM (SELECT m.rating FROM mentions m
-                   WHERE m.source_id = $1 AND m.rating IS NOT NULL AND m.published_at < $2
-                   ORDER BY m.published_at DESC LIMIT $3) r",
-        )
-        .bind(source_id)
-        .bind(to_ms(at))
-        .bind(n.max(1))
-        .fetch_one(&self.pool)
-        .await?;
+             FROM (SELECT {RATING_AT} AS rating FROM mentions m
+                   WHERE m.source_id = $1 AND m.published_at < $2 AND ({RATING_AT}) IS NOT NULL
+                   ORDER BY m.published_at DESC, m.id DESC LIMIT $3) r"
+        );
+        let row = sqlx::query(&sql)
+            .bind(source_id)
+            .bind(to_ms(at))
+            .bind(n.max(1))
+            .fetch_one(&self.pool)
+            .await?;
         Ok(row.try_get("avg")?)
     }
 

@@ -1700,6 +1700,20 @@ async fn page_microdata_reviews_and_aggregate() {
 }
 
 #[tokio::test]
+async fn page_robots_group_for_zmot_with_an_empty_disallow_allows_everything() {
+    let srv = Server::start().await;
+    srv.on(
+        "/robots.txt",
+        Reply::ok("User-agent: zmot\nDisallow:\n\nUser-agent: *\nDisallow: /\n"),
+    );
+    srv.on("/kettle", Reply::fixture("page/microdata.html"));
+    let f = fetch("page", &page_params(&srv.url("/kettle"), ""), &ctx(), None)
+        .await
+        .unwrap();
+    assert_eq!(f.mentions.len(), 2);
+}
+
+#[tokio::test]
 async fn page_selector_mode() {
     let srv = Server::start().await;
     srv.on(

@@ -1700,6 +1700,61 @@ async fn page_microdata_reviews_and_aggregate() {
 }
 
 #[tokio::test]
+async fn page_microdata_permalinks_are_urls_and_shared_ones_do_not_merge_reviews() {
+    let srv = Server::start().await;
+    srv.on(
+        "/kettle-k3",
+        Reply::fixture("page/microdata_permalinks.html"),
+    );
+    let p = page_params(&srv.url("/kettle-k3"), "");
+    let f = fetch("page", &p, &ctx(), None).await.unwrap();
+
+    let authors: Vec<_> = f.mentions.iter().map(|m| m.author.as_deref()).collect();
+    assert_eq!(
+        authors,
+        [
+            Some("Priya S."),
+            Some("Gareth"),
+            Some("Marek W."),
+            Some("Aoife"),
+            Some("Tom B.")
+        ],
+        "{:?}",
+        ids(&f)
+    );
+    // <a itemprop="url" href="/kettle-k3/reviews/8841">Permalink</a> is the link, resolved.
+    let priya = &f.mentions[0];
+    let permalink = srv.url("/kettle-k3/reviews/8841");
+    assert_eq!(priya.external_id, permalink);
+    assert_eq!(priya.url.as_deref(), Some(permalink.as_str()));
+    assert_eq!(priya.rating, Some(5), "<data value=\"5\">★★★★★</data>");
+    assert_eq!(priya.published_at, t("2026-11-03T00:00:00Z"));
+    assert_eq!(
+        f.mentions[1].external_id,
+        "https://shop.example.co.uk/kettle-k3/reviews/8840"
+    );
+    // Two reviews linking to the same anchor, and one linking to the page itself: none
+    // of those links tells a review apart, so each is known by its hash.
+    for m in &f.mentions[2..] {
+        assert!(
+            m.external_id.starts_with("h:"),
+            "{}: {}",
+            m.text,
+            m.external_id
+        );
+        assert_eq!(m.url.as_deref(), Some(srv.url("/kettle-k3").as_str()));
+    }
+    assert_ne!(f.mentions[2].external_id, f.mentions[3].external_id);
+    let agg = f.aggregate.unwrap();
+    assert_eq!((agg.rating, agg.count), (3.8, Some(212)));
+
+    let again = fetch("page", &p, &ctx(), f.cursor.as_deref())
+        .await
+        .unwrap();
+    assert!(again.mentions.is_empty(), "{:?}", ids(&again));
+}
+
+#[tokio::test]
 async fn page_robots_group_for_zmot_with_an_empty_disallow_allows_everything() {
     let srv = Server::start().await;
     srv.on(

@@ -1184,6 +1184,49 @@ async fn mastodon_second_run_walks_newer_from_min_id() {
 }
 
 #[tokio::test]
+async fn mastodon_cursor_moves_past_a_newest_status_without_text() {
+    let srv = Server::start().await;
+    // Newest first, as the API answers: a captionless photo from Pixelfed, then a post.
+    srv.on_when(
+        query_has(TAG_PATH, "min_id=113457000000000000"),
+        Reply::fixture("mastodon/tag_newer_media.json"),
+    );
+    // Asked from the post, the instance would list the photo again.
+    let both: Vec<Value> =
+        serde_json::from_slice(&fixture("mastodon/tag_newer_media.json")).unwrap();
+    srv.on_when(
+        query_has(TAG_PATH, "min_id=113457050000000000"),
+        Reply::ok(serde_json::to_vec(&both[..1]).unwrap()),
+    );
+    srv.on_when(
+        query_has(TAG_PATH, "min_id=113457100000000000"),
+        Reply::ok("[]"),
+    );
+    let p = mastodon_params(&srv, "");
+    let f = fetch(
+        "mastodon",
+        &p,
+        &ctx(),
+        Some(r#"{"newest_id":"113457000000000000"}"#),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ids(&f), ["113457050000000000"]);
+    assert_eq!(f.skipped, 1, "{:?}", f.note);
+    assert_eq!(cursor_json(&f)["newest_id"], "113457100000000000");
+
+    let next = fetch("mastodon", &p, &ctx(), f.cursor.as_deref())
+        .await
+        .unwrap();
+    assert!(next.mentions.is_empty());
+    assert_eq!(
+        (next.skipped, next.note.as_deref()),
+        (0, None),
+        "the photo is not read and counted again"
+    );
+}
+
+#[tokio::test]
 async fn mastodon_stops_paging_when_the_rate_limit_is_spent() {
     let srv = Server::start().await;
     srv.on(
@@ -1219,6 +1262,15 @@ async fn mastodon_stops_paging_when_the_rate_limit_is_spent() {
             && note.contains("2026-11-05T00:05:00.000Z"),
         "{note}"
     );
+    // The first run walks back from the newest status, and later runs start above it:
+    // what the limit cut off does not come next run, and the note must not promise it.
+    assert!(
+        note.contains(
+            "statuses before 2026-11-02T22:10:00Z in the first run's look-back are not fetched"
+        ) && !note.contains("next run"),
+        "{note}"
+    );
+    assert_eq!(cursor_json(&f)["newest_id"], "113456789012345678");
 }
 
 #[tokio::test]

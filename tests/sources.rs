@@ -819,11 +819,91 @@ async fn feed_rss_conditional_requests_and_second_run() {
         ["review-9002"],
         "neither dated nor undated items come back"
     );
+    assert_eq!(second.skipped, 0, "the item without text was counted once");
     assert_eq!(
         second.mentions[0].text,
         "Dark mode landed in 4.12.1 — my eyes thank you."
     );
     assert_eq!(cursor_json(&second)["etag"], "\"v2\"");
+}
+
+// Google News search items, by the article dates the feed carries (now is 00:00).
+const NEWS_A: &str = "CBMihAFBVV95cUxNQ2x0d3VfRmZ4b0VkT0JtN2RRcnRPa1J4dF9xQ1p6V0V2b2d1T1FmN3lYb3JxRWZKNnBGd0ZkTjRkV1hNa3RyZmI2aE5oM2x6d2xWY3ZyYVlFbzJpN3R3bUF3ZXZkZ0lWRUhIa2pLN2pUdTE0Q1hQWmVkbmJk"; // 23:00
+const NEWS_B: &str = "CBMidkFVX3lxTE9zWjlnR3RfcEJ2a2lHd2xLb1JXbmZ4a3FjQkw3a0N2b2ZkVU9yZ0ZpbWVZSnZzSXNXWlR5V0RvZHhyR1lOQnV6dm9sQ1AzaGd6RjBqbk1oZ2x0dE1Yb3RqSmRwTTVSQ1dJVUtYZVNQX1JwdkE"; // 21:00
+const NEWS_C: &str = "CBMigAFBVV95cUxQcGVxN0JWd0RaU2xjdzRjZ2lEU2ZhVnBfbm1qT2p4Y3pLb05HX1JmR0hfNm1pOXJfT0pQZ2xzc3RJcnZ6cUh6clF0U3N5X3dNNk1ZYm9pRldDT0hFNHl3Q3NwSGZqMU9xN2hzYmZ1TmRuX2lCYmg"; // 22:00
+const NEWS_FUTURE: &str = "CBMiXEFVX3lxTE5oY1dLRnN3X2JZQmV6N2ZkR3JwY0RkaU5VRm5oTXNYYV9RbUhZbjBxVEVTNFZ0RzNZR1FiYUtRdmZxcU1JbmZQVWV5WnpQWkFfR0FQT2ZoZ2hyRmQ0"; // 1 Dec
+
+#[tokio::test]
+async fn feed_item_dated_before_ones_already_seen_still_comes() {
+    let srv = Server::start().await;
+    srv.on("/rss/search", Reply::fixture("feed/news_search_v1.xml"));
+    srv.then(Reply::fixture("feed/news_search_v2.xml"));
+    let p = feed_params(&srv.url("/rss/search?q=%22Example+Notes%22"), "");
+
+    let first = fetch("feed", &p, &ctx(), None).await.unwrap();
+    assert_eq!(ids(&first), [NEWS_A, NEWS_B]);
+    // Google News lists the 22:00 article after the 23:00 one had been fetched.
+    let second = fetch("feed", &p, &ctx(), first.cursor.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(ids(&second), [NEWS_C]);
+    assert_eq!(second.skipped, 0);
+    let third = fetch("feed", &p, &ctx(), second.cursor.as_deref())
+        .await
+        .unwrap();
+    assert!(third.mentions.is_empty(), "{:?}", ids(&third));
+}
+
+#[tokio::test]
+async fn feed_item_dated_in_the_future_holds_back_nothing() {
+    let srv = Server::start().await;
+    srv.on("/rss/search", Reply::fixture("feed/news_search_future.xml"));
+    srv.then(Reply::fixture("feed/news_search_v2.xml"));
+    let p = feed_params(&srv.url("/rss/search"), "");
+
+    let first = fetch("feed", &p, &ctx(), None).await.unwrap();
+    assert_eq!(ids(&first), [NEWS_FUTURE, NEWS_B]);
+    assert_eq!(
+        by_id(&first, NEWS_FUTURE).published_at,
+        ctx().now,
+        "a date in the future counts as now"
+    );
+    let second = fetch("feed", &p, &ctx(), first.cursor.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&second),
+        [NEWS_A, NEWS_C],
+        "articles dated before the future one still come"
+    );
+    assert_eq!(second.skipped, 0);
+}
+
+#[tokio::test]
+async fn feed_cursor_from_before_ids_were_kept_is_read() {
+    let srv = Server::start().await;
+    srv.on("/rss/search", Reply::fixture("feed/news_search_v2.xml"));
+    let p = feed_params(&srv.url("/rss/search"), "");
+    // What the previous version saved after news_search_v1.xml: the newest date and id.
+    let old = format!(r#"{{"at":"2026-11-04T23:00:00Z","ids":["{NEWS_A}"],"etag":"\"v1\""}}"#);
+    let mut c = ctx();
+    c.first_run_since = t("2026-11-04T21:30:00Z");
+
+    let f = fetch("feed", &p, &c, Some(&old)).await.unwrap();
+    assert_eq!(srv.seen()[0].header("if-none-match"), Some("\"v1\""));
+    // The 22:00 article the old cursor would have dropped comes; the 23:00 one comes
+    // again (the store keeps it once); the 21:00 one is older than both the old cursor
+    // and the look-back, so it was passed on back then.
+    assert_eq!(ids(&f), [NEWS_A, NEWS_C]);
+    let cursor = cursor_json(&f);
+    assert!(
+        cursor.get("at").is_none() && cursor.get("ids").is_none(),
+        "{cursor}"
+    );
+    assert_eq!(cursor["seen"].as_object().map(|s| s.len()), Some(3));
+
+    let again = fetch("feed", &p, &c, f.cursor.as_deref()).await.unwrap();
+    assert!(again.mentions.is_empty());
 }
 
 #[tokio::test]
@@ -1104,6 +1184,49 @@ async fn mastodon_second_run_walks_newer_from_min_id() {
 }
 
 #[tokio::test]
+async fn mastodon_cursor_moves_past_a_newest_status_without_text() {
+    let srv = Server::start().await;
+    // Newest first, as the API answers: a captionless photo from Pixelfed, then a post.
+    srv.on_when(
+        query_has(TAG_PATH, "min_id=113457000000000000"),
+        Reply::fixture("mastodon/tag_newer_media.json"),
+    );
+    // Asked from the post, the instance would list the photo again.
+    let both: Vec<Value> =
+        serde_json::from_slice(&fixture("mastodon/tag_newer_media.json")).unwrap();
+    srv.on_when(
+        query_has(TAG_PATH, "min_id=113457050000000000"),
+        Reply::ok(serde_json::to_vec(&both[..1]).unwrap()),
+    );
+    srv.on_when(
+        query_has(TAG_PATH, "min_id=113457100000000000"),
+        Reply::ok("[]"),
+    );
+    let p = mastodon_params(&srv, "");
+    let f = fetch(
+        "mastodon",
+        &p,
+        &ctx(),
+        Some(r#"{"newest_id":"113457000000000000"}"#),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ids(&f), ["113457050000000000"]);
+    assert_eq!(f.skipped, 1, "{:?}", f.note);
+    assert_eq!(cursor_json(&f)["newest_id"], "113457100000000000");
+
+    let next = fetch("mastodon", &p, &ctx(), f.cursor.as_deref())
+        .await
+        .unwrap();
+    assert!(next.mentions.is_empty());
+    assert_eq!(
+        (next.skipped, next.note.as_deref()),
+        (0, None),
+        "the photo is not read and counted again"
+    );
+}
+
+#[tokio::test]
 async fn mastodon_stops_paging_when_the_rate_limit_is_spent() {
     let srv = Server::start().await;
     srv.on(
@@ -1137,6 +1260,14 @@ async fn mastodon_stops_paging_when_the_rate_limit_is_spent() {
     assert!(
         note.contains("rate limit reached after page 1")
             && note.contains("2026-11-05T00:05:00.000Z"),
+        "{note}"
+    );
+    // The first run walks back from the newest status, and later runs start above it:
+    // what the limit cut off does not come next run, and the note must not promise it.
+    assert!(
+        note.contains(
+            "statuses before 2026-11-02T22:10:00Z in the first run's look-back are not fetched"
+        ) && !note.contains("next run"),
         "{note}"
     );
     assert_eq!(cursor_json(&f)["newest_id"], "113456789012345678");
@@ -1618,6 +1749,75 @@ async fn page_microdata_reviews_and_aggregate() {
     assert_eq!(d.published_at, t("2026-10-27T09:00:00Z"));
     let agg = f.aggregate.unwrap();
     assert_eq!((agg.rating, agg.count), (4.3, Some(1024)));
+}
+
+#[tokio::test]
+async fn page_microdata_permalinks_are_urls_and_shared_ones_do_not_merge_reviews() {
+    let srv = Server::start().await;
+    srv.on(
+        "/kettle-k3",
+        Reply::fixture("page/microdata_permalinks.html"),
+    );
+    let p = page_params(&srv.url("/kettle-k3"), "");
+    let f = fetch("page", &p, &ctx(), None).await.unwrap();
+
+    let authors: Vec<_> = f.mentions.iter().map(|m| m.author.as_deref()).collect();
+    assert_eq!(
+        authors,
+        [
+            Some("Priya S."),
+            Some("Gareth"),
+            Some("Marek W."),
+            Some("Aoife"),
+            Some("Tom B.")
+        ],
+        "{:?}",
+        ids(&f)
+    );
+    // <a itemprop="url" href="/kettle-k3/reviews/8841">Permalink</a> is the link, resolved.
+    let priya = &f.mentions[0];
+    let permalink = srv.url("/kettle-k3/reviews/8841");
+    assert_eq!(priya.external_id, permalink);
+    assert_eq!(priya.url.as_deref(), Some(permalink.as_str()));
+    assert_eq!(priya.rating, Some(5), "<data value=\"5\">★★★★★</data>");
+    assert_eq!(priya.published_at, t("2026-11-03T00:00:00Z"));
+    assert_eq!(
+        f.mentions[1].external_id,
+        "https://shop.example.co.uk/kettle-k3/reviews/8840"
+    );
+    // Two reviews linking to the same anchor, and one linking to the page itself: none
+    // of those links tells a review apart, so each is known by its hash.
+    for m in &f.mentions[2..] {
+        assert!(
+            m.external_id.starts_with("h:"),
+            "{}: {}",
+            m.text,
+            m.external_id
+        );
+        assert_eq!(m.url.as_deref(), Some(srv.url("/kettle-k3").as_str()));
+    }
+    assert_ne!(f.mentions[2].external_id, f.mentions[3].external_id);
+    let agg = f.aggregate.unwrap();
+    assert_eq!((agg.rating, agg.count), (3.8, Some(212)));
+
+    let again = fetch("page", &p, &ctx(), f.cursor.as_deref())
+        .await
+        .unwrap();
+    assert!(again.mentions.is_empty(), "{:?}", ids(&again));
+}
+
+#[tokio::test]
+async fn page_robots_group_for_zmot_with_an_empty_disallow_allows_everything() {
+    let srv = Server::start().await;
+    srv.on(
+        "/robots.txt",
+        Reply::ok("User-agent: zmot\nDisallow:\n\nUser-agent: *\nDisallow: /\n"),
+    );
+    srv.on("/kettle", Reply::fixture("page/microdata.html"));
+    let f = fetch("page", &page_params(&srv.url("/kettle"), ""), &ctx(), None)
+        .await
+        .unwrap();
+    assert_eq!(f.mentions.len(), 2);
 }
 
 #[tokio::test]

@@ -1,28 +1,38 @@
 //! Any RSS 2.0, RSS 1.0, Atom or JSON Feed: Google Alerts, Google News searches, Reddit
 //! search `.rss`, YouTube channel feeds, a company's own review feed.
 //!
-//! Feeds are a sliding window of recent items in no guaranteed order, so every item is
-//! checked against the watermark rather than stopping at the first old one. A feed is not
+//! Feeds are a sliding window of recent items in no guaranteed order, and their dates
+//! are the article's or post's (Google News, Reddit search), not when the item reached
+//! the feed: an item dated yesterday can appear after one dated today, and a date can
+//! lie in the future. So what is new is decided by id, not date: the cursor keeps the
+//! ids seen in the feed recently (see [`SeenItems`]), and the date only bounds the first
+//! run's look-back. Passing an item on twice is harmless (the store de-duplicates by
+//! id); leaving one out is not, so when unsure an item is passed on. A feed is not
 //! a search: the watch's keywords filter its items (unless `filter_keywords = false`,
 //! for feeds that are about the product by construction). Conditional requests make an
 //! unchanged feed cost one 304.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use feed_rs::model::{Entry, Link};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use url::Url;
 
-use super::cursor::{self, Skips, Watermark, Window};
+use super::cursor::{self, Skips, Watermark};
 use super::http::{Http, HttpOptions, Validators};
 use super::text::{hash_id, html_to_text, language_allowed, matches_keywords};
 use super::{Connector, FetchContext, FetchError, Fetched, Params};
 use crate::domain::{FetchErrorKind, Mention};
 
-/// Undated items remembered so they are not re-emitted; feeds rarely hold more.
-const MAX_UNDATED: usize = 500;
+/// How long an item is remembered after it left the feed. Feeds rarely bring an item
+/// back after weeks, and if one does it is only passed on again.
+const SEEN_RETENTION_DAYS: i64 = 30;
+/// Items remembered at most, so the cursor stays small (about 30 bytes each); the ones
+/// seen last are kept. Far more than a feed holds at a time (Google News: 100).
+const MAX_SEEN: usize = 2000;
 
 #[derive(Debug, Clone)]
 pub struct Feed {
@@ -33,13 +43,95 @@ pub struct Feed {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct FeedCursor {
-    #[serde(flatten)]
-    newest: Watermark,
-    /// Ids of items without a date that were already emitted.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    undated: Vec<String>,
+    /// The items seen in the feed, with the day each was last there. Absent in cursors
+    /// written before items were remembered by id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    seen: Option<SeenItems>,
+    /// Older cursors: the newest date seen and the ids at that date. Read, never written.
+    #[serde(flatten, skip_serializing)]
+    legacy_newest: Watermark,
+    /// Older cursors: ids of undated items already passed on. Read, never written.
+    #[serde(default, rename = "undated", skip_serializing)]
+    legacy_undated: Vec<String>,
     #[serde(flatten)]
     validators: Validators,
+}
+
+/// Items by [`seen_key`], with the day (UTC) each was last seen in the feed.
+type SeenItems = BTreeMap<String, NaiveDate>;
+
+/// How the cursor names an item: a 64-bit hash of its id. Google News ids run to 200
+/// characters; a hash keeps the cursor's size independent of them, and two of the
+/// 2000 remembered items sharing one is a one-in-10^13 chance.
+fn seen_key(id: &str) -> String {
+    hash_id(&[id])[..16].to_string()
+}
+
+/// What the previous fetches tell about an item.
+enum Known {
+    /// No cursor: everything within the look-back is new.
+    Nothing,
+    /// A cursor from before ids were kept (`newest` + `undated`). Kept readable so an
+    /// upgrade loses nothing: an item is new if that cursor would have taken it, or if
+    /// it is within the look-back (the old cursor dropped such items wrongly, and the
+    /// store absorbs the ones it already has).
+    Legacy {
+        newest: Watermark,
+        undated: HashSet<String>,
+    },
+    Seen(SeenItems),
+}
+
+impl Known {
+    fn from_cursor(prev: Option<&FeedCursor>) -> Known {
+        match prev {
+            None => Known::Nothing,
+            Some(FeedCursor { seen: Some(s), .. }) => Known::Seen(s.clone()),
+            Some(c) => Known::Legacy {
+                newest: c.legacy_newest.clone(),
+                undated: c.legacy_undated.iter().cloned().collect(),
+            },
+        }
+    }
+
+    fn is_new(&self, id: &str, dated: Option<DateTime<Utc>>, since: DateTime<Utc>) -> bool {
+        let within_look_back = dated.is_none_or(|at| at >= since);
+        match self {
+            Known::Nothing => within_look_back,
+            Known::Legacy { newest, undated } => match dated {
+                Some(at) => within_look_back || newest.is_new(at, id),
+                None => !undated.contains(id),
+            },
+            Known::Seen(seen) => !seen.contains_key(&seen_key(id)),
+        }
+    }
+
+    /// The items to remember after this fetch: the ones in the feed now, then the
+    /// previously remembered ones still within the retention, last seen first, up to
+    /// [`MAX_SEEN`].
+    fn remember(self, in_feed: &[String], now: DateTime<Utc>) -> SeenItems {
+        let today = now.date_naive();
+        let keep_from = today - Duration::days(SEEN_RETENTION_DAYS);
+        let mut earlier: Vec<(String, NaiveDate)> = match self {
+            Known::Seen(s) => s.into_iter().filter(|(_, day)| *day >= keep_from).collect(),
+            _ => Vec::new(),
+        };
+        earlier.sort_by_key(|(_, day)| std::cmp::Reverse(*day));
+        let mut seen = SeenItems::new();
+        for id in in_feed {
+            if seen.len() >= MAX_SEEN {
+                break;
+            }
+            seen.insert(seen_key(id), today);
+        }
+        for (key, day) in earlier {
+            if seen.len() >= MAX_SEEN {
+                break;
+            }
+            seen.entry(key).or_insert(day);
+        }
+        seen
+    }
 }
 
 impl Feed {
@@ -81,13 +173,9 @@ impl Connector for Feed {
                 )
             })?;
 
-        let prev_undated: HashSet<String> = prev
-            .as_ref()
-            .map(|c| c.undated.iter().cloned().collect())
-            .unwrap_or_default();
-        let first_run = prev.is_none();
-        let mut window = Window::new(prev.map(|c| c.newest), ctx);
-        let mut undated = Vec::new();
+        let known = Known::from_cursor(prev.as_ref());
+        // Every item in the feed, passed on or not, so none is judged again next time.
+        let mut in_feed = Vec::with_capacity(parsed.entries.len());
         let mut skips = Skips::default();
         let mut mentions = Vec::new();
         let feed_title = parsed.title.as_ref().map(|t| html_to_text(&t.content));
@@ -98,26 +186,21 @@ impl Connector for Feed {
         };
 
         for (i, entry) in parsed.entries.iter().enumerate() {
+            let new = known.is_new(
+                &entry.id,
+                entry.published.or(entry.updated),
+                ctx.first_run_since,
+            );
+            in_feed.push(entry.id.clone());
+            if !new {
+                continue;
+            }
             let Some(mut m) = mention(entry, ctx) else {
                 skips.add(format!("item {} ({}): no title or text", i + 1, entry.id));
                 continue;
             };
-            let new = match entry.published.or(entry.updated) {
-                Some(at) => {
-                    let new = window.admits(at, &m.external_id);
-                    window.saw(at, &m.external_id);
-                    new
-                }
-                None => {
-                    if undated.len() < MAX_UNDATED {
-                        undated.push(m.external_id.clone());
-                    }
-                    first_run || !prev_undated.contains(&m.external_id)
-                }
-            };
             let lang = entry.language.as_deref().or(parsed.language.as_deref());
-            if !new
-                || !language_allowed(&ctx.languages, lang)
+            if !language_allowed(&ctx.languages, lang)
                 || !matches_keywords(keywords, &[m.title.as_deref().unwrap_or(""), &m.text])
             {
                 continue;
@@ -130,9 +213,9 @@ impl Connector for Feed {
         }
 
         let next = FeedCursor {
-            newest: window.watermark().clone(),
-            undated,
+            seen: Some(known.remember(&in_feed, ctx.now)),
             validators: resp.validators(),
+            ..FeedCursor::default()
         };
         Ok(Fetched {
             mentions,
@@ -178,7 +261,12 @@ fn mention(e: &Entry, ctx: &FetchContext) -> Option<Mention> {
         .find(|l| l.rel.as_deref().is_none_or(|r| r == "alternate"))
         .or(e.links.first())
         .map(|l| unwrap_redirect(&l.href));
-    let at = e.published.or(e.updated).unwrap_or(ctx.now);
+    // A date in the future is a feed's mistake (or a time-zone slip); as the item's
+    // date it would sort above everything for weeks, so it counts as now.
+    let at = e
+        .published
+        .or(e.updated)
+        .map_or(ctx.now, |at| at.min(ctx.now));
     let categories: Vec<&str> = e.categories.iter().map(|c| c.term.as_str()).collect();
     Some(Mention {
         external_id: e.id.clone(),
@@ -223,6 +311,31 @@ pub fn unwrap_redirect(href: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn remembered_items_stay_bounded_in_number_and_age() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 5, 8, 0, 0).unwrap();
+        let day = |d: i64| now.date_naive() - Duration::days(d);
+        let mut before = SeenItems::new();
+        before.insert(seen_key("gone-40-days"), day(40));
+        before.insert(seen_key("gone-29-days"), day(29));
+        before.insert(seen_key("still-there"), day(3));
+        let in_feed: Vec<String> = vec!["still-there".into(), "new".into()];
+
+        let seen = Known::Seen(before.clone()).remember(&in_feed, now);
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        assert_eq!(seen.get(&seen_key("still-there")), Some(&day(0)));
+        assert_eq!(seen.get(&seen_key("gone-29-days")), Some(&day(29)));
+        assert!(!seen.contains_key(&seen_key("gone-40-days")));
+
+        // A feed bigger than the bound: its own items first, and no more than the bound.
+        let huge: Vec<String> = (0..MAX_SEEN + 10).map(|i| format!("item-{i}")).collect();
+        let seen = Known::Seen(before).remember(&huge, now);
+        assert_eq!(seen.len(), MAX_SEEN);
+        assert!(seen.contains_key(&seen_key("item-0")));
+        assert!(!seen.contains_key(&seen_key("gone-29-days")));
+    }
 
     #[test]
     fn google_redirects_are_unwrapped() {

@@ -5,10 +5,14 @@
 //! through the `Link: rel="prev"` header; on a first run it starts at the newest page
 //! and walks older through `rel="next"` until the look-back. When the instance says
 //! `X-RateLimit-Remaining: 0` it stops paging and keeps what it has: the cursor is the
-//! newest id read, so the next run continues from there without a gap.
+//! newest id read, so the next run continues from there without a gap. (On a first run
+//! the walk goes backwards, so what the limit cut off is older than the cursor and is
+//! not fetched later; the run's note says so.) The cursor moves over every status read,
+//! including ones left out, so a status without text is not read and counted again on
+//! every run.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use url::Url;
@@ -103,12 +107,18 @@ impl Connector for Mastodon {
         let mut skips = Skips::default();
         let mut mentions = Vec::new();
         let mut note = None;
+        let mut oldest_read = None;
 
         for page in 1..=self.max_pages {
             let resp = http.get(&url).await?;
             let statuses: Vec<Value> = resp.json()?;
             let mut reached_old = false;
             for (i, s) in statuses.iter().enumerate() {
+                if let Some(id) = s.get("id").and_then(Value::as_str).map(str::trim) {
+                    if !id.is_empty() && newest.as_deref().is_none_or(|n| id_newer(id, n)) {
+                        newest = Some(id.to_string());
+                    }
+                }
                 if !s.get("reblog").is_none_or(Value::is_null) {
                     continue; // a boost repeats a status that is listed in its own right
                 }
@@ -119,12 +129,9 @@ impl Connector for Mastodon {
                         continue;
                     }
                 };
-                if newest
-                    .as_deref()
-                    .is_none_or(|n| id_newer(&m.external_id, n))
-                {
-                    newest = Some(m.external_id.clone());
-                }
+                oldest_read = Some(
+                    oldest_read.map_or(m.published_at, |o: DateTime<Utc>| o.min(m.published_at)),
+                );
                 if !forward && m.published_at < ctx.first_run_since {
                     reached_old = true;
                     continue;
@@ -142,8 +149,19 @@ impl Connector for Mastodon {
             };
             if resp.header("x-ratelimit-remaining").map(str::trim) == Some("0") {
                 let reset = resp.header("x-ratelimit-reset").unwrap_or("later");
+                let rest = match (forward, oldest_read) {
+                    (true, _) => "the rest comes next run".to_string(),
+                    // Walking back from the newest: later runs start above the cursor.
+                    (false, Some(oldest)) => format!(
+                        "statuses before {} in the first run's look-back are not fetched",
+                        oldest.to_rfc3339_opts(SecondsFormat::Secs, true)
+                    ),
+                    (false, None) => {
+                        "older statuses in the first run's look-back are not fetched".to_string()
+                    }
+                };
                 note = Some(format!(
-                    "rate limit reached after page {page} (resets {reset}); the rest comes next run"
+                    "rate limit reached after page {page} (resets {reset}); {rest}"
                 ));
                 break;
             }

@@ -9,9 +9,11 @@
 //! fetch, which is how zmot charts the headline rating a buyer sees over time.
 //! This is the connector that reads pages rather than APIs, so it honours robots.txt.
 //! Pages are not ordered feeds: the cursor remembers the review ids on the page, and a
-//! review is new when its id was not there last time.
+//! review is new when its id was not there last time. An id that does not tell the
+//! page's reviews apart (the page's own URL, or one several reviews share) is replaced
+//! by a hash of the review, so no review is taken for another.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use scraper::{ElementRef, Html, Selector};
@@ -136,7 +138,7 @@ impl Page {
                 }
                 let mut embedded = Found::default();
                 schema::json_ld(&doc, &mut embedded);
-                schema::microdata(&doc, &mut embedded);
+                schema::microdata(&doc, &self.url, &mut embedded);
                 found.aggregate = embedded.aggregate;
             }
             None => {
@@ -144,7 +146,7 @@ impl Page {
                 // Pages often repeat their JSON-LD as microdata; read it only as a fallback.
                 if found.reviews.is_empty() {
                     let mut md = Found::default();
-                    schema::microdata(&doc, &mut md);
+                    schema::microdata(&doc, &self.url, &mut md);
                     found.reviews = md.reviews;
                     found.skipped.extend(md.skipped);
                     found.aggregate = found.aggregate.or(md.aggregate);
@@ -255,12 +257,14 @@ impl Connector for Page {
         for why in &found.skipped {
             skips.add(why.clone());
         }
+        let mut reviews = found.reviews;
+        self.drop_ids_that_do_not_identify(&mut reviews);
         let mut seen = Vec::new();
         let mut mentions = Vec::new();
-        for r in found.reviews {
+        for r in reviews {
             let m = self.mention(r, ctx);
             if seen.contains(&m.external_id) {
-                continue;
+                continue; // the same review twice on the page (same author, date and text)
             }
             seen.push(m.external_id.clone());
             let new = if first_run {
@@ -288,6 +292,25 @@ impl Connector for Page {
 }
 
 impl Page {
+    /// Clears the ids that cannot tell one review from another, so those reviews fall
+    /// back to the hashed id: the page's own URL (a "link to this review" that links to
+    /// the page) and any id two or more reviews on the page share (a site template
+    /// giving each review the same anchor). Keeping the first and dropping the rest as
+    /// repeats would lose those reviews for good.
+    fn drop_ids_that_do_not_identify(&self, reviews: &mut [RawReview]) {
+        let mut uses: HashMap<String, usize> = HashMap::new();
+        for id in reviews.iter().filter_map(|r| r.id.clone()) {
+            *uses.entry(id).or_default() += 1;
+        }
+        for r in reviews.iter_mut() {
+            let Some(id) = r.id.as_deref() else { continue };
+            let is_the_page = self.url.join(id).is_ok_and(|u| u == self.url);
+            if is_the_page || uses.get(id).is_some_and(|n| *n > 1) {
+                r.id = None;
+            }
+        }
+    }
+
     fn mention(&self, r: RawReview, ctx: &FetchContext) -> Mention {
         let date = r.date.map(|d| d.to_rfc3339()).unwrap_or_default();
         let external_id = r.id.clone().unwrap_or_else(|| {

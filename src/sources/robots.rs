@@ -47,15 +47,17 @@ impl Rules {
                 }
                 "allow" | "disallow" => {
                     in_rules = true;
+                    let for_me = agents
+                        .iter()
+                        .any(|a| agent.contains(a.as_str()) && a != "*");
+                    // A group naming zmot is zmot's even when its only rule is an empty
+                    // Disallow (allow everything): the `*` group no longer applies.
+                    named_mine |= for_me;
                     if value.is_empty() {
-                        continue; // an empty Disallow allows everything
+                        continue; // an empty Disallow allows everything: no rule to keep
                     }
                     let rule = (key == "allow", value.to_string());
-                    if agents
-                        .iter()
-                        .any(|a| agent.contains(a.as_str()) && a != "*")
-                    {
-                        named_mine = true;
+                    if for_me {
                         mine.push(rule.clone());
                     }
                     if agents.iter().any(|a| a == "*") {
@@ -185,6 +187,14 @@ mod tests {
         );
         assert!(named.allows("/page"));
         assert!(!named.allows("/api/x.json"));
+    }
+
+    #[test]
+    fn a_group_naming_zmot_with_an_empty_disallow_allows_everything() {
+        let txt = "User-agent: zmot\nDisallow:\n\nUser-agent: *\nDisallow: /\n";
+        let r = Rules::parse(txt, AGENT);
+        assert!(r.allows("/products/1"), "{r:?}");
+        assert!(!Rules::parse(txt, "otherbot").allows("/products/1"));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use scraper::{ElementRef, Html, Selector};
 use serde_json::{Map, Value};
+use url::Url;
 
 use super::text::{element_text, html_to_text};
 use crate::domain::AggregateRating;
@@ -211,8 +212,9 @@ fn aggregate(value: f64, best: Option<f64>, count: Option<f64>) -> Option<Aggreg
     })
 }
 
-/// Reads microdata items of type Review and AggregateRating.
-pub fn microdata(doc: &Html, found: &mut Found) {
+/// Reads microdata items of type Review and AggregateRating; `base` is the page's URL,
+/// against which relative URLs in it resolve.
+pub fn microdata(doc: &Html, base: &Url, found: &mut Found) {
     let sel = Selector::parse("[itemscope]").expect("constant selector");
     for el in doc.select(&sel) {
         let local = |t: &'_ str| t.rsplit(['/', ':', '#']).next().unwrap_or("").to_string();
@@ -227,12 +229,12 @@ pub fn microdata(doc: &Html, found: &mut Found) {
             true => hint.is_some_and(|h| h.split_whitespace().any(|p| p == prop)),
         };
         if is("Review", "review") {
-            match md_review(el) {
+            match md_review(el, base) {
                 Ok(r) => found.reviews.push(r),
                 Err(why) => found.skipped.push(why),
             }
         } else if is("AggregateRating", "aggregateRating") && found.aggregate.is_none() {
-            let p = props(el);
+            let p = props(el, base);
             found.aggregate = aggregate(
                 p.num("ratingValue").unwrap_or(f64::NAN),
                 p.num("bestRating"),
@@ -243,9 +245,12 @@ pub fn microdata(doc: &Html, found: &mut Found) {
 }
 
 /// The properties of one microdata item (not of the items nested in it).
-struct Props<'a>(Vec<(String, ElementRef<'a>)>);
+struct Props<'a, 'u> {
+    named: Vec<(String, ElementRef<'a>)>,
+    base: &'u Url,
+}
 
-fn props(scope: ElementRef<'_>) -> Props<'_> {
+fn props<'a, 'u>(scope: ElementRef<'a>, base: &'u Url) -> Props<'a, 'u> {
     fn visit<'a>(el: ElementRef<'a>, out: &mut Vec<(String, ElementRef<'a>)>, depth: usize) {
         if depth > 128 {
             return;
@@ -261,26 +266,22 @@ fn props(scope: ElementRef<'_>) -> Props<'_> {
     }
     let mut out = Vec::new();
     visit(scope, &mut out, 0);
-    Props(out)
+    Props { named: out, base }
 }
 
-impl<'a> Props<'a> {
+impl<'a> Props<'a, '_> {
     fn el(&self, name: &str) -> Option<ElementRef<'a>> {
-        self.0.iter().find(|(n, _)| n == name).map(|(_, e)| *e)
+        self.named.iter().find(|(n, _)| n == name).map(|(_, e)| *e)
     }
 
-    /// A property's value: `content` (meta), `datetime` (time), else the text; for a
-    /// nested item (an author `Person`), its `name`.
+    /// A property's value as the microdata spec reads it from its element; for a nested
+    /// item (an author `Person`), its `name`.
     fn get(&self, name: &str) -> Option<String> {
         let el = self.el(name)?;
         if el.attr("itemscope").is_some() {
-            return props(el).get("name");
+            return props(el, self.base).get("name");
         }
-        el.attr("content")
-            .or(el.attr("datetime"))
-            .map(str::to_string)
-            .or_else(|| Some(element_text(el)))
-            .filter(|s| !s.trim().is_empty())
+        property_value(el, self.base).filter(|s| !s.trim().is_empty())
     }
 
     fn num(&self, name: &str) -> Option<f64> {
@@ -288,11 +289,51 @@ impl<'a> Props<'a> {
     }
 }
 
-fn md_review(el: ElementRef<'_>) -> Result<RawReview, String> {
-    let p = props(el);
+/// The value of a microdata property (HTML "microdata" § property values): an element
+/// that links or embeds gives its URL, resolved against the page (`<a itemprop="url"
+/// href="/r/1">Permalink</a>` is "https://site/r/1", not "Permalink"); `meta` its
+/// `content`; `time` its `datetime`; `data` and `meter` their `value`; any other
+/// element its text. `content` and `datetime` on other elements are honoured too:
+/// pages put them on `span`s for search engines, which read them there.
+fn property_value(el: ElementRef<'_>, base: &Url) -> Option<String> {
+    let url_attr = match el.value().name() {
+        "a" | "area" | "link" => Some("href"),
+        "audio" | "embed" | "iframe" | "img" | "source" | "track" | "video" => Some("src"),
+        "object" => Some("data"),
+        _ => None,
+    };
+    if let Some(attr) = url_attr {
+        // Without the attribute the value is the empty string.
+        let raw = el.attr(attr)?.trim();
+        return Some(match base.join(raw) {
+            Ok(u) => u.to_string(),
+            Err(_) => raw.to_string(),
+        });
+    }
+    let attr = match el.value().name() {
+        "meta" => Some("content"),
+        "time" => Some("datetime"),
+        "data" | "meter" => Some("value"),
+        _ => None,
+    };
+    match attr {
+        Some(a) => el
+            .attr(a)
+            .map(str::to_string)
+            .or_else(|| (a != "content").then(|| element_text(el))),
+        None => el
+            .attr("content")
+            .or(el.attr("datetime"))
+            .map(str::to_string)
+            .or_else(|| Some(element_text(el))),
+    }
+}
+
+fn md_review(el: ElementRef<'_>, base: &Url) -> Result<RawReview, String> {
+    let p = props(el, base);
     let rating = match p.el("reviewRating") {
         Some(r) if r.attr("itemscope").is_some() => {
-            let rp = props(r);
+            let rp = props(r, base);
             rp.num("ratingValue")
                 .and_then(|v| scale_rating(v, rp.num("bestRating")))
         }
@@ -300,8 +341,13 @@ fn md_review(el: ElementRef<'_>) -> Result<RawReview, String> {
             .num("ratingValue")
             .and_then(|v| scale_rating(v, p.num("bestRating"))),
     };
+    // `itemid` is a URL as well.
+    let itemid = el.attr("itemid").map(|i| {
+        base.join(i.trim())
+            .map_or_else(|_| i.to_string(), |u| u.to_string())
+    });
     review(
-        el.attr("itemid").map(str::to_string).or(p.get("url")),
+        itemid.or(p.get("url")),
         p.get("author"),
         p.get("name").or(p.get("headline")),
         p.get("reviewBody").or(p.get("description")),
@@ -347,6 +393,42 @@ mod tests {
         assert_eq!(scale_rating(4.0, None), Some(4));
         assert_eq!(scale_rating(11.0, Some(10.0)), None);
         assert_eq!(scale_rating(0.0, Some(5.0)), Some(1));
+    }
+
+    #[test]
+    fn property_values_follow_the_microdata_spec() {
+        let html = r#"<div itemscope itemtype="https://schema.org/Review">
+            <a itemprop="url" href="../r/7?lang=en">Permalink</a>
+            <img itemprop="image" src="/img/7.jpg" alt="photo">
+            <meta itemprop="inLanguage" content="en-GB">
+            <time itemprop="datePublished">2026-11-01</time>
+            <time itemprop="dateModified" datetime="2026-11-02T10:00:00Z">yesterday</time>
+            <data itemprop="ratingValue" value="4">★★★★☆</data>
+            <link itemprop="sameAs">
+            <span itemprop="reviewBody">Fine.</span>
+        </div>"#;
+        let doc = Html::parse_document(html);
+        let base = Url::parse("https://shop.example.com/p/kettle").unwrap();
+        let item = doc
+            .select(&Selector::parse("[itemscope]").unwrap())
+            .next()
+            .unwrap();
+        let p = props(item, &base);
+        let get = |name: &str| p.get(name);
+        assert_eq!(
+            get("url").as_deref(),
+            Some("https://shop.example.com/r/7?lang=en")
+        );
+        assert_eq!(
+            get("image").as_deref(),
+            Some("https://shop.example.com/img/7.jpg")
+        );
+        assert_eq!(get("inLanguage").as_deref(), Some("en-GB"));
+        assert_eq!(get("datePublished").as_deref(), Some("2026-11-01"));
+        assert_eq!(get("dateModified").as_deref(), Some("2026-11-02T10:00:00Z"));
+        assert_eq!(get("ratingValue").as_deref(), Some("4"));
+        assert_eq!(get("sameAs"), None, "a link without href has no value");
+        assert_eq!(get("reviewBody").as_deref(), Some("Fine."));
     }
 
     #[test]

@@ -855,6 +855,27 @@ async fn feed_item_dated_before_ones_already_seen_still_comes() {
 }
 
 #[tokio::test]
+async fn feed_items_with_only_a_description_are_told_apart_by_it() {
+    let srv = Server::start().await;
+    srv.on("/alerts", Reply::fixture("feed/bare_descriptions.xml"));
+    let p = feed_params(&srv.url("/alerts"), "");
+    let mut c = ctx();
+    c.first_run_since = t("2026-11-04T00:00:00Z");
+
+    let first = fetch("feed", &p, &c, None).await.unwrap();
+    assert_eq!(first.mentions.len(), 3, "{:?}", ids(&first));
+    let mut unique = ids(&first);
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 3, "{unique:?}");
+    // The same items again are known by their text.
+    let second = fetch("feed", &p, &c, first.cursor.as_deref())
+        .await
+        .unwrap();
+    assert!(second.mentions.is_empty(), "{:?}", ids(&second));
+}
+
+#[tokio::test]
 async fn feed_item_dated_in_the_future_holds_back_nothing() {
     let srv = Server::start().await;
     srv.on("/rss/search", Reply::fixture("feed/news_search_future.xml"));

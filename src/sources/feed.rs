@@ -161,7 +161,7 @@ impl Connector for Feed {
         let Some(resp) = http.get_conditional(&self.url, &validators).await? else {
             return Ok(Fetched::default()); // 304: nothing new, cursor unchanged
         };
-        let parsed = feed_rs::parser::Builder::new()
+        let mut parsed = feed_rs::parser::Builder::new()
             .base_uri(Some(self.url.as_str()))
             .id_generator(stable_id)
             .build()
@@ -172,6 +172,10 @@ impl Connector for Feed {
                     format!("{} is not a readable RSS or Atom feed: {e}", self.url),
                 )
             })?;
+
+        for e in &mut parsed.entries {
+            e.id = id_from_text_when_bare(e);
+        }
 
         let known = Known::from_cursor(prev.as_ref());
         // Every item in the feed, passed on or not, so none is judged again next time.
@@ -233,6 +237,22 @@ fn stable_id(links: &[Link], title: &Option<feed_rs::model::Text>, _base: Option
     let link = links.first().map(|l| l.href.as_str()).unwrap_or("");
     let title = title.as_ref().map(|t| t.content.as_str()).unwrap_or("");
     format!("h:{}", hash_id(&[link, title]))
+}
+
+/// An item with no id, link or title (a bare `<description>`, as some alert feeds send)
+/// is named by its text: the generator above sees only links and title, and would give
+/// every such item the same id, so all but one were taken for repeats.
+fn id_from_text_when_bare(e: &Entry) -> String {
+    if e.id != stable_id(&[], &None, None) {
+        return e.id.clone();
+    }
+    let summary = e.summary.as_ref().map(|t| t.content.as_str());
+    let content = e.content.as_ref().and_then(|c| c.body.as_deref());
+    let text = summary.or(content).unwrap_or("");
+    if text.is_empty() {
+        return e.id.clone();
+    }
+    format!("h:{}", hash_id(&["", "", text]))
 }
 
 fn mention(e: &Entry, ctx: &FetchContext) -> Option<Mention> {

@@ -162,6 +162,7 @@ impl Connector for Mastodon {
                 (a, b) => a.or(b),
             },
             aggregate: None,
+            partial: None,
         })
     }
 }

@@ -167,7 +167,7 @@ pub async fn run_ingest(
             "  {name:<10} {rate:>10.0} mentions/s   peak RSS {} MiB   ({})",
             peak.map(|p| format!("{p:.0}"))
                 .unwrap_or_else(|| "?".into()),
-            crate::store::redact(&url)
+            crate::redact::database_url(&url)
         );
     }
     if let Some(dir) = sqlite
@@ -396,7 +396,7 @@ pub async fn run_web(
     );
     let mut result = Ok(());
     for (backend, url, pg_name) in &targets {
-        println!("{backend} ({}):", crate::store::redact(url));
+        println!("{backend} ({}):", crate::redact::database_url(url));
         let outcome = async {
             let store = Store::connect(url, 4).await?;
             seed_web(&store, &config, count, watches).await?;
@@ -423,7 +423,7 @@ pub async fn run_web(
             if !keep {
                 drop_postgres(admin, name).await?;
             } else {
-                println!("  kept {}", crate::store::redact(url));
+                println!("  kept {}", crate::redact::database_url(url));
             }
         }
         if outcome.is_err() {

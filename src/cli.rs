@@ -747,7 +747,7 @@ fn config_check(path: &Path) -> Result<()> {
                 if c.watches.len() == 1 { "" } else { "es" },
                 sources,
                 if sources == 1 { "" } else { "s" },
-                crate::store::redact(&c.database.url),
+                crate::redact::database_url(&c.database.url),
                 match &c.email.smtp {
                     Some(s) => format!("via SMTP {}:{}", s.host, s.port()),
                     None => format!("written to {}/", c.email.outbox_dir.display()),
@@ -771,7 +771,7 @@ async fn run(path: &Path) -> Result<()> {
     let pipeline = Pipeline::new(store.clone(), config.clone(), analyzer)?;
     let jobs = scheduler::plan(&pipeline).await?;
     tracing::info!(
-        database = %crate::store::redact(&config.database.url),
+        database = %crate::redact::database_url(&config.database.url),
         email = %mailer.describe(),
         "zmot is running; stop with Ctrl-C"
     );

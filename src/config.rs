@@ -1291,7 +1291,7 @@ fn validate(c: &Config) -> Vec<(Vec<Seg>, String)> {
 /// What `zmot` can open: a SQLite file or a PostgreSQL server. Messages show the URL with
 /// its passwords hidden.
 fn check_database_url(url: &str) -> Result<(), String> {
-    let shown = crate::store::redact(url);
+    let shown = crate::redact::database_url(url);
     if let Some((file, _)) = crate::store::sqlite_file(url) {
         if file.starts_with(":memory:") {
             return Err(format!(

@@ -16,6 +16,7 @@ pub mod import;
 pub mod notify;
 pub mod pipeline;
 pub mod push;
+pub mod redact;
 pub mod rules;
 pub mod scheduler;
 pub mod sentiment;

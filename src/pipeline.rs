@@ -152,6 +152,9 @@ impl Pipeline {
                 return Ok(report(Err(e), 0));
             }
         };
+        if let Some(kind) = fetched.partial {
+            tracing::warn!(watch = %source.watch_name, source = %source.name, kind = kind.as_str(), "fetch partial: {}", fetched.note.as_deref().unwrap_or(""));
+        }
         let mut skipped = fetched.skipped;
         let mut valid = Vec::with_capacity(fetched.mentions.len());
         for m in fetched.mentions {
@@ -176,6 +179,7 @@ impl Pipeline {
                             skipped,
                             aggregate: fetched.aggregate,
                             note: fetched.note.as_deref(),
+                            partial: fetched.partial,
                         },
                     )
                     .await
@@ -253,6 +257,7 @@ impl Pipeline {
                     skipped,
                     aggregate: None,
                     note,
+                    partial: None,
                 },
             )
             .await;

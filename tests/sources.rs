@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -85,11 +86,14 @@ impl Reply {
 }
 
 type Matcher = Box<dyn Fn(&Seen) -> bool + Send + Sync>;
+type Responder = Box<dyn Fn(&Seen) -> Reply + Send + Sync>;
 
-/// Replies served in order; the last one repeats.
+/// Replies served in order; the last one repeats. A route with a responder answers
+/// each request from what it asks (a fake service that filters and pages).
 struct Route {
     matcher: Matcher,
     replies: VecDeque<Reply>,
+    responder: Option<Responder>,
 }
 
 #[derive(Default)]
@@ -131,6 +135,18 @@ impl Server {
         st.routes.push(Route {
             matcher: Box::new(matcher),
             replies: VecDeque::from([reply]),
+            responder: None,
+        });
+    }
+
+    /// Answers requests to `path` with what `respond` makes of each.
+    fn on_request(&self, path: &str, respond: impl Fn(&Seen) -> Reply + Send + Sync + 'static) {
+        let path = path.to_string();
+        let mut st = self.state.lock().unwrap();
+        st.routes.push(Route {
+            matcher: Box::new(move |s| s.path == path),
+            replies: VecDeque::new(),
+            responder: Some(Box::new(respond)),
         });
     }
 
@@ -169,7 +185,9 @@ async fn handle(State(state): State<Arc<Mutex<ServerState>>>, req: Request) -> R
         let mut st = state.lock().unwrap();
         st.seen.push(seen.clone());
         st.routes.iter_mut().find(|r| (r.matcher)(&seen)).map(|r| {
-            if r.replies.len() > 1 {
+            if let Some(respond) = &r.responder {
+                respond(&seen)
+            } else if r.replies.len() > 1 {
                 r.replies.pop_front().unwrap()
             } else {
                 r.replies[0].clone()
@@ -550,24 +568,113 @@ async fn appstore_truncated_json_is_malformed() {
 }
 
 #[tokio::test]
-async fn appstore_later_page_failing_keeps_reviews_but_not_the_cursor() {
+async fn appstore_later_page_failing_keeps_reviews_and_the_next_run_starts_there() {
     let srv = Server::start().await;
     srv.on(&app_page(1), Reply::fixture("appstore/page1.json"));
     srv.on(&app_page(2), Reply::status(500, "oops"));
+    srv.then(Reply::fixture("appstore/page2.json"));
+    srv.on(&app_page(3), Reply::fixture("appstore/empty.json"));
+    let p = appstore_params(&srv, "retries = 0");
     let f = fetch(
         "appstore",
-        &appstore_params(&srv, "retries = 0"),
+        &p,
         &ctx(),
         Some("{\"at\":\"2026-10-01T00:00:00Z\"}"),
     )
     .await
     .unwrap();
     assert_eq!(f.mentions.len(), 3);
-    assert_eq!(f.cursor, None, "the next run reads page 2 again");
+    assert_eq!(f.partial, Some(FetchErrorKind::Network));
+    let note = f.note.as_deref().unwrap();
+    assert!(note.contains("page 1 entry 3"), "{note}");
+    assert!(note.contains("stopped at page 2"), "{note}");
+    let gap = &cursor_json(&f)["gap"];
+    assert_eq!(
+        cursor_json(&f)["at"],
+        "2026-10-01T00:00:00Z",
+        "the old watermark"
+    );
+    assert_eq!(gap["resume"], "2");
+
+    let next = fetch("appstore", &p, &ctx(), f.cursor.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(next.mentions.len(), 2, "page 2's reviews");
+    assert_eq!(next.partial, None);
+    let pages: Vec<String> = srv.seen().iter().map(|s| s.path.clone()).collect();
+    assert_eq!(pages, [app_page(1), app_page(2), app_page(2), app_page(3)]);
+    assert_eq!(
+        cursor_json(&next),
+        serde_json::json!({"at": "2026-11-03T15:14:51Z", "ids": ["11223344556"]}),
+        "the gap is read: the newest review of the first run is the watermark"
+    );
+}
+
+#[tokio::test]
+async fn appstore_page_limit_goes_on_from_the_next_page_next_run() {
+    let srv = Server::start().await;
+    srv.on(&app_page(1), Reply::fixture("appstore/page1.json"));
+    srv.on(&app_page(2), Reply::fixture("appstore/page2.json"));
+    srv.on(&app_page(3), Reply::fixture("appstore/empty.json"));
+    let p = appstore_params(&srv, "max_pages = 1");
+    // The cursor as older versions wrote it: a bare watermark.
+    let mut cursor = Some("{\"at\":\"2026-10-01T00:00:00Z\"}".to_string());
+    let mut read = Vec::new();
+    for _ in 0..3 {
+        let f = fetch("appstore", &p, &ctx(), cursor.as_deref())
+            .await
+            .unwrap();
+        assert_eq!(
+            f.partial, None,
+            "nothing is lost, so the run is not partial"
+        );
+        read.extend(ids(&f).iter().map(|id| id.to_string()));
+        cursor = f.cursor;
+    }
+    let pages: Vec<String> = srv.seen().iter().map(|s| s.path.clone()).collect();
+    assert_eq!(pages, [app_page(1), app_page(2), app_page(3)]);
+    assert_eq!(
+        read.len(),
+        5,
+        "page 1's three reviews and page 2's two: {read:?}"
+    );
+    let c: Value = serde_json::from_str(cursor.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        c,
+        serde_json::json!({"at": "2026-11-03T15:14:51Z", "ids": ["11223344556"]})
+    );
+}
+
+#[tokio::test]
+async fn appstore_reading_page_10_without_reaching_known_reviews_is_partial() {
+    let srv = Server::start().await;
+    // A busy storefront: ten full pages newer than the last run (the same reviews stand
+    // in for each page; what matters is that none is as old as the watermark).
+    srv.on_when(
+        |s| s.path.starts_with("/us/rss/customerreviews/page="),
+        Reply::fixture("appstore/page1.json"),
+    );
+    let f = fetch(
+        "appstore",
+        &appstore_params(&srv, ""),
+        &ctx(),
+        Some("{\"at\":\"2026-10-01T00:00:00Z\"}"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(srv.seen().len(), 10);
+    assert_eq!(f.partial, Some(FetchErrorKind::Other));
+    let note = f.note.as_deref().unwrap();
     assert!(
-        f.note.as_deref().unwrap().contains("page 1 entry 3"),
-        "{:?}",
-        f.note
+        note.contains("ends at page 10")
+            && note.contains("between 2026-10-01 00:00 UTC and 2026-11-01 17:00 UTC"),
+        "{note}"
+    );
+    assert_eq!(cursor_json(&f)["at"], "2026-11-03T15:14:51Z");
+    assert_eq!(
+        cursor_json(&f).get("gap"),
+        None,
+        "nothing more to go on with"
     );
 }
 
@@ -669,6 +776,104 @@ async fn googleplay_second_run_stops_at_known_reviews() {
         srv.seen().len(),
         3,
         "known reviews on the first page end the walk"
+    );
+}
+
+/// The token `googleplay/page1.txt` gives for page 2.
+const PLAY_PAGE2_TOKEN: &str = "CpEBCo4BKmIKOAoSCgNhcHAS";
+
+#[tokio::test]
+async fn googleplay_page_limit_goes_on_from_the_saved_token_next_run() {
+    let srv = Server::start().await;
+    srv.on_when(
+        |s| s.path == PLAY_PATH && freq(s).contains(PLAY_PAGE2_TOKEN),
+        Reply::fixture("googleplay/page2.txt"),
+    );
+    srv.on(PLAY_PATH, Reply::fixture("googleplay/page1.txt"));
+    let mut p = play_params(&srv);
+    p.insert("max_pages".into(), 1.into());
+
+    let first = fetch("googleplay", &p, &ctx(), None).await.unwrap();
+    assert_eq!(first.mentions.len(), 2);
+    assert!(
+        first.note.as_deref().unwrap().contains("max_pages = 1"),
+        "{:?}",
+        first.note
+    );
+    assert_eq!(first.partial, None);
+    let second = fetch("googleplay", &p, &ctx(), first.cursor.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&second),
+        [
+            "gp:AOqpTODold1old1old1old1old1old1old1old1",
+            "gp:AOqpTOCold2old2old2old2old2old2old2old2"
+        ]
+    );
+    assert!(freq(&srv.seen()[1]).contains(PLAY_PAGE2_TOKEN));
+    assert_eq!(
+        cursor_json(&second),
+        serde_json::json!({"at": "2026-11-03T09:00:00Z", "ids": ["gp:AOqpTOGx1aA2bB3cC4dD5eE6fF7gG8hH9iI0jJ"]})
+    );
+}
+
+#[tokio::test]
+async fn googleplay_throttled_after_page_1_keeps_what_was_read_and_goes_on_next_run() {
+    let srv = Server::start().await;
+    srv.on_when(
+        |s| s.path == PLAY_PATH && freq(s).contains(PLAY_PAGE2_TOKEN),
+        Reply::fixture("googleplay/throttled.txt"),
+    );
+    srv.then(Reply::fixture("googleplay/page2.txt"));
+    srv.on(PLAY_PATH, Reply::fixture("googleplay/page1.txt"));
+    let text = format!(
+        r#"
+[http]
+first_run_lookback_days = 3650
+
+[[watch]]
+name = "Example Notes"
+
+  [[watch.source]]
+  name = "play"
+  kind = "googleplay"
+  params = {{ app_id = "com.example.notes", enabled_unofficial = true, base_url = "{}", min_interval_ms = 0 }}
+"#,
+        srv.base
+    );
+    let db = testutil::sqlite().await.unwrap();
+    let pipeline = pipeline_for(&text, &db).await;
+    let source = source_named(&db, "play").await;
+
+    let first = pipeline.fetch_source(&source).await.unwrap();
+    assert_eq!(first.result.unwrap().new, 2, "page 1 is kept");
+    let run = &db.store.fetch_runs(source.id, 1).await.unwrap()[0];
+    assert_eq!(run.status, "partial");
+    assert_eq!(run.error_kind.as_deref(), Some("rate_limited"));
+    let note = run.error.as_deref().unwrap();
+    assert!(
+        note.contains("stopped at page 2") && note.contains("PlayGatewayError"),
+        "{note}"
+    );
+
+    let source = db.store.source(source.id).await.unwrap().unwrap();
+    let second = pipeline.fetch_source(&source).await.unwrap();
+    assert_eq!(second.result.unwrap().new, 2, "page 2, from its token");
+    assert_eq!(db.store.count_mentions(None).await.unwrap(), 4);
+    assert_eq!(
+        db.store.fetch_runs(source.id, 1).await.unwrap()[0].status,
+        "ok"
+    );
+    let tokens: Vec<bool> = srv
+        .hits(PLAY_PATH)
+        .iter()
+        .map(|s| freq(s).contains(PLAY_PAGE2_TOKEN))
+        .collect();
+    assert_eq!(
+        tokens,
+        [false, true, true],
+        "the second run starts at page 2"
     );
 }
 
@@ -1407,6 +1612,43 @@ async fn bluesky_signs_in_once_pages_and_then_brings_only_new_posts() {
 }
 
 #[tokio::test]
+async fn bluesky_page_limit_reads_the_rest_until_the_oldest_post_read_next_run() {
+    let srv = Server::start().await;
+    srv.on(CREATE, Reply::fixture("bluesky/create_session.json"));
+    srv.on_when(
+        query_has(SEARCH, "until="),
+        Reply::fixture("bluesky/search_page2.json"),
+    );
+    srv.on(SEARCH, Reply::fixture("bluesky/search_page1.json"));
+    let mut p = bluesky_params(&srv, "ZMOT_TEST_BSKY_PW_4");
+    p.insert("max_pages".into(), 1.into());
+
+    let first = fetch("bluesky", &p, &ctx(), None).await.unwrap();
+    assert_eq!(first.mentions.len(), 2);
+    assert!(first.note.as_deref().unwrap().contains("max_pages = 1"));
+    let second = fetch("bluesky", &p, &ctx(), first.cursor.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&second),
+        ["at://did:plc:mia00000000000000000000/app.bsky.feed.post/3lb2xyzaaa99d"]
+    );
+    let searches = srv.hits(SEARCH);
+    assert_eq!(
+        searches[1].param("until").as_deref(),
+        Some("2026-11-03T07:00:01.001Z"),
+        "just after the oldest post read"
+    );
+    assert_eq!(
+        searches[1].param("since").as_deref(),
+        Some("2026-01-01T00:00:00.000Z"),
+        "the first run's look-back is still the lower end"
+    );
+    assert_eq!(cursor_json(&second)["at"], "2026-11-03T09:12:45.301Z");
+    assert_eq!(cursor_json(&second).get("gap"), None);
+}
+
+#[tokio::test]
 async fn bluesky_refreshes_an_expired_token_and_signs_in_again_only_when_refresh_fails() {
     let srv = Server::start().await;
     srv.on(CREATE, Reply::fixture("bluesky/create_session.json"));
@@ -1578,6 +1820,154 @@ async fn hackernews_pages_stories_and_comments_then_only_new() {
         Some("created_at_i>=1793714711")
     );
     assert_eq!(cursor_json(&second)["at"], "2026-11-03T15:28:31Z");
+}
+
+/// A fake Algolia `search_by_date` over `hackernews/busy_day.json`: the hits created by
+/// `clock`, filtered by `numericFilters` (`>=` and `<=` on `created_at_i`) and paged
+/// newest first like the real one.
+fn fake_algolia(srv: &Server, clock: Arc<AtomicI64>) {
+    let all: Value = serde_json::from_slice(&fixture("hackernews/busy_day.json")).unwrap();
+    srv.on_request(HN_PATH, move |s| {
+        let filters = s.param("numericFilters").unwrap_or_default();
+        let now = clock.load(Ordering::SeqCst);
+        let hits: Vec<&Value> = all["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| {
+                let at = h["created_at_i"].as_i64().unwrap();
+                at <= now
+                    && filters.split(',').all(|f| {
+                        if let Some(v) = f.strip_prefix("created_at_i>=") {
+                            at >= v.parse::<i64>().unwrap()
+                        } else if let Some(v) = f.strip_prefix("created_at_i<=") {
+                            at <= v.parse::<i64>().unwrap()
+                        } else {
+                            panic!("unexpected filter {f}")
+                        }
+                    })
+            })
+            .collect();
+        let per_page: usize = s.param("hitsPerPage").unwrap().parse().unwrap();
+        let page: usize = s.param("page").unwrap().parse().unwrap();
+        let on_page: Vec<&Value> = hits
+            .iter()
+            .skip(page * per_page)
+            .take(per_page)
+            .copied()
+            .collect();
+        Reply::ok(
+            serde_json::to_vec(&serde_json::json!({
+                "hits": on_page,
+                "nbHits": hits.len(),
+                "page": page,
+                "nbPages": hits.len().div_ceil(per_page),
+                "hitsPerPage": per_page,
+            }))
+            .unwrap(),
+        )
+    });
+}
+
+#[tokio::test]
+async fn hackernews_busy_day_beyond_the_page_limit_is_read_over_several_runs() {
+    let srv = Server::start().await;
+    // Two hits on 2 November, then five on 4 November (an outage day).
+    let clock = Arc::new(AtomicI64::new(t("2026-11-03T00:00:00Z").timestamp()));
+    fake_algolia(&srv, clock.clone());
+    let text = format!(
+        r#"
+[http]
+first_run_lookback_days = 3650
+
+[[watch]]
+name = "Example Notes"
+
+  [[watch.source]]
+  name = "hn"
+  kind = "hackernews"
+  params = {{ base_url = "{}/api/v1", query = "example notes", page_size = 2, max_pages = 1, min_interval_ms = 0 }}
+"#,
+        srv.base
+    );
+    let db = testutil::sqlite().await.unwrap();
+    let pipeline = pipeline_for(&text, &db).await;
+    let hn = source_named(&db, "hn").await;
+
+    let first = pipeline.fetch_source(&hn).await.unwrap();
+    assert_eq!(first.result.unwrap().new, 2);
+    let cursor = db
+        .store
+        .source(hn.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .cursor
+        .unwrap();
+    assert!(
+        !cursor.contains("gap"),
+        "a complete walk saves a bare watermark: {cursor}"
+    );
+
+    clock.store(t("2026-11-05T00:00:00Z").timestamp(), Ordering::SeqCst);
+    let mut news = Vec::new();
+    for _ in 0..8 {
+        let source = db.store.source(hn.id).await.unwrap().unwrap();
+        let report = pipeline.fetch_source(&source).await.unwrap();
+        news.push(report.result.unwrap().new);
+        let cursor = db
+            .store
+            .source(hn.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .cursor
+            .unwrap();
+        let run = &db.store.fetch_runs(hn.id, 1).await.unwrap()[0];
+        assert_eq!(run.status, "ok", "nothing is lost, so no run is partial");
+        if cursor.contains("gap") {
+            let note = run.error.as_deref().unwrap_or_default();
+            assert!(note.contains("max_pages = 1"), "{note}");
+        } else {
+            break;
+        }
+    }
+    assert_eq!(
+        news.iter().sum::<u64>(),
+        5,
+        "every newer hit, over several runs: {news:?}"
+    );
+    assert_eq!(news[0], 2, "the newest page first");
+    assert_eq!(db.store.count_mentions(None).await.unwrap(), 7);
+    let cursor = db
+        .store
+        .source(hn.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .cursor
+        .unwrap();
+    let cursor: Value = serde_json::from_str(&cursor).unwrap();
+    assert_eq!(
+        cursor,
+        serde_json::json!({"at": "2026-11-04T18:42:07Z", "ids": ["41262010"]}),
+        "once the gap is read, the newest hit is the watermark"
+    );
+    let gap_queries: Vec<String> = srv
+        .hits(HN_PATH)
+        .iter()
+        .filter_map(|s| s.param("numericFilters"))
+        .filter(|f| f.contains("<="))
+        .collect();
+    assert_eq!(
+        gap_queries.first().map(String::as_str),
+        Some("created_at_i>=1793653780,created_at_i<=1793812533"),
+        "the gap: after the old watermark, up to the oldest hit read"
+    );
+
+    let source = db.store.source(hn.id).await.unwrap().unwrap();
+    let report = pipeline.fetch_source(&source).await.unwrap();
+    assert_eq!(report.result.unwrap().new, 0);
 }
 
 #[tokio::test]
@@ -2109,6 +2499,57 @@ name = "Example Notes"
         assert!(found
             .iter()
             .any(|m| m.mention.mention.text == "Example Notes 5.0.1 fixed the crash for me."));
+    }
+}
+
+#[tokio::test]
+async fn a_failing_private_feed_is_named_without_its_token() {
+    let srv = Server::start().await;
+    srv.on("/feed", Reply::status(500, "upstream down"));
+    // A port nothing listens on, for the connection error (reqwest quotes the URL).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let text = format!(
+        r#"
+[[watch]]
+name = "Example Notes"
+
+  [[watch.source]]
+  name = "private-feed"
+  kind = "feed"
+  params = {{ url = "{}/feed?token=SECRET123", retries = 0, min_interval_ms = 0 }}
+
+  [[watch.source]]
+  name = "gone-feed"
+  kind = "feed"
+  params = {{ url = "http://reader:hunter2@127.0.0.1:{closed_port}/feed?token=SECRET123&lang=en", retries = 0, min_interval_ms = 0 }}
+"#,
+        srv.base
+    );
+    let db = testutil::sqlite().await.unwrap();
+    let pipeline = pipeline_for(&text, &db).await;
+    for (name, shown) in [
+        ("private-feed", format!("{}/feed?token=***", srv.base)),
+        (
+            "gone-feed",
+            format!("http://reader:***@127.0.0.1:{closed_port}/feed?token=***&lang=***"),
+        ),
+    ] {
+        let source = source_named(&db, name).await;
+        let report = pipeline.fetch_source(&source).await.unwrap();
+        let e = report.result.unwrap_err();
+        let stored = db.store.fetch_runs(source.id, 1).await.unwrap()[0]
+            .error
+            .clone()
+            .unwrap();
+        for text in [&e.message, &stored] {
+            assert!(text.contains(&shown), "{name}: {text}");
+            assert!(
+                !text.contains("SECRET123") && !text.contains("hunter2"),
+                "{name}: {text}"
+            );
+        }
     }
 }
 

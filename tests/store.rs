@@ -268,6 +268,7 @@ async fn a_fetch_run_commits_mentions_cursor_and_record_together() {
                         count: Some(1234),
                     }),
                     note: Some("1 item had no id"),
+                    partial: None,
                 },
             )
             .await

@@ -5,6 +5,12 @@
 //! JSON is a mechanical translation of XML, hence the quirks handled here: every value
 //! is wrapped in `{"label": ...}`, `entry` is a single object when there is one review
 //! and absent when there are none, and numbers arrive as strings.
+//!
+//! A walk cut by `max_pages` or a failing page saves the next page's number in the
+//! cursor's gap, and the next run goes on from there (new reviews push older ones to
+//! later pages, never earlier, so nothing is jumped). Past page 10 there is nothing to
+//! go on with: a walk that reads page 10 without reaching the reviews read before is
+//! recorded as partial, since the reviews in between are out of the feed's reach.
 
 use std::collections::HashSet;
 
@@ -13,12 +19,14 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use url::Url;
 
-use super::cursor::{self, Skips, Watermark, Window};
-use super::http::{Http, HttpOptions};
+use super::cursor::{self, NewestFirst, Skips, Walk, Window};
+use super::http::{shown, Http, HttpOptions};
 use super::{Connector, FetchContext, FetchError, Fetched, Params};
 use crate::domain::{Engagement, FetchErrorKind, Mention};
 
 const DEFAULT_BASE: &str = "https://itunes.apple.com";
+/// Apple serves no page after this one.
+const LAST_PAGE: u32 = 10;
 
 /// One app in one storefront.
 #[derive(Debug, Clone)]
@@ -76,25 +84,36 @@ impl Connector for AppStore {
 
     async fn fetch(&self, ctx: &FetchContext, cursor: Option<&str>) -> Result<Fetched, FetchError> {
         let http = Http::new(&ctx.http, &self.http);
-        let mut window = Window::new(cursor::load::<Watermark>("appstore", cursor), ctx);
+        let mut window = Window::newest_first(cursor::load::<NewestFirst>("appstore", cursor), ctx);
         let mut skips = Skips::default();
         let mut seen = HashSet::new();
         let mut mentions = Vec::new();
-        let mut note = None;
-        let mut complete = true;
+        let mut stop_note = None;
+        let mut partial = None;
+        let mut walk = Walk::Complete;
+        let first = window
+            .resume()
+            .and_then(|p| p.parse::<u32>().ok())
+            .filter(|p| (1..=LAST_PAGE).contains(p))
+            .unwrap_or(1);
+        let last = (first + self.max_pages - 1).min(LAST_PAGE);
 
-        for page in 1..=self.max_pages {
+        for page in first..=last {
             let url = self.page_url(page);
             let entries = match http.get(&url).await.and_then(|r| parse_feed(&r.body, &url)) {
                 Ok(e) => e,
-                Err(e) if page == 1 => return Err(e),
-                // Past the last page Apple answers an error or an empty feed; a later
-                // page failing keeps what was read but not the cursor, so the next run
-                // reads those pages again.
-                Err(e) if e.kind == FetchErrorKind::NotFound => break,
+                // Past the last page Apple answers an error or an empty feed.
+                Err(e) if page > 1 && e.kind == FetchErrorKind::NotFound => break,
+                Err(e) if page == first => return Err(e),
+                // A later page failing keeps what was read; the next run starts there.
                 Err(e) => {
-                    note = Some(format!("stopped at page {page}: {e}"));
-                    complete = false;
+                    stop_note = Some(format!(
+                        "stopped at page {page}: {e}; the next run goes on from that page"
+                    ));
+                    partial = Some(e.kind);
+                    walk = Walk::Cut {
+                        resume: Some(page.to_string()),
+                    };
                     break;
                 }
             };
@@ -126,18 +145,32 @@ impl Connector for AppStore {
             if reached_old {
                 break;
             }
+            if page == last && page < LAST_PAGE {
+                stop_note = Some(cursor::page_limit_note(self.max_pages, "reviews"));
+                walk = Walk::Cut {
+                    resume: Some((page + 1).to_string()),
+                };
+            } else if page == LAST_PAGE {
+                // Nothing older is served: going on would only read page 10 again.
+                let oldest = window.oldest().at.map_or_else(String::new, |at| {
+                    format!(" and {}", at.format("%Y-%m-%d %H:%M UTC"))
+                });
+                stop_note = Some(format!(
+                    "Apple's feed ends at page {LAST_PAGE} (its 500 most recent reviews) before \
+                     the reviews read before: any reviews between {}{oldest} are missing",
+                    window.lower_bound().format("%Y-%m-%d %H:%M UTC")
+                ));
+                partial = Some(FetchErrorKind::Other);
+            }
         }
 
         Ok(Fetched {
             mentions,
-            cursor: if complete {
-                Some(cursor::save(window.watermark())?)
-            } else {
-                None
-            },
+            cursor: Some(cursor::save(&window.finish(walk))?),
             skipped: skips.count,
-            note: skips.note().or(note),
+            note: cursor::join_notes([skips.note(), stop_note]),
             aggregate: None,
+            partial,
         })
     }
 }
@@ -147,13 +180,13 @@ fn parse_feed(body: &[u8], url: &Url) -> Result<Vec<Value>, FetchError> {
     let v: Value = serde_json::from_slice(body).map_err(|e| {
         FetchError::new(
             FetchErrorKind::Malformed,
-            format!("invalid JSON from {url}: {e}"),
+            format!("invalid JSON from {}: {e}", shown(url)),
         )
     })?;
     let feed = v.get("feed").ok_or_else(|| {
         FetchError::new(
             FetchErrorKind::Malformed,
-            format!("{url}: no `feed` object in the answer"),
+            format!("{}: no `feed` object in the answer", shown(url)),
         )
     })?;
     Ok(match feed.get("entry") {
@@ -163,7 +196,10 @@ fn parse_feed(body: &[u8], url: &Url) -> Result<Vec<Value>, FetchError> {
         Some(_) => {
             return Err(FetchError::new(
                 FetchErrorKind::Malformed,
-                format!("{url}: `feed.entry` is neither a list nor an object"),
+                format!(
+                    "{}: `feed.entry` is neither a list nor an object",
+                    shown(url)
+                ),
             ))
         }
     })

@@ -7,6 +7,9 @@
 //! map keyed by service and handle. When the access token expires the refresh token
 //! renews it (`com.atproto.server.refreshSession`); only when that fails too does the
 //! connector sign in again.
+//!
+//! A walk cut by `max_pages` leaves a gap in the cursor; the next run reads it first,
+//! with `until` just after the oldest post read, so nothing between is jumped over.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -17,8 +20,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use url::Url;
 
-use super::cursor::{self, Skips, Watermark, Window};
-use super::http::{check_status, join, Http, HttpOptions, Response};
+use super::cursor::{self, NewestFirst, Skips, Walk, Window};
+use super::http::{check_status, join, shown, Http, HttpOptions, Response};
 use super::text::language_allowed;
 use super::{Connector, FetchContext, FetchError, Fetched, Params};
 use crate::domain::{Engagement, FetchErrorKind, Mention};
@@ -206,10 +209,16 @@ impl Connector for Bluesky {
         let http = Http::new(&ctx.http, &self.http);
         let slot = session_slot(&self.base, &self.handle);
         let mut token = self.access(&http, &slot, ctx).await?;
-        let mut window = Window::new(cursor::load::<Watermark>("bluesky", cursor), ctx);
+        let mut window = Window::newest_first(cursor::load::<NewestFirst>("bluesky", cursor), ctx);
         let since = window
             .lower_bound()
             .to_rfc3339_opts(SecondsFormat::Millis, true);
+        // `until` is exclusive and in milliseconds: one past the oldest post read keeps
+        // the posts of that very millisecond not read yet.
+        let until = window.gap_top().map(|top| {
+            (top + chrono::Duration::milliseconds(1)).to_rfc3339_opts(SecondsFormat::Millis, true)
+        });
+        let mut cut = false;
         let mut skips = Skips::default();
         let mut seen = HashSet::new();
         let mut mentions = Vec::new();
@@ -223,6 +232,9 @@ impl Connector for Bluesky {
                     .append_pair("sort", "latest")
                     .append_pair("limit", &self.page_size.to_string())
                     .append_pair("since", &since);
+                if let Some(until) = &until {
+                    url.query_pairs_mut().append_pair("until", until);
+                }
                 if let Some(c) = &page_cursor {
                     url.query_pairs_mut().append_pair("cursor", c);
                 }
@@ -239,7 +251,10 @@ impl Connector for Bluesky {
                 check_status(&resp)?;
                 let body: Value = resp.json()?;
                 let posts = body.get("posts").and_then(Value::as_array).ok_or_else(|| {
-                    FetchError::new(FetchErrorKind::Malformed, format!("{url}: no `posts` list"))
+                    FetchError::new(
+                        FetchErrorKind::Malformed,
+                        format!("{}: no `posts` list", shown(&url)),
+                    )
                 })?;
                 let mut reached_old = false;
                 for (i, p) in posts.iter().enumerate() {
@@ -275,15 +290,25 @@ impl Connector for Bluesky {
                 if reached_old || posts.is_empty() || page_cursor.is_none() {
                     break;
                 }
+                cut |= page == self.max_pages;
             }
         }
 
+        let walk = if cut {
+            Walk::Cut { resume: None }
+        } else {
+            Walk::Complete
+        };
         Ok(Fetched {
             mentions,
-            cursor: Some(cursor::save(window.watermark())?),
+            note: cursor::join_notes([
+                skips.note(),
+                cut.then(|| cursor::page_limit_note(self.max_pages, "posts")),
+            ]),
+            cursor: Some(cursor::save(&window.finish(walk))?),
             skipped: skips.count,
-            note: skips.note(),
             aggregate: None,
+            partial: None,
         })
     }
 }

@@ -3,6 +3,11 @@
 //! timestamp seen plus the ids seen at exactly that timestamp, so an item published in
 //! the same second as the last one fetched is neither lost (`>` alone) nor fetched twice
 //! (`>=` alone).
+//!
+//! Services read newest first keep a [`NewestFirst`] cursor: the watermark plus, when a
+//! walk stopped at its page limit (or at a failing page) before reaching the watermark,
+//! the [`Gap`] it left. The next run reads the gap first, so a busy day is fetched over
+//! several runs instead of its older part being jumped over.
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -30,6 +35,22 @@ impl Watermark {
         }
     }
 
+    /// Moves the mark back over an item (never forward): for the oldest item read.
+    pub fn advance_back(&mut self, at: DateTime<Utc>, id: &str) {
+        match self.at {
+            Some(w) if at > w => {}
+            Some(w) if at == w => {
+                if !self.ids.iter().any(|i| i == id) {
+                    self.ids.push(id.to_string());
+                }
+            }
+            _ => {
+                self.at = Some(at);
+                self.ids = vec![id.to_string()];
+            }
+        }
+    }
+
     /// Moves the watermark forward over an item (never backward).
     pub fn advance(&mut self, at: DateTime<Utc>, id: &str) {
         match self.at {
@@ -47,22 +68,87 @@ impl Watermark {
     }
 }
 
+/// The cursor of a service read newest first. A bare [`Watermark`] (what older versions
+/// wrote) reads as one without a gap.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NewestFirst {
+    /// Everything newer than this has been read, except the gap.
+    #[serde(flatten)]
+    pub read: Watermark,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap: Option<Gap>,
+}
+
+/// What a walk newest first read before it stopped short of the watermark: everything
+/// from `newest` down to `below`. The items between `below` and the watermark are still
+/// to be read.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Gap {
+    /// The oldest item read (its time and the ids at exactly that time).
+    pub below: Watermark,
+    /// The newest item read: the watermark once the gap is read.
+    pub newest: Watermark,
+    /// Where the service lets the walk go on (a page number or page token), when it can.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<String>,
+}
+
+impl Gap {
+    /// Whether the walk that left this gap read the item already.
+    fn has_read(&self, at: DateTime<Utc>, id: &str) -> bool {
+        let Some(below) = self.below.at else {
+            return false;
+        };
+        let above_bottom = at > below || (at == below && self.below.ids.iter().any(|i| i == id));
+        above_bottom && !self.newest.is_new(at, id)
+    }
+}
+
+/// How a walk through pages sorted newest first ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Walk {
+    /// It reached the items read before, or the service's last page.
+    Complete,
+    /// It stopped before that (page limit, a failing page); `resume` is where the
+    /// service lets the next run go on, if it does (else the next run starts at the
+    /// newest again and skips what it has read).
+    Cut { resume: Option<String> },
+}
+
 /// The window one fetch admits: after the previous watermark, or within the first-run
-/// look-back when there is none. Tracks the next watermark as items go by.
+/// look-back when there is none, and not what the walk that left a gap has read already.
+/// Tracks the next watermark, and the oldest item read, as items go by.
 #[derive(Debug, Clone)]
 pub struct Window {
     prev: Option<Watermark>,
     since: DateTime<Utc>,
     next: Watermark,
+    gap: Option<Gap>,
+    oldest: Watermark,
 }
 
 impl Window {
     pub fn new(prev: Option<Watermark>, ctx: &FetchContext) -> Self {
-        let next = prev.clone().unwrap_or_default();
+        Window::newest_first(prev.map(|read| NewestFirst { read, gap: None }), ctx)
+    }
+
+    /// The window of a service read newest first, going on with the gap a cut walk left.
+    pub fn newest_first(cursor: Option<NewestFirst>, ctx: &FetchContext) -> Self {
+        let (prev, gap) = match cursor {
+            Some(c) => (Some(c.read), c.gap),
+            None => (None, None),
+        };
+        let next = match &gap {
+            Some(g) => g.newest.clone(),
+            None => prev.clone().unwrap_or_default(),
+        };
+        let oldest = gap.as_ref().map(|g| g.below.clone()).unwrap_or_default();
         Window {
             prev,
             since: ctx.first_run_since,
             next,
+            gap,
+            oldest,
         }
     }
 
@@ -71,13 +157,25 @@ impl Window {
         self.prev.as_ref().and_then(|w| w.at).unwrap_or(self.since)
     }
 
+    /// The newest time still to be read while a gap is open (for `until` query
+    /// parameters; inclusive: items at that very time may not all have been read).
+    pub fn gap_top(&self) -> Option<DateTime<Utc>> {
+        self.gap.as_ref().and_then(|g| g.below.at)
+    }
+
+    /// Where the cut walk said the service lets this one go on.
+    pub fn resume(&self) -> Option<&str> {
+        self.gap.as_ref().and_then(|g| g.resume.as_deref())
+    }
+
     /// Whether an item belongs in this fetch. Call [`Window::saw`] for every item read,
     /// admitted or not, so filtered items do not come back next time.
     pub fn admits(&self, at: DateTime<Utc>, id: &str) -> bool {
-        match &self.prev {
+        let after_prev = match &self.prev {
             Some(w) if w.at.is_some() => w.is_new(at, id),
             _ => at >= self.since,
-        }
+        };
+        after_prev && !self.gap.as_ref().is_some_and(|g| g.has_read(at, id))
     }
 
     /// Whether items this old end the walk back through pages sorted newest first.
@@ -87,11 +185,51 @@ impl Window {
 
     pub fn saw(&mut self, at: DateTime<Utc>, id: &str) {
         self.next.advance(at, id);
+        self.oldest.advance_back(at, id);
     }
 
     pub fn watermark(&self) -> &Watermark {
         &self.next
     }
+
+    /// The oldest item read so far, this run or by the walk that left the gap.
+    pub fn oldest(&self) -> &Watermark {
+        &self.oldest
+    }
+
+    /// The cursor to save after a walk newest first: the new watermark when the walk is
+    /// complete; else the old watermark and the gap still to read.
+    pub fn finish(self, walk: Walk) -> NewestFirst {
+        match walk {
+            Walk::Complete => NewestFirst {
+                read: self.next,
+                gap: None,
+            },
+            Walk::Cut { resume } => NewestFirst {
+                read: self.prev.unwrap_or_default(),
+                gap: Some(Gap {
+                    below: self.oldest,
+                    newest: self.next,
+                    resume,
+                }),
+            },
+        }
+    }
+}
+
+/// The note for a walk cut by `max_pages`: nothing is lost, but the user should know why
+/// items arrive over several runs (and may raise the limit).
+pub fn page_limit_note(max_pages: u32, what: &str) -> String {
+    format!(
+        "stopped at the page limit (max_pages = {max_pages}) before reaching the {what} read \
+         before; the next run goes on from the oldest one read"
+    )
+}
+
+/// Joins the notes of one fetch.
+pub fn join_notes(notes: impl IntoIterator<Item = Option<String>>) -> Option<String> {
+    let notes: Vec<String> = notes.into_iter().flatten().collect();
+    (!notes.is_empty()).then(|| notes.join("; "))
 }
 
 /// Reads a cursor this connector wrote. An unreadable cursor (written by an older
@@ -167,5 +305,54 @@ mod tests {
         assert_eq!(w.ids, vec!["a", "b"]);
         w.advance(t + chrono::Duration::seconds(1), "c");
         assert_eq!(w.ids, vec!["c"]);
+    }
+
+    #[test]
+    fn a_bare_watermark_reads_as_a_cursor_without_a_gap() {
+        let old = r#"{"at":"2026-11-02T21:09:40Z","ids":["41248811"]}"#;
+        let c: NewestFirst = serde_json::from_str(old).unwrap();
+        assert_eq!(c.gap, None);
+        assert_eq!(c.read.ids, vec!["41248811"]);
+        assert_eq!(serde_json::to_string(&c).unwrap(), old);
+    }
+
+    #[test]
+    fn a_gap_admits_only_what_its_walk_did_not_read() {
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let mut below = Watermark::default();
+        below.advance(t("2026-11-04T12:00:00Z"), "b");
+        let mut newest = Watermark::default();
+        newest.advance(t("2026-11-04T18:00:00Z"), "n");
+        let mut read = Watermark::default();
+        read.advance(t("2026-11-02T00:00:00Z"), "old");
+        let gap = Gap {
+            below,
+            newest,
+            resume: None,
+        };
+        let ctx = FetchContext {
+            http: reqwest::Client::new(),
+            keywords: Vec::new(),
+            languages: Vec::new(),
+            first_run_since: t("2026-01-01T00:00:00Z"),
+            now: t("2026-11-05T00:00:00Z"),
+        };
+        let window = Window::newest_first(
+            Some(NewestFirst {
+                read,
+                gap: Some(gap),
+            }),
+            &ctx,
+        );
+        assert_eq!(window.gap_top(), Some(t("2026-11-04T12:00:00Z")));
+        assert!(window.admits(t("2026-11-03T00:00:00Z"), "in-gap"));
+        assert!(window.admits(t("2026-11-04T12:00:00Z"), "same-second-unread"));
+        assert!(!window.admits(t("2026-11-04T12:00:00Z"), "b"));
+        assert!(!window.admits(t("2026-11-04T15:00:00Z"), "read-by-the-walk"));
+        assert!(window.admits(t("2026-11-04T19:00:00Z"), "newer-than-the-walk"));
+        assert!(!window.admits(t("2026-11-02T00:00:00Z"), "old"));
+        let next = window.finish(Walk::Complete);
+        assert_eq!(next.read.at, Some(t("2026-11-04T18:00:00Z")));
+        assert_eq!(next.gap, None);
     }
 }

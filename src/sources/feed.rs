@@ -22,7 +22,7 @@ use serde_json::json;
 use url::Url;
 
 use super::cursor::{self, Skips, Watermark};
-use super::http::{Http, HttpOptions, Validators};
+use super::http::{shown, Http, HttpOptions, Validators};
 use super::text::{hash_id, html_to_text, language_allowed, matches_keywords};
 use super::{Connector, FetchContext, FetchError, Fetched, Params};
 use crate::domain::{FetchErrorKind, Mention};
@@ -169,7 +169,10 @@ impl Connector for Feed {
             .map_err(|e| {
                 FetchError::new(
                     FetchErrorKind::Malformed,
-                    format!("{} is not a readable RSS or Atom feed: {e}", self.url),
+                    format!(
+                        "{} is not a readable RSS or Atom feed: {e}",
+                        shown(&self.url)
+                    ),
                 )
             })?;
 
@@ -227,6 +230,7 @@ impl Connector for Feed {
             skipped: skips.count,
             note: skips.note(),
             aggregate: None,
+            partial: None,
         })
     }
 }

@@ -6,6 +6,10 @@
 //! the source says `enabled_unofficial = true`, why it reads positions defensively and
 //! skips what it cannot read, and why the throttling answer (an HTTP 200 whose body
 //! contains `PlayGatewayError`) ends the fetch as rate limited instead of retrying hard.
+//!
+//! Google often throttles after a few pages. A walk cut there, or by `max_pages`, keeps
+//! what it read and saves the next page's token in the cursor's gap: the next run goes
+//! on from that page (pages are newest first, so the unread reviews are the older ones).
 
 use std::collections::HashSet;
 
@@ -14,8 +18,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use url::Url;
 
-use super::cursor::{self, Skips, Watermark, Window};
-use super::http::{Http, HttpOptions};
+use super::cursor::{self, NewestFirst, Skips, Walk, Window};
+use super::http::{shown, Http, HttpOptions};
 use super::{Connector, FetchContext, FetchError, Fetched, Params};
 use crate::domain::{Engagement, FetchErrorKind, Mention};
 
@@ -102,20 +106,39 @@ impl Connector for GooglePlay {
         url.query_pairs_mut()
             .append_pair("hl", &self.lang)
             .append_pair("gl", &self.country);
-        let mut window = Window::new(cursor::load::<Watermark>("googleplay", cursor), ctx);
+        let mut window =
+            Window::newest_first(cursor::load::<NewestFirst>("googleplay", cursor), ctx);
         let mut skips = Skips::default();
         let mut seen = HashSet::new();
         let mut mentions = Vec::new();
-        let mut token: Option<String> = None;
+        // A cut walk's gap starts at the page it did not read.
+        let mut token: Option<String> = window.resume().map(str::to_string);
+        let mut walk = Walk::Complete;
+        let mut stop_note = None;
+        let mut partial = None;
 
         for page in 1..=self.max_pages {
             let body = self.request_body(token.as_deref());
-            let resp = http
+            let answer = http
                 .send(&url, || {
                     ctx.http.post(url.clone()).form(&[("f.req", body.as_str())])
                 })
-                .await?;
-            let (reviews, next) = parse_answer(&resp.body, &url)?;
+                .await
+                .and_then(|resp| parse_answer(&resp.body, &url));
+            let (reviews, next) = match answer {
+                Ok(a) => a,
+                Err(e) if page == 1 => return Err(e),
+                // Throttling after a few pages is usual: keep what was read and start
+                // at this page next run.
+                Err(e) => {
+                    stop_note = Some(format!(
+                        "stopped at page {page}: {e}; the next run goes on from that page"
+                    ));
+                    partial = Some(e.kind);
+                    walk = Walk::Cut { resume: token };
+                    break;
+                }
+            };
             let mut reached_old = false;
             for (i, r) in reviews.iter().enumerate() {
                 let m = match review(r, &self.app_id, &self.lang) {
@@ -134,17 +157,25 @@ impl Connector for GooglePlay {
                 }
             }
             match next {
-                Some(t) if !reached_old && !reviews.is_empty() => token = Some(t),
+                Some(t) if !reached_old && !reviews.is_empty() => {
+                    if page == self.max_pages {
+                        stop_note = Some(cursor::page_limit_note(self.max_pages, "reviews"));
+                        walk = Walk::Cut { resume: Some(t) };
+                        break;
+                    }
+                    token = Some(t);
+                }
                 _ => break,
             }
         }
 
         Ok(Fetched {
             mentions,
-            cursor: Some(cursor::save(window.watermark())?),
+            cursor: Some(cursor::save(&window.finish(walk))?),
             skipped: skips.count,
-            note: skips.note(),
+            note: cursor::join_notes([skips.note(), stop_note]),
             aggregate: None,
+            partial,
         })
     }
 }
@@ -155,11 +186,11 @@ impl Connector for GooglePlay {
 fn parse_answer(body: &[u8], url: &Url) -> Result<(Vec<Value>, Option<String>), FetchError> {
     let text = String::from_utf8_lossy(body);
     let malformed =
-        |why: String| FetchError::new(FetchErrorKind::Malformed, format!("{url}: {why}"));
+        |why: String| FetchError::new(FetchErrorKind::Malformed, format!("{}: {why}", shown(url)));
     if text.contains("PlayGatewayError") {
         return Err(FetchError::new(
             FetchErrorKind::RateLimited,
-            format!("{url}: Google Play is throttling this client (PlayGatewayError); backing off until the next run"),
+            format!("{}: Google Play is throttling this client (PlayGatewayError); backing off until the next run", shown(url)),
         ));
     }
     let rest = text

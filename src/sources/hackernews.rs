@@ -1,6 +1,8 @@
 //! Hacker News stories and comments through the Algolia search API, newest first
 //! (`/search_by_date`), restricted on the server to items at or after the last seen
-//! `created_at_i` so a run reads only what is new.
+//! `created_at_i` so a run reads only what is new. A walk cut by `max_pages` leaves a gap
+//! in the cursor; the next run reads it first, bounded above on the server by the oldest
+//! `created_at_i` read, so a busy day is fetched over several runs and nothing is jumped.
 //!
 //! The query is the source's `query`, or else each of the watch's keywords in turn.
 
@@ -11,8 +13,8 @@ use chrono::DateTime;
 use serde_json::{json, Value};
 use url::Url;
 
-use super::cursor::{self, Skips, Watermark, Window};
-use super::http::{join, Http, HttpOptions};
+use super::cursor::{self, NewestFirst, Skips, Walk, Window};
+use super::http::{join, shown, Http, HttpOptions};
 use super::text::html_to_text;
 use super::{Connector, FetchContext, FetchError, Fetched, Params};
 use crate::domain::{Engagement, FetchErrorKind, Mention};
@@ -58,8 +60,15 @@ impl Connector for HackerNews {
             "query",
         )?;
         let http = Http::new(&ctx.http, &self.http);
-        let mut window = Window::new(cursor::load::<Watermark>("hackernews", cursor), ctx);
+        let mut window =
+            Window::newest_first(cursor::load::<NewestFirst>("hackernews", cursor), ctx);
         let since = window.lower_bound().timestamp();
+        // Inclusive at the top too: the gap's oldest second may hold hits not read yet.
+        let numeric_filters = match window.gap_top() {
+            Some(top) => format!("created_at_i>={since},created_at_i<={}", top.timestamp()),
+            None => format!("created_at_i>={since}"),
+        };
+        let mut cut = false;
         let mut skips = Skips::default();
         let mut seen = HashSet::new();
         let mut mentions = Vec::new();
@@ -70,12 +79,15 @@ impl Connector for HackerNews {
                 url.query_pairs_mut()
                     .append_pair("query", q)
                     .append_pair("tags", &self.tags)
-                    .append_pair("numericFilters", &format!("created_at_i>={since}"))
+                    .append_pair("numericFilters", &numeric_filters)
                     .append_pair("hitsPerPage", &self.page_size.to_string())
                     .append_pair("page", &page.to_string());
                 let body: Value = http.get(&url).await?.json()?;
                 let hits = body.get("hits").and_then(Value::as_array).ok_or_else(|| {
-                    FetchError::new(FetchErrorKind::Malformed, format!("{url}: no `hits` list"))
+                    FetchError::new(
+                        FetchErrorKind::Malformed,
+                        format!("{}: no `hits` list", shown(&url)),
+                    )
                 })?;
                 for (i, h) in hits.iter().enumerate() {
                     let m = match hit(h) {
@@ -96,15 +108,25 @@ impl Connector for HackerNews {
                 if hits.is_empty() || u64::from(page) + 1 >= pages {
                     break;
                 }
+                cut |= page + 1 == self.max_pages;
             }
         }
 
+        let walk = if cut {
+            Walk::Cut { resume: None }
+        } else {
+            Walk::Complete
+        };
         Ok(Fetched {
             mentions,
-            cursor: Some(cursor::save(window.watermark())?),
+            note: cursor::join_notes([
+                skips.note(),
+                cut.then(|| cursor::page_limit_note(self.max_pages, "hits")),
+            ]),
+            cursor: Some(cursor::save(&window.finish(walk))?),
             skipped: skips.count,
-            note: skips.note(),
             aggregate: None,
+            partial: None,
         })
     }
 }

@@ -128,7 +128,7 @@ impl Response {
         serde_json::from_slice(&self.body).map_err(|e| {
             FetchError::new(
                 FetchErrorKind::Malformed,
-                format!("invalid JSON from {}: {e}", self.url),
+                format!("invalid JSON from {}: {e}", shown(&self.url)),
             )
         })
     }
@@ -219,19 +219,24 @@ impl<'a> Http<'a> {
             let last = attempt >= self.opts.retries;
             let resp = match make().send().await {
                 Ok(r) => r,
+                // reqwest's errors quote the whole URL: left out, `shown` says which.
                 Err(e) if e.is_builder() => {
                     return Err(FetchError::new(
                         FetchErrorKind::Config,
-                        format!("cannot build a request for {url}: {e}"),
+                        format!(
+                            "cannot build a request for {}: {}",
+                            shown(url),
+                            e.without_url()
+                        ),
                     ))
                 }
                 Err(e) if !last => {
-                    tracing::debug!(%url, attempt, "request failed, retrying: {e}");
+                    tracing::debug!(url = %shown(url), attempt, "request failed, retrying: {}", e.without_url());
                     tokio::time::sleep(self.backoff(attempt)).await;
                     attempt += 1;
                     continue;
                 }
-                Err(e) => return Err(network_error(url, &e)),
+                Err(e) => return Err(network_error(url, e)),
             };
             let status = resp.status();
             if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
@@ -241,7 +246,7 @@ impl<'a> Http<'a> {
                 let asked = retry_after(resp.headers());
                 let wait = asked.unwrap_or_else(|| self.backoff(attempt));
                 if !last && wait <= self.opts.max_retry_wait {
-                    tracing::debug!(%url, %status, ?wait, "transient answer, retrying");
+                    tracing::debug!(url = %shown(url), %status, ?wait, "transient answer, retrying");
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                     continue;
@@ -272,9 +277,9 @@ pub fn check_status(r: &Response) -> Result<(), FetchError> {
     if s.is_success() || s == StatusCode::NOT_MODIFIED {
         return Ok(());
     }
-    let url = &r.url;
+    let url = shown(&r.url);
     Err(match s {
-        StatusCode::FORBIDDEN => blocked(url, s, page_title(&r.body)),
+        StatusCode::FORBIDDEN => blocked(&r.url, s, page_title(&r.body)),
         StatusCode::UNAUTHORIZED => FetchError::new(
             FetchErrorKind::Config,
             format!("{url} refused the credentials (HTTP 401)"),
@@ -283,13 +288,19 @@ pub fn check_status(r: &Response) -> Result<(), FetchError> {
             FetchErrorKind::NotFound,
             format!("{url} not found (HTTP {})", s.as_u16()),
         ),
-        StatusCode::TOO_MANY_REQUESTS => transient_error(url, s, retry_after(&r.headers)),
-        s if s.is_server_error() => transient_error(url, s, None),
+        StatusCode::TOO_MANY_REQUESTS => transient_error(&r.url, s, retry_after(&r.headers)),
+        s if s.is_server_error() => transient_error(&r.url, s, None),
         s => FetchError::new(
             FetchErrorKind::Other,
             format!("{url} answered HTTP {}", s.as_u16()),
         ),
     })
+}
+
+/// A URL as errors and logs show it: query values and password hidden, for a feed's
+/// or a service's key is often in its URL (see [`crate::redact::source_url`]).
+pub fn shown(url: &Url) -> String {
+    crate::redact::source_url(url.as_str())
 }
 
 /// Appends `path` to a base URL that may or may not end with a slash.
@@ -303,6 +314,7 @@ pub fn join(base: &Url, path: &str) -> Url {
 }
 
 fn blocked(url: &Url, status: StatusCode, title: Option<String>) -> FetchError {
+    let url = shown(url);
     let title = title
         .map(|t| format!(" (page title: {t:?})"))
         .unwrap_or_default();
@@ -316,6 +328,7 @@ fn blocked(url: &Url, status: StatusCode, title: Option<String>) -> FetchError {
 }
 
 fn transient_error(url: &Url, status: StatusCode, asked: Option<Duration>) -> FetchError {
+    let url = shown(url);
     let wait = asked
         .map(|d| format!("; the server asks to wait {} s", d.as_secs()))
         .unwrap_or_default();
@@ -333,7 +346,7 @@ fn transient_error(url: &Url, status: StatusCode, asked: Option<Duration>) -> Fe
     .with_retry_after(asked)
 }
 
-fn network_error(url: &Url, e: &reqwest::Error) -> FetchError {
+fn network_error(url: &Url, e: reqwest::Error) -> FetchError {
     let what = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
@@ -341,14 +354,19 @@ fn network_error(url: &Url, e: &reqwest::Error) -> FetchError {
     } else {
         "request failed"
     };
-    // The source chain carries the useful part (DNS, TLS, reset).
+    // The source chain carries the useful part (DNS, TLS, reset); reqwest's own text
+    // would quote the whole URL, secrets included.
+    let e = e.without_url();
     let mut detail = e.to_string();
-    let mut src = std::error::Error::source(e);
+    let mut src = std::error::Error::source(&e);
     while let Some(s) = src {
         detail = format!("{detail}: {s}");
         src = s.source();
     }
-    FetchError::new(FetchErrorKind::Network, format!("{url} {what}: {detail}"))
+    FetchError::new(
+        FetchErrorKind::Network,
+        format!("{} {what}: {detail}", shown(url)),
+    )
 }
 
 /// Cloudflare and similar answer a JS challenge with 403/503 and this header; retrying
@@ -376,6 +394,7 @@ async fn read_capped(
     max: u64,
 ) -> Result<Vec<u8>, FetchError> {
     let too_big = || {
+        let url = shown(url);
         FetchError::new(
             FetchErrorKind::TooLarge,
             format!(
@@ -396,7 +415,7 @@ async fn read_capped(
                 body.extend_from_slice(&chunk);
             }
             Ok(None) => return Ok(body),
-            Err(e) => return Err(network_error(url, &e)),
+            Err(e) => return Err(network_error(url, e)),
         }
     }
 }

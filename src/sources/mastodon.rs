@@ -180,6 +180,7 @@ impl Connector for Mastodon {
                 (a, b) => a.or(b),
             },
             aggregate: None,
+            partial: None,
         })
     }
 }

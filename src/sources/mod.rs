@@ -52,8 +52,12 @@ pub struct Fetched {
     pub cursor: Option<String>,
     /// Items that could not be read and were left out.
     pub skipped: u64,
-    /// Why items were skipped, for the fetch run's record.
+    /// Why items were skipped or may be missing, for the fetch run's record.
     pub note: Option<String>,
+    /// Why this fetch may have missed items even though it kept what it read (a page
+    /// that failed after others were read, items the service no longer serves): the
+    /// run is recorded as partial with this kind.
+    pub partial: Option<FetchErrorKind>,
     /// The source's own published rating, when it shows one.
     pub aggregate: Option<AggregateRating>,
 }
@@ -250,8 +254,13 @@ impl<'a> Params<'a> {
     /// point a connector elsewhere.
     pub fn url_or(&self, key: &str, default: &str) -> Result<url::Url, String> {
         let raw = self.str_or(key, default)?;
-        let u = url::Url::parse(raw)
-            .map_err(|e| format!("{} source: `{key}` `{raw}` is not a URL: {e}", self.kind))?;
+        let u = url::Url::parse(raw).map_err(|e| {
+            format!(
+                "{} source: `{key}` `{}` is not a URL: {e}",
+                self.kind,
+                crate::redact::source_url(raw)
+            )
+        })?;
         if !matches!(u.scheme(), "http" | "https") {
             return Err(format!(
                 "{} source: `{key}` must be an http or https URL",

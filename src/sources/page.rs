@@ -22,7 +22,7 @@ use serde_json::json;
 use url::Url;
 
 use super::cursor::{self, Skips};
-use super::http::{Http, HttpOptions, Validators};
+use super::http::{shown, Http, HttpOptions, Validators};
 use super::schema::{self, parse_number, scale_rating, Found, RawReview};
 use super::text::{element_text, hash_id};
 use super::{Connector, FetchContext, FetchError, Fetched, Params};
@@ -132,7 +132,8 @@ impl Page {
                         FetchErrorKind::Malformed,
                         format!(
                             "`review_selector` {:?} matched nothing on {}; has the page changed?",
-                            s.review, self.url
+                            s.review,
+                            shown(&self.url)
                         ),
                     ));
                 }
@@ -157,7 +158,7 @@ impl Page {
                         FetchErrorKind::Malformed,
                         format!(
                             "{}: no readable reviews ({})",
-                            self.url,
+                            shown(&self.url),
                             found.errors.join("; ")
                         ),
                     ));
@@ -245,7 +246,7 @@ impl Connector for Page {
             .map_err(|e| {
                 FetchError::new(
                     FetchErrorKind::Other,
-                    format!("{}: parsing failed: {e}", self.url),
+                    format!("{}: parsing failed: {e}", shown(&self.url)),
                 )
             })??;
 
@@ -287,6 +288,7 @@ impl Connector for Page {
             skipped: skips.count,
             note: skips.note(),
             aggregate: found.aggregate,
+            partial: None,
         })
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use url::Url;
 
-use super::http::Http;
+use super::http::{shown, Http};
 use super::FetchError;
 use crate::domain::FetchErrorKind;
 
@@ -126,9 +126,9 @@ pub async fn check(http: &Http<'_>, url: &Url) -> Result<(), FetchError> {
     let rules = match cached {
         Some(r) => r,
         None => {
-            let robots_url = url
-                .join("/robots.txt")
-                .map_err(|e| FetchError::new(FetchErrorKind::Config, format!("{url}: {e}")))?;
+            let robots_url = url.join("/robots.txt").map_err(|e| {
+                FetchError::new(FetchErrorKind::Config, format!("{}: {e}", shown(url)))
+            })?;
             let resp = http
                 .execute(&robots_url, || http.client().get(robots_url.clone()))
                 .await
@@ -163,7 +163,10 @@ pub async fn check(http: &Http<'_>, url: &Url) -> Result<(), FetchError> {
     } else {
         Err(FetchError::new(
             FetchErrorKind::Blocked,
-            format!("{url} is disallowed for zmot by the site's robots.txt"),
+            format!(
+                "{} is disallowed for zmot by the site's robots.txt",
+                shown(url)
+            ),
         ))
     }
 }

@@ -67,7 +67,7 @@ impl Backend {
         } else {
             bail!(
                 "unsupported database URL `{}`: use sqlite:// or postgres://",
-                redact(url)
+                crate::redact::database_url(url)
             )
         }
     }
@@ -90,72 +90,6 @@ impl Backend {
             Backend::Postgres => 65_000,
         }
     }
-}
-
-/// A database URL with its passwords hidden, for logs and errors: the one in the user
-/// information (`user:pw@`) and any in the query (`?password=`, `sslpassword=`). Worked on
-/// the text rather than a parsed URL, so that a URL too broken to parse is hidden too; a
-/// password holding `@` or `/` may hide more than itself, never less.
-pub fn redact(url: &str) -> String {
-    let Some(i) = url.find("://") else {
-        // Not a URL: perhaps a keyword string (`host=db password=secret`).
-        return hide_secret_params(url, ' ');
-    };
-    let (scheme, rest) = url.split_at(i + 3);
-    // The user information ends at the last `@` before the query (an `@` in the query is
-    // not one), unless no `/` comes before the `?`: then the `?` is in a password
-    // (`u:pw?x@host`), and the last `@` of all ends it.
-    let before_query = rest.split_once('?').map_or(rest, |(b, _)| b);
-    let at = match before_query.rfind('@') {
-        Some(at) => Some(at),
-        None if !before_query.contains('/') => rest.rfind('@'),
-        None => None,
-    };
-    let mut out = String::from(scheme);
-    let host_and_rest = match at {
-        Some(at) => {
-            let userinfo = &rest[..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => {
-                    out.push_str(user);
-                    out.push_str(":***");
-                }
-                None => out.push_str(userinfo),
-            }
-            out.push('@');
-            &rest[at + 1..]
-        }
-        None => rest,
-    };
-    match host_and_rest.split_once('?') {
-        None => out.push_str(host_and_rest),
-        Some((path, query)) => {
-            out.push_str(path);
-            out.push('?');
-            out.push_str(&hide_secret_params(query, '&'));
-        }
-    }
-    out
-}
-
-/// `key=value` pairs split by `sep`, with the values of secret keys hidden.
-fn hide_secret_params(pairs: &str, sep: char) -> String {
-    pairs
-        .split(sep)
-        .map(|param| match param.split_once('=') {
-            Some((key, _)) if is_secret_param(key) => format!("{key}=***"),
-            _ => param.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(&sep.to_string())
-}
-
-/// Query parameters that carry a secret (`password`, `sslpassword`, a token).
-fn is_secret_param(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    ["pass", "pwd", "secret", "token"]
-        .iter()
-        .any(|word| key.contains(word))
 }
 
 #[derive(Clone)]
@@ -269,7 +203,12 @@ impl Store {
                 // Statement logging formats every SQL text it logs; on batch inserts with
                 // thousands of parameters that costs more than the insert itself.
                 url.parse::<sqlx::any::AnyConnectOptions>()
-                    .with_context(|| format!("cannot read the database URL {}", redact(&url)))?
+                    .with_context(|| {
+                        format!(
+                            "cannot read the database URL {}",
+                            crate::redact::database_url(&url)
+                        )
+                    })?
                     .log_statements(tracing::log::LevelFilter::Off)
                     .log_slow_statements(
                         tracing::log::LevelFilter::Warn,
@@ -277,15 +216,25 @@ impl Store {
                     ),
             )
             .await
-            .with_context(|| format!("cannot open the database {}", redact(&url)))?;
+            .with_context(|| {
+                format!(
+                    "cannot open the database {}",
+                    crate::redact::database_url(&url)
+                )
+            })?;
         let store = Store { pool, backend };
-        migrate::run(&store)
-            .await
-            .with_context(|| format!("cannot migrate the database {}", redact(&url)))?;
-        let filled = store
-            .fill_search_text()
-            .await
-            .with_context(|| format!("cannot prepare text search in {}", redact(&url)))?;
+        migrate::run(&store).await.with_context(|| {
+            format!(
+                "cannot migrate the database {}",
+                crate::redact::database_url(&url)
+            )
+        })?;
+        let filled = store.fill_search_text().await.with_context(|| {
+            format!(
+                "cannot prepare text search in {}",
+                crate::redact::database_url(&url)
+            )
+        })?;
         if filled > 0 {
             tracing::info!("prepared {filled} stored mention(s) for text search");
         }
@@ -725,48 +674,4 @@ fn stored_mention(r: &AnyRow) -> Result<StoredMention> {
         revision: r.try_get("revision")?,
         sentiment,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn redact_hides_passwords_in_userinfo_and_query_even_in_broken_urls() {
-        for (url, shown) in [
-            (
-                "postgres://zmot:pw@127.0.0.1:1/zmot?password=qp_secret&sslmode=disable",
-                "postgres://zmot:***@127.0.0.1:1/zmot?password=***&sslmode=disable",
-            ),
-            (
-                "postgres://db/zmot?user=zmot&sslpassword=k3y",
-                "postgres://db/zmot?user=zmot&sslpassword=***",
-            ),
-            (
-                "postgres://zmot:p@ss/w@host:notaport/zmot",
-                "postgres://zmot:***@host:notaport/zmot",
-            ),
-            ("mysql://root:hunter2@db/x", "mysql://root:***@db/x"),
-            ("postgres://zmot@db/zmot", "postgres://zmot@db/zmot"),
-            ("sqlite://zmot.db?mode=rwc", "sqlite://zmot.db?mode=rwc"),
-            // An `@` in the query is not the end of user information.
-            (
-                "postgres://zmot@db/zmot?password=p@ss",
-                "postgres://zmot@db/zmot?password=***",
-            ),
-            (
-                "postgres://db/x?password=s3cr@t",
-                "postgres://db/x?password=***",
-            ),
-            // A `?` in a password is not the start of a query.
-            ("postgres://u:pw?x@host/db", "postgres://u:***@host/db"),
-            // Not a URL at all: a keyword string.
-            (
-                "host=db user=zmot password=secret",
-                "host=db user=zmot password=***",
-            ),
-        ] {
-            assert_eq!(redact(url), shown, "{url}");
-        }
-    }
 }

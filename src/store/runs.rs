@@ -38,6 +38,8 @@ pub struct RunOutcome<'a> {
     pub aggregate: Option<AggregateRating>,
     /// A note worth showing (for example why items were skipped).
     pub note: Option<&'a str>,
+    /// Why items may be missing though the fetch kept what it read; the run is partial.
+    pub partial: Option<FetchErrorKind>,
 }
 
 /// A source with its most recent run, for `zmot status` and the dashboard.
@@ -120,7 +122,10 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        let status = if outcome.skipped > 0 { "partial" } else { "ok" };
+        let partial = outcome
+            .partial
+            .or((outcome.skipped > 0).then_some(FetchErrorKind::Malformed));
+        let status = if partial.is_some() { "partial" } else { "ok" };
         sqlx::query(
             "UPDATE fetch_runs SET finished_at = $1, status = $2, items_seen = $3, items_new = $4,
                 items_updated = $5, items_skipped = $6, error_kind = $7, error = $8
@@ -132,11 +137,7 @@ impl Store {
         .bind(stats.new as i64)
         .bind(stats.updated as i64)
         .bind(outcome.skipped as i64)
-        .bind(if outcome.skipped > 0 {
-            Some(FetchErrorKind::Malformed.as_str())
-        } else {
-            None
-        })
+        .bind(partial.map(|kind| kind.as_str()))
         .bind(outcome.note)
         .bind(run_id)
         .execute(&mut *tx)

@@ -591,8 +591,12 @@ impl Source {
     }
 }
 
-/// Accepts the 5-field crontab form by adding a seconds field, and gives weekday numbers
-/// their crontab meaning in both forms.
+/// Accepts the 5-field crontab form by adding a seconds field, gives weekday numbers
+/// their crontab meaning in both forms, and follows crontab's rule for days: when both
+/// the day of the month and the weekday are restricted, a day that matches either runs
+/// (`0 8 1 * Mon` is the 1st and every Monday). The cron crate asks for both, so such an
+/// expression becomes two, one per day field, joined by ` | ` ([`Schedule`] merges
+/// their runs): `0 0 8 1 * * | 0 0 8 * * MON`.
 pub fn normalise_cron(expr: &str) -> String {
     let mut fields: Vec<String> = expr.split_whitespace().map(str::to_string).collect();
     if fields.len() == 5 {
@@ -602,11 +606,24 @@ pub fn normalise_cron(expr: &str) -> String {
         // The cron crate explains a wrong number of fields.
         return expr.trim().to_string();
     }
+    // As in crontab, a day field starting with `*` (`*`, `*/2`) is no restriction; `?`
+    // is the cron crate's "any". Decided on the fields as written, before the weekday
+    // is rewritten below (`*/2` becomes a list of days, `0-6` becomes `*`).
+    let restricted = |f: &str| !(f.starts_with('*') || f == "?");
+    let either_day = restricted(&fields[3]) && restricted(&fields[5]);
     // Crontab numbers weekdays from Sunday as 0 (and 7), so 1 is Monday; the cron crate
     // numbers them 1-7 from Sunday. Names mean the same to both, so the weekday field is
     // handed over as names.
     fields[5] = weekday_names(&fields[5]);
-    fields.join(" ")
+    if !either_day {
+        return fields.join(" ");
+    }
+    let any_day = |i: usize| {
+        let mut f = fields.clone();
+        f[i] = "*".into();
+        f.join(" ")
+    };
+    format!("{} | {}", any_day(5), any_day(3))
 }
 
 const WEEKDAYS: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
@@ -1332,11 +1349,8 @@ pub fn parse_schedule(expr: &str) -> Result<Schedule, String> {
     })
 }
 
-/// A cron schedule (6 or 7 fields, as [`normalise_cron`] writes them) with crontab's rule
-/// for days: when both the day of the month and the weekday are restricted, a day that
-/// matches either runs (`0 0 8 1 * Mon` is the 1st and every Monday). The cron crate asks
-/// for both, which would run on Mondays that fall on the 1st only, so such an expression
-/// is kept as two schedules, one per day field, whose runs are merged.
+/// A cron schedule as [`normalise_cron`] writes it: one cron expression (6 or 7 fields)
+/// or several joined by ` | `, whose runs are merged.
 #[derive(Debug, Clone)]
 pub struct Schedule {
     expression: String,
@@ -1379,22 +1393,12 @@ impl std::str::FromStr for Schedule {
     type Err = cron::error::Error;
 
     fn from_str(expr: &str) -> Result<Self, Self::Err> {
-        let fields: Vec<&str> = expr.split_whitespace().collect();
-        // Like crontab, a day field starting with `*` (`*`, `*/2`) does not count as
-        // restricted, and `?` means "no restriction" in the cron crate's dialect.
-        let restricted = |f: &str| !(f.starts_with('*') || f == "?");
-        let alternatives = if fields.len() >= 6 && restricted(fields[3]) && restricted(fields[5]) {
-            let with = |i: usize| {
-                let mut f = fields.clone();
-                f[i] = "*";
-                f.join(" ")
-            };
-            vec![with(5).parse()?, with(3).parse()?]
-        } else {
-            vec![expr.parse()?]
-        };
+        let alternatives = expr
+            .split('|')
+            .map(|part| part.trim().parse())
+            .collect::<Result<Vec<cron::Schedule>, _>>()?;
         Ok(Schedule {
-            expression: fields.join(" "),
+            expression: expr.trim().to_string(),
             alternatives,
         })
     }
@@ -1476,6 +1480,29 @@ mod tests {
                 "Mon 11 08:00"
             ]
         );
+        // Decided on the fields as written: `*/2` in the weekday is no restriction
+        // either (the 1st when it is a Sunday, Tuesday, Thursday or Saturday), and a
+        // weekday range that covers the week is one (the 1st or any day: every day).
+        assert_eq!(
+            next_runs("0 8 1 * */2"),
+            [
+                "Tue 01 08:00",
+                "Thu 01 08:00",
+                "Sat 01 08:00",
+                "Tue 01 08:00"
+            ]
+        );
+        assert_eq!(
+            next_runs("0 8 1 * 0-6"),
+            [
+                "Sat 21 08:00",
+                "Sun 22 08:00",
+                "Mon 23 08:00",
+                "Tue 24 08:00"
+            ]
+        );
+        assert_eq!(normalise_cron("0 8 1 * Mon"), "0 0 8 1 * * | 0 0 8 * * MON");
+        assert_eq!(normalise_cron("0 8 1 * */2"), "0 0 8 1 * SUN,TUE,THU,SAT");
     }
 
     #[test]

@@ -544,7 +544,7 @@ async fn a_changed_schedule_counts_from_now_and_an_unchanged_one_keeps_its_turn(
             .unwrap();
         assert_eq!(next("fetch:1").await, Some(7_000), "{}", db.label);
         // A job recorded before schedules were stored keeps what was due and learns its
-        // schedule, so the restart after the upgrade forgets nothing.
+        // schedule, so the restart after the upgrade forgets nothing...
         sqlx::query("INSERT INTO jobs (name, next_run_at) VALUES ('digest:w', 1000)")
             .execute(store.pool())
             .await
@@ -554,6 +554,17 @@ async fn a_changed_schedule_counts_from_now_and_an_unchanged_one_keeps_its_turn(
             .await
             .unwrap();
         assert_eq!(next("digest:w").await, Some(1_000), "{}", db.label);
+        // ...but does not wait for a turn its schedule no longer gives (`0 8 1 * Mon`
+        // ran on Mondays that are the 1st before crontab's day rule was followed).
+        sqlx::query("INSERT INTO jobs (name, next_run_at) VALUES ('digest:v', 800000)")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        store
+            .ensure_job("digest:v", "0 0 8 1 * MON UTC", 90_000)
+            .await
+            .unwrap();
+        assert_eq!(next("digest:v").await, Some(90_000), "{}", db.label);
         store
             .ensure_job("digest:w", "0 0 9 * * MON UTC", 95_000)
             .await

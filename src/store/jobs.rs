@@ -25,14 +25,18 @@ impl Store {
     /// state, so a restart neither re-runs what ran nor forgets what was due; one whose
     /// schedule changed takes `next_run_at`, so the new schedule counts from now rather
     /// than after the old schedule's next run (which may be months away). A job recorded
-    /// before schedules were (none stored) keeps its next run and learns its schedule.
+    /// before schedules were (none stored) learns its schedule and keeps its next run
+    /// unless the schedule's comes sooner: what was due stays due, and a schedule whose
+    /// meaning changed (crontab's day rule) or that was edited does not wait for the old
+    /// turn.
     pub async fn ensure_job(&self, name: &str, schedule: &str, next_run_at: i64) -> Result<()> {
         sqlx::query(
             "INSERT INTO jobs (name, schedule, next_run_at) VALUES ($1, $2, $3)
              ON CONFLICT (name) DO UPDATE SET
                 schedule = excluded.schedule,
-                next_run_at = CASE WHEN jobs.schedule IS NULL THEN jobs.next_run_at
-                                   ELSE excluded.next_run_at END
+                next_run_at = CASE WHEN jobs.schedule IS NULL
+                                        AND jobs.next_run_at <= excluded.next_run_at
+                                   THEN jobs.next_run_at ELSE excluded.next_run_at END
              WHERE jobs.schedule IS NULL OR jobs.schedule <> excluded.schedule",
         )
         .bind(name)

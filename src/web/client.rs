@@ -60,12 +60,14 @@ impl TrustedProxies {
 /// make one list, in order); `None` for an entry that is not an address.
 fn forwarded_for_from_right(headers: &HeaderMap) -> impl Iterator<Item = Option<IpAddr>> + '_ {
     let lines: Vec<_> = headers.get_all("x-forwarded-for").iter().collect();
+    // Split the raw bytes, not the line as text: the client writes the left part, and a
+    // byte that is not text there must spoil only its own entry, not the address the
+    // proxy appended on the right.
     lines.into_iter().rev().flat_map(|line| {
-        let entries: Vec<Option<IpAddr>> = match line.to_str() {
-            Ok(text) => text.rsplit(',').map(forwarded_address).collect(),
-            Err(_) => vec![None],
-        };
-        entries
+        line.as_bytes()
+            .rsplit(|b| *b == b',')
+            .map(|entry| std::str::from_utf8(entry).ok().and_then(forwarded_address))
+            .collect::<Vec<_>>()
     })
 }
 
@@ -194,6 +196,17 @@ mod tests {
         // behind it) by sending junk: its real address is read first.
         let trusted = proxies(&["127.0.0.1"]);
         let headers = forwarded(&["unknown, 203.0.113.5"]);
+        assert_eq!(
+            trusted.client_address(ip("127.0.0.1"), &headers),
+            ip("203.0.113.5")
+        );
+        // Nor with bytes that are not text (nginx appends the address to the client's
+        // header on the same line).
+        let mut headers = HeaderMap::new();
+        headers.append(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"\xff\xfe junk, 203.0.113.5").unwrap(),
+        );
         assert_eq!(
             trusted.client_address(ip("127.0.0.1"), &headers),
             ip("203.0.113.5")

@@ -2360,6 +2360,65 @@ async fn page_microdata_permalinks_are_urls_and_shared_ones_do_not_merge_reviews
         .await
         .unwrap();
     assert!(again.mentions.is_empty(), "{:?}", ids(&again));
+
+    // The old version gave every review here the id "Permalink" (and kept only the
+    // first): an id the reviews share is not kept, even though the last run saw it.
+    let after_upgrade = fetch("page", &p, &ctx(), Some(r#"{"seen":["Permalink"]}"#))
+        .await
+        .unwrap();
+    let upgraded = ids(&after_upgrade);
+    assert_eq!(upgraded, ids(&f), "the same distinct ids as a first run");
+}
+
+#[tokio::test]
+async fn page_microdata_reviews_stored_under_their_old_ids_do_not_come_back_after_the_upgrade() {
+    let srv = Server::start().await;
+    srv.on(
+        "/shop/kettle-k4",
+        Reply::fixture("page/microdata_itemids.html"),
+    );
+    let p = page_params(&srv.url("/shop/kettle-k4"), "");
+    // The cursor the version before URL-valued properties wrote for this page, without
+    // the newest review: raw itemids, a <link> url (no text: the hashed id) and a link's
+    // text.
+    let old_cursor = r##"{"seen":["#review-13","#review-12","h:1b4b8a2b2538ce892e2a5e07efb21946","Read Dana's review"]}"##;
+
+    let f = fetch("page", &p, &ctx(), Some(old_cursor)).await.unwrap();
+    let page = srv.url("/shop/kettle-k4");
+    assert_eq!(
+        ids(&f),
+        [format!("{page}#review-14").as_str()],
+        "only the review the old version had not seen, under its new id"
+    );
+    let seen = &cursor_json(&f)["seen"];
+    assert_eq!(
+        seen,
+        &serde_json::json!([
+            format!("{page}#review-14"),
+            "#review-13",
+            "#review-12",
+            "h:1b4b8a2b2538ce892e2a5e07efb21946",
+            "Read Dana's review"
+        ]),
+        "the reviews stored before keep the ids they were stored under"
+    );
+    let again = fetch("page", &p, &ctx(), f.cursor.as_deref())
+        .await
+        .unwrap();
+    assert!(again.mentions.is_empty(), "{:?}", ids(&again));
+
+    let first = fetch("page", &p, &ctx(), None).await.unwrap();
+    assert_eq!(
+        ids(&first),
+        [
+            format!("{page}#review-14").as_str(),
+            &format!("{page}#review-13"),
+            &format!("{page}#review-12"),
+            &srv.url("/shop/reviews/551"),
+            &srv.url("/shop/reviews/550"),
+        ],
+        "without an old cursor, the new ids"
+    );
 }
 
 #[tokio::test]

@@ -1648,6 +1648,82 @@ async fn bluesky_page_limit_reads_the_rest_until_the_oldest_post_read_next_run()
     assert_eq!(cursor_json(&second).get("gap"), None);
 }
 
+/// A fake `searchPosts` over `bluesky/busy_day.json` (sorted newest first): the posts
+/// whose text holds `q` (any case), indexed at or after `since` and before `until`,
+/// paged by `limit` with the offset as the cursor, like the real one.
+fn fake_bluesky_search(srv: &Server) {
+    let all: Value = serde_json::from_slice(&fixture("bluesky/busy_day.json")).unwrap();
+    srv.on_request(SEARCH, move |s| {
+        let q = s.param("q").unwrap().to_lowercase();
+        let since = s.param("since").map(|v| t(&v));
+        let until = s.param("until").map(|v| t(&v));
+        let posts: Vec<&Value> = all["posts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| {
+                let at = t(p["indexedAt"].as_str().unwrap());
+                let text = p["record"]["text"].as_str().unwrap().to_lowercase();
+                text.contains(&q)
+                    && since.is_none_or(|since| at >= since)
+                    && until.is_none_or(|until| at < until)
+            })
+            .collect();
+        let limit: usize = s.param("limit").unwrap().parse().unwrap();
+        let offset: usize = s.param("cursor").map_or(0, |c| c.parse().unwrap());
+        let on_page: Vec<&Value> = posts.iter().skip(offset).take(limit).copied().collect();
+        let mut body = serde_json::json!({ "posts": on_page });
+        if offset + limit < posts.len() {
+            body["cursor"] = (offset + limit).to_string().into();
+        }
+        Reply::ok(serde_json::to_vec(&body).unwrap())
+    });
+}
+
+#[tokio::test]
+async fn bluesky_busy_keyword_cut_by_the_page_limit_is_read_though_a_quiet_one_reads_further_back()
+{
+    let srv = Server::start().await;
+    srv.on(CREATE, Reply::fixture("bluesky/create_session.json"));
+    // "Example Notes" matches all six posts, five of them on 4 November; "Obsidian"
+    // only the oldest, of 2 November, far below what the busy keyword reads.
+    fake_bluesky_search(&srv);
+    let mut p = bluesky_params(&srv, "ZMOT_TEST_BSKY_PW_5");
+    p.remove("q");
+    p.insert("page_size".into(), 2.into());
+    p.insert("max_pages".into(), 1.into());
+    let mut c = ctx();
+    c.keywords = vec!["Example Notes".into(), "Obsidian".into()];
+
+    let mut fetched = std::collections::BTreeSet::new();
+    let mut cursor: Option<String> = None;
+    let mut runs = 0;
+    loop {
+        let f = fetch("bluesky", &p, &c, cursor.as_deref()).await.unwrap();
+        fetched.extend(ids(&f).into_iter().map(str::to_string));
+        cursor = f.cursor;
+        runs += 1;
+        if !cursor.as_deref().unwrap().contains("gap") || runs == 10 {
+            break;
+        }
+    }
+    assert_eq!(
+        fetched.len(),
+        6,
+        "every post of the busy keyword, over {runs} runs: {fetched:?}"
+    );
+    let first_until = srv.hits(SEARCH).iter().find_map(|s| s.param("until"));
+    assert_eq!(
+        first_until.as_deref(),
+        Some("2026-11-04T16:00:00.201Z"),
+        "the gap reaches down to the oldest post the cut query read, not the quiet one's"
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(cursor.as_deref().unwrap()).unwrap()["at"],
+        "2026-11-04T18:00:00.100Z"
+    );
+}
+
 #[tokio::test]
 async fn bluesky_refreshes_an_expired_token_and_signs_in_again_only_when_refresh_fails() {
     let srv = Server::start().await;
@@ -1823,12 +1899,13 @@ async fn hackernews_pages_stories_and_comments_then_only_new() {
 }
 
 /// A fake Algolia `search_by_date` over `hackernews/busy_day.json`: the hits created by
-/// `clock`, filtered by `numericFilters` (`>=` and `<=` on `created_at_i`) and paged
-/// newest first like the real one.
+/// `clock` whose title or text holds the `query` (any case), filtered by `numericFilters`
+/// (`>=` and `<=` on `created_at_i`) and paged newest first like the real one.
 fn fake_algolia(srv: &Server, clock: Arc<AtomicI64>) {
     let all: Value = serde_json::from_slice(&fixture("hackernews/busy_day.json")).unwrap();
     srv.on_request(HN_PATH, move |s| {
         let filters = s.param("numericFilters").unwrap_or_default();
+        let query = s.param("query").unwrap_or_default().to_lowercase();
         let now = clock.load(Ordering::SeqCst);
         let hits: Vec<&Value> = all["hits"]
             .as_array()
@@ -1836,7 +1913,14 @@ fn fake_algolia(srv: &Server, clock: Arc<AtomicI64>) {
             .iter()
             .filter(|h| {
                 let at = h["created_at_i"].as_i64().unwrap();
+                let text = ["title", "comment_text"]
+                    .iter()
+                    .filter_map(|k| h[*k].as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .to_lowercase();
                 at <= now
+                    && text.contains(&query)
                     && filters.split(',').all(|f| {
                         if let Some(v) = f.strip_prefix("created_at_i>=") {
                             at >= v.parse::<i64>().unwrap()
@@ -1968,6 +2052,67 @@ name = "Example Notes"
     let source = db.store.source(hn.id).await.unwrap().unwrap();
     let report = pipeline.fetch_source(&source).await.unwrap();
     assert_eq!(report.result.unwrap().new, 0);
+}
+
+#[tokio::test]
+async fn hackernews_busy_keyword_cut_by_the_page_limit_is_read_though_a_quiet_one_reads_further_back(
+) {
+    let srv = Server::start().await;
+    // "example notes" matches all seven hits, five of them on 4 November; "obsidian"
+    // only the Ask HN story of 2 November, far below what the busy keyword reads.
+    let clock = Arc::new(AtomicI64::new(t("2026-11-05T00:00:00Z").timestamp()));
+    fake_algolia(&srv, clock);
+    let text = format!(
+        r#"
+[http]
+first_run_lookback_days = 3650
+
+[[watch]]
+name = "Example Notes"
+keywords = ["example notes", "obsidian"]
+
+  [[watch.source]]
+  name = "hn"
+  kind = "hackernews"
+  params = {{ base_url = "{}/api/v1", page_size = 2, max_pages = 1, min_interval_ms = 0 }}
+"#,
+        srv.base
+    );
+    let db = testutil::sqlite().await.unwrap();
+    let pipeline = pipeline_for(&text, &db).await;
+    let hn = source_named(&db, "hn").await;
+
+    let mut runs = 0;
+    loop {
+        let source = db.store.source(hn.id).await.unwrap().unwrap();
+        pipeline
+            .fetch_source(&source)
+            .await
+            .unwrap()
+            .result
+            .unwrap();
+        runs += 1;
+        let cursor = db.store.source(hn.id).await.unwrap().unwrap().cursor;
+        if !cursor.unwrap_or_default().contains("gap") || runs == 10 {
+            break;
+        }
+    }
+    assert_eq!(
+        db.store.count_mentions(None).await.unwrap(),
+        7,
+        "every hit of the busy keyword, over {runs} runs"
+    );
+    let first_gap = srv
+        .hits(HN_PATH)
+        .iter()
+        .filter_map(|s| s.param("numericFilters"))
+        .find(|f| f.contains("<="))
+        .unwrap();
+    assert!(
+        first_gap.ends_with(",created_at_i<=1793812533"),
+        "the gap reaches down to the oldest hit the cut query read, not the quiet one's: \
+         {first_gap}"
+    );
 }
 
 #[tokio::test]
@@ -2215,6 +2360,65 @@ async fn page_microdata_permalinks_are_urls_and_shared_ones_do_not_merge_reviews
         .await
         .unwrap();
     assert!(again.mentions.is_empty(), "{:?}", ids(&again));
+
+    // The old version gave every review here the id "Permalink" (and kept only the
+    // first): an id the reviews share is not kept, even though the last run saw it.
+    let after_upgrade = fetch("page", &p, &ctx(), Some(r#"{"seen":["Permalink"]}"#))
+        .await
+        .unwrap();
+    let upgraded = ids(&after_upgrade);
+    assert_eq!(upgraded, ids(&f), "the same distinct ids as a first run");
+}
+
+#[tokio::test]
+async fn page_microdata_reviews_stored_under_their_old_ids_do_not_come_back_after_the_upgrade() {
+    let srv = Server::start().await;
+    srv.on(
+        "/shop/kettle-k4",
+        Reply::fixture("page/microdata_itemids.html"),
+    );
+    let p = page_params(&srv.url("/shop/kettle-k4"), "");
+    // The cursor the version before URL-valued properties wrote for this page, without
+    // the newest review: raw itemids, a <link> url (no text: the hashed id) and a link's
+    // text.
+    let old_cursor = r##"{"seen":["#review-13","#review-12","h:1b4b8a2b2538ce892e2a5e07efb21946","Read Dana's review"]}"##;
+
+    let f = fetch("page", &p, &ctx(), Some(old_cursor)).await.unwrap();
+    let page = srv.url("/shop/kettle-k4");
+    assert_eq!(
+        ids(&f),
+        [format!("{page}#review-14").as_str()],
+        "only the review the old version had not seen, under its new id"
+    );
+    let seen = &cursor_json(&f)["seen"];
+    assert_eq!(
+        seen,
+        &serde_json::json!([
+            format!("{page}#review-14"),
+            "#review-13",
+            "#review-12",
+            "h:1b4b8a2b2538ce892e2a5e07efb21946",
+            "Read Dana's review"
+        ]),
+        "the reviews stored before keep the ids they were stored under"
+    );
+    let again = fetch("page", &p, &ctx(), f.cursor.as_deref())
+        .await
+        .unwrap();
+    assert!(again.mentions.is_empty(), "{:?}", ids(&again));
+
+    let first = fetch("page", &p, &ctx(), None).await.unwrap();
+    assert_eq!(
+        ids(&first),
+        [
+            format!("{page}#review-14").as_str(),
+            &format!("{page}#review-13"),
+            &format!("{page}#review-12"),
+            &srv.url("/shop/reviews/551"),
+            &srv.url("/shop/reviews/550"),
+        ],
+        "without an old cursor, the new ids"
+    );
 }
 
 #[tokio::test]

@@ -224,6 +224,7 @@ impl Connector for Bluesky {
         let mut mentions = Vec::new();
 
         for q in &queries {
+            let mut query_cut = false;
             let mut page_cursor: Option<String> = None;
             for page in 1..=self.max_pages {
                 let mut url = join(&self.base, "xrpc/app.bsky.feed.searchPosts");
@@ -290,8 +291,10 @@ impl Connector for Bluesky {
                 if reached_old || posts.is_empty() || page_cursor.is_none() {
                     break;
                 }
-                cut |= page == self.max_pages;
+                query_cut = page == self.max_pages;
             }
+            window.end_query(query_cut);
+            cut |= query_cut;
         }
 
         let walk = if cut {

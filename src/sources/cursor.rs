@@ -118,13 +118,23 @@ pub enum Walk {
 /// The window one fetch admits: after the previous watermark, or within the first-run
 /// look-back when there is none, and not what the walk that left a gap has read already.
 /// Tracks the next watermark, and the oldest item read, as items go by.
+///
+/// A source that runs one search per keyword walks each query through the same window
+/// and ends each with [`Window::end_query`]: the gap a cut query leaves reaches down to
+/// the oldest item *that query* read, not to the oldest any query read (a quiet keyword
+/// reading far back would otherwise move the gap below what a busy one never read).
 #[derive(Debug, Clone)]
 pub struct Window {
     prev: Option<Watermark>,
     since: DateTime<Utc>,
     next: Watermark,
     gap: Option<Gap>,
+    /// The oldest item read by the current query, starting from where the gap left off.
     oldest: Watermark,
+    /// The bottom of the gap the queries cut so far leave: the newest of their oldest
+    /// items read (unbounded, `at: None`, when one of them read nothing). `None` while no
+    /// query was ended as cut.
+    cut_bottom: Option<Watermark>,
 }
 
 impl Window {
@@ -149,6 +159,7 @@ impl Window {
             next,
             gap,
             oldest,
+            cut_bottom: None,
         }
     }
 
@@ -192,13 +203,35 @@ impl Window {
         &self.next
     }
 
-    /// The oldest item read so far, this run or by the walk that left the gap.
+    /// The oldest item read so far by the current query, this run or by the walk that
+    /// left the gap.
     pub fn oldest(&self) -> &Watermark {
         &self.oldest
     }
 
+    /// Ends one query of several and starts the next from the top of the gap again. A
+    /// query `cut` before reaching the watermark bounds the gap by the oldest item it
+    /// read; one that reached the watermark (or the service's last page) read everything
+    /// down to it and does not lower the gap.
+    pub fn end_query(&mut self, cut: bool) {
+        let start = self
+            .gap
+            .as_ref()
+            .map(|g| g.below.clone())
+            .unwrap_or_default();
+        let oldest = std::mem::replace(&mut self.oldest, start);
+        if cut {
+            self.cut_bottom = Some(match self.cut_bottom.take() {
+                None => oldest,
+                Some(bottom) => newer_bottom(bottom, oldest),
+            });
+        }
+    }
+
     /// The cursor to save after a walk newest first: the new watermark when the walk is
-    /// complete; else the old watermark and the gap still to read.
+    /// complete; else the old watermark and the gap still to read, down to the oldest
+    /// item read by the queries that were cut (by the only query, for a source that
+    /// does not call [`Window::end_query`]).
     pub fn finish(self, walk: Walk) -> NewestFirst {
         match walk {
             Walk::Complete => NewestFirst {
@@ -208,11 +241,31 @@ impl Window {
             Walk::Cut { resume } => NewestFirst {
                 read: self.prev.unwrap_or_default(),
                 gap: Some(Gap {
-                    below: self.oldest,
+                    below: self.cut_bottom.unwrap_or(self.oldest),
                     newest: self.next,
                     resume,
                 }),
             },
+        }
+    }
+}
+
+/// Of the oldest items read by two cut queries, the newer: below it one of them has not
+/// read. An unbounded bottom (a cut query that read nothing) stays unbounded. At the
+/// same time, the ids read by either are read.
+fn newer_bottom(a: Watermark, b: Watermark) -> Watermark {
+    match (a.at, b.at) {
+        (None, _) | (_, None) => Watermark::default(),
+        (Some(x), Some(y)) if x > y => a,
+        (Some(x), Some(y)) if x < y => b,
+        _ => {
+            let mut merged = a;
+            for id in b.ids {
+                if !merged.ids.contains(&id) {
+                    merged.ids.push(id);
+                }
+            }
+            merged
         }
     }
 }
@@ -314,6 +367,47 @@ mod tests {
         assert_eq!(c.gap, None);
         assert_eq!(c.read.ids, vec!["41248811"]);
         assert_eq!(serde_json::to_string(&c).unwrap(), old);
+    }
+
+    #[test]
+    fn the_gap_of_several_queries_ends_at_the_newest_bottom_of_those_cut() {
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let ctx = FetchContext {
+            http: reqwest::Client::new(),
+            keywords: Vec::new(),
+            languages: Vec::new(),
+            first_run_since: t("2026-01-01T00:00:00Z"),
+            now: t("2026-11-05T00:00:00Z"),
+        };
+        let mut window = Window::newest_first(None, &ctx);
+        // A busy query cut after reading down to 17:00; another cut at 12:00 with two
+        // items at that second; a quiet one reading back to 2 November, complete.
+        window.saw(t("2026-11-04T18:00:00Z"), "busy-1");
+        window.saw(t("2026-11-04T17:00:00Z"), "busy-2");
+        window.end_query(true);
+        window.saw(t("2026-11-04T12:00:00Z"), "other-1");
+        window.end_query(true);
+        window.saw(t("2026-11-02T09:00:00Z"), "quiet-1");
+        window.end_query(false);
+        let gap = window.finish(Walk::Cut { resume: None }).gap.unwrap();
+        assert_eq!(gap.below.at, Some(t("2026-11-04T17:00:00Z")));
+        assert_eq!(gap.below.ids, vec!["busy-2"]);
+        assert_eq!(gap.newest.at, Some(t("2026-11-04T18:00:00Z")));
+
+        let at = t("2026-11-04T17:00:00Z");
+        assert_eq!(
+            newer_bottom(Watermark::default(), Watermark::default()),
+            Watermark::default()
+        );
+        let (mut a, mut b) = (Watermark::default(), Watermark::default());
+        a.advance(at, "a");
+        b.advance(at, "b");
+        assert_eq!(newer_bottom(a.clone(), b).ids, vec!["a", "b"]);
+        assert_eq!(
+            newer_bottom(a, Watermark::default()),
+            Watermark::default(),
+            "a cut query that read nothing leaves the gap open above"
+        );
     }
 
     #[test]

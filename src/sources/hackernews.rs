@@ -4,7 +4,9 @@
 //! in the cursor; the next run reads it first, bounded above on the server by the oldest
 //! `created_at_i` read, so a busy day is fetched over several runs and nothing is jumped.
 //!
-//! The query is the source's `query`, or else each of the watch's keywords in turn.
+//! The query is the source's `query`, or else each of the watch's keywords in turn; the
+//! gap is bounded by the oldest hit read by the queries that were cut (see
+//! [`Window::end_query`]).
 
 use std::collections::HashSet;
 
@@ -74,6 +76,7 @@ impl Connector for HackerNews {
         let mut mentions = Vec::new();
 
         for q in &queries {
+            let mut query_cut = false;
             for page in 0..self.max_pages {
                 let mut url = join(&self.base, "search_by_date");
                 url.query_pairs_mut()
@@ -108,8 +111,10 @@ impl Connector for HackerNews {
                 if hits.is_empty() || u64::from(page) + 1 >= pages {
                     break;
                 }
-                cut |= page + 1 == self.max_pages;
+                query_cut = page + 1 == self.max_pages;
             }
+            window.end_query(query_cut);
+            cut |= query_cut;
         }
 
         let walk = if cut {

@@ -11,7 +11,9 @@
 //! Pages are not ordered feeds: the cursor remembers the review ids on the page, and a
 //! review is new when its id was not there last time. An id that does not tell the
 //! page's reviews apart (the page's own URL, or one several reviews share) is replaced
-//! by a hash of the review, so no review is taken for another.
+//! by a hash of the review, so no review is taken for another. A microdata review the
+//! last run saw under the id an older version gave it keeps that id (see
+//! `keep_legacy_ids_seen_last_run`), so an upgrade stores no review twice.
 
 use std::collections::{HashMap, HashSet};
 
@@ -24,7 +26,7 @@ use url::Url;
 use super::cursor::{self, Skips};
 use super::http::{shown, Http, HttpOptions, Validators};
 use super::schema::{self, parse_number, scale_rating, Found, RawReview};
-use super::text::{element_text, hash_id};
+use super::text::element_text;
 use super::{Connector, FetchContext, FetchError, Fetched, Params};
 use crate::domain::{FetchErrorKind, Mention};
 
@@ -260,10 +262,17 @@ impl Connector for Page {
         }
         let mut reviews = found.reviews;
         self.drop_ids_that_do_not_identify(&mut reviews);
+        let mut found_mentions: Vec<(Mention, Option<String>)> = reviews
+            .into_iter()
+            .map(|r| {
+                let legacy_id = r.legacy_id.clone();
+                (self.mention(r, ctx), legacy_id)
+            })
+            .collect();
+        keep_legacy_ids_seen_last_run(&mut found_mentions, &prev_seen);
         let mut seen = Vec::new();
         let mut mentions = Vec::new();
-        for r in reviews {
-            let m = self.mention(r, ctx);
+        for (m, _) in found_mentions {
             if seen.contains(&m.external_id) {
                 continue; // the same review twice on the page (same author, date and text)
             }
@@ -293,6 +302,34 @@ impl Connector for Page {
     }
 }
 
+/// Keeps the id an older version gave a review (see [`RawReview::legacy_id`]) where the
+/// last run saw that id, so the review stored under it is matched rather than stored
+/// again under its new id (the store knows a review by its id alone). Only an old id
+/// that tells the page's reviews apart is kept: one several reviews share
+/// ("Permalink") or that another review now has as its id would merge them.
+fn keep_legacy_ids_seen_last_run(
+    found: &mut [(Mention, Option<String>)],
+    prev_seen: &HashSet<String>,
+) {
+    let mut legacy_uses: HashMap<String, usize> = HashMap::new();
+    for id in found.iter().filter_map(|(_, legacy)| legacy.clone()) {
+        *legacy_uses.entry(id).or_default() += 1;
+    }
+    let current: HashSet<String> = found.iter().map(|(m, _)| m.external_id.clone()).collect();
+    for (m, legacy) in found.iter_mut() {
+        let Some(legacy) = legacy.take() else {
+            continue;
+        };
+        if legacy != m.external_id
+            && prev_seen.contains(&legacy)
+            && legacy_uses.get(&legacy) == Some(&1)
+            && !current.contains(&legacy)
+        {
+            m.external_id = legacy;
+        }
+    }
+}
+
 impl Page {
     /// Clears the ids that cannot tell one review from another, so those reviews fall
     /// back to the hashed id: the page's own URL (a "link to this review" that links to
@@ -314,13 +351,7 @@ impl Page {
     }
 
     fn mention(&self, r: RawReview, ctx: &FetchContext) -> Mention {
-        let date = r.date.map(|d| d.to_rfc3339()).unwrap_or_default();
-        let external_id = r.id.clone().unwrap_or_else(|| {
-            format!(
-                "h:{}",
-                hash_id(&[r.author.as_deref().unwrap_or(""), &date, &r.text])
-            )
-        });
+        let external_id = r.id.clone().unwrap_or_else(|| r.hashed_id());
         let url = match &r.id {
             Some(id) if id.starts_with("http://") || id.starts_with("https://") => id.clone(),
             Some(id) if id.starts_with('#') => format!("{}{id}", self.url),

@@ -11,7 +11,7 @@ use scraper::{ElementRef, Html, Selector};
 use serde_json::{Map, Value};
 use url::Url;
 
-use super::text::{element_text, html_to_text};
+use super::text::{element_text, hash_id, html_to_text};
 use crate::domain::AggregateRating;
 
 /// JSON-LD deeper than this is not a review page; stops hostile nesting early.
@@ -26,6 +26,22 @@ pub struct RawReview {
     pub text: String,
     pub rating: Option<u8>,
     pub date: Option<DateTime<Utc>>,
+    /// For microdata, the external id versions before URL-valued properties gave this
+    /// review (the raw `itemid`, a `url` property's text, or the hash of what they read
+    /// as its author, date and text): the reviews they stored carry it.
+    pub legacy_id: Option<String>,
+}
+
+impl RawReview {
+    /// The external id of a review without an id of its own: a hash of its author, date
+    /// and text.
+    pub fn hashed_id(&self) -> String {
+        let date = self.date.map(|d| d.to_rfc3339()).unwrap_or_default();
+        format!(
+            "h:{}",
+            hash_id(&[self.author.as_deref().unwrap_or(""), &date, &self.text])
+        )
+    }
 }
 
 /// What one page holds.
@@ -60,6 +76,7 @@ pub fn review(
         text,
         rating,
         date: date.and_then(parse_date),
+        legacy_id: None,
     })
 }
 
@@ -287,6 +304,20 @@ impl<'a> Props<'a, '_> {
     fn num(&self, name: &str) -> Option<f64> {
         parse_number(&self.get(name)?)
     }
+
+    /// A property's value as versions before URL-valued properties read it: `content`,
+    /// `datetime`, else the element's text (a link's text, nothing for `<link>`).
+    fn legacy_get(&self, name: &str) -> Option<String> {
+        let el = self.el(name)?;
+        if el.attr("itemscope").is_some() {
+            return props(el, self.base).legacy_get("name");
+        }
+        el.attr("content")
+            .or(el.attr("datetime"))
+            .map(str::to_string)
+            .or_else(|| Some(element_text(el)))
+            .filter(|s| !s.trim().is_empty())
+    }
 }
 
 /// The value of a microdata property (HTML "microdata" § property values): an element
@@ -346,14 +377,34 @@ fn md_review(el: ElementRef<'_>, base: &Url) -> Result<RawReview, String> {
         base.join(i.trim())
             .map_or_else(|_| i.to_string(), |u| u.to_string())
     });
-    review(
+    let mut r = review(
         itemid.or(p.get("url")),
         p.get("author"),
         p.get("name").or(p.get("headline")),
         p.get("reviewBody").or(p.get("description")),
         rating,
         p.get("datePublished").as_deref(),
+    )?;
+    r.legacy_id = legacy_md_review_id(el, &p);
+    Ok(r)
+}
+
+/// The external id the microdata reader gave a review before it read URL-valued
+/// properties as URLs: the `itemid` as written, else the `url` property's text, else
+/// (none, or blank) the hash of the author, date and text as it read them.
+fn legacy_md_review_id(el: ElementRef<'_>, p: &Props<'_, '_>) -> Option<String> {
+    let legacy = review(
+        el.attr("itemid")
+            .map(str::to_string)
+            .or(p.legacy_get("url")),
+        p.legacy_get("author"),
+        p.legacy_get("name").or(p.legacy_get("headline")),
+        p.legacy_get("reviewBody").or(p.legacy_get("description")),
+        None,
+        p.legacy_get("datePublished").as_deref(),
     )
+    .ok()?;
+    Some(legacy.id.clone().unwrap_or_else(|| legacy.hashed_id()))
 }
 
 /// Dates as pages write them: RFC 3339, plain ISO dates, RFC 2822, "March 5, 2026",

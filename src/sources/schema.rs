@@ -301,6 +301,20 @@ impl<'a> Props<'a, '_> {
         property_value(el, self.base).filter(|s| !s.trim().is_empty())
     }
 
+    /// A property meant as words (an author's name, a title, the review's text): marked
+    /// on a link, the spec's value is the link's URL, but the page means its text
+    /// (`<a itemprop="author" href="/u/7">Jane D.</a>` is by Jane D.).
+    fn text(&self, name: &str) -> Option<String> {
+        let el = self.el(name)?;
+        if el.attr("itemscope").is_none() && matches!(el.value().name(), "a" | "area") {
+            let text = element_text(el);
+            if !text.trim().is_empty() {
+                return Some(text);
+            }
+        }
+        self.get(name)
+    }
+
     fn num(&self, name: &str) -> Option<f64> {
         parse_number(&self.get(name)?)
     }
@@ -379,9 +393,9 @@ fn md_review(el: ElementRef<'_>, base: &Url) -> Result<RawReview, String> {
     });
     let mut r = review(
         itemid.or(p.get("url")),
-        p.get("author"),
-        p.get("name").or(p.get("headline")),
-        p.get("reviewBody").or(p.get("description")),
+        p.text("author"),
+        p.text("name").or(p.text("headline")),
+        p.text("reviewBody").or(p.text("description")),
         rating,
         p.get("datePublished").as_deref(),
     )?;
@@ -480,6 +494,26 @@ mod tests {
         assert_eq!(get("ratingValue").as_deref(), Some("4"));
         assert_eq!(get("sameAs"), None, "a link without href has no value");
         assert_eq!(get("reviewBody").as_deref(), Some("Fine."));
+    }
+
+    #[test]
+    fn an_author_marked_on_a_link_is_its_name() {
+        let html = r#"<div itemscope itemtype="https://schema.org/Review">
+            <a itemprop="author" href="/u/7">Jane D.</a>
+            <a itemprop="name" href="/r/7">Boils fast</a>
+            <meta itemprop="datePublished" content="2026-11-01">
+            <span itemprop="reviewBody">Quiet and quick.</span>
+        </div>"#;
+        let doc = Html::parse_document(html);
+        let base = Url::parse("https://shop.example.com/p/kettle").unwrap();
+        let item = doc
+            .select(&Selector::parse("[itemscope]").unwrap())
+            .next()
+            .unwrap();
+        let r = md_review(item, &base).unwrap();
+        assert_eq!(r.author.as_deref(), Some("Jane D."));
+        assert_eq!(r.title.as_deref(), Some("Boils fast"));
+        assert_eq!(r.text, "Quiet and quick.");
     }
 
     #[test]

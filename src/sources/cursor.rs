@@ -37,33 +37,26 @@ impl Watermark {
 
     /// Moves the mark back over an item (never forward): for the oldest item read.
     pub fn advance_back(&mut self, at: DateTime<Utc>, id: &str) {
-        match self.at {
-            Some(w) if at > w => {}
-            Some(w) if at == w => {
-                if !self.ids.iter().any(|i| i == id) {
-                    self.ids.push(id.to_string());
-                }
-            }
-            _ => {
-                self.at = Some(at);
-                self.ids = vec![id.to_string()];
-            }
-        }
+        let further = self.at.is_none_or(|w| at < w);
+        self.mark(at, id, further);
     }
 
     /// Moves the watermark forward over an item (never backward).
     pub fn advance(&mut self, at: DateTime<Utc>, id: &str) {
-        match self.at {
-            Some(w) if at < w => {}
-            Some(w) if at == w => {
-                if !self.ids.iter().any(|i| i == id) {
-                    self.ids.push(id.to_string());
-                }
+        let further = self.at.is_none_or(|w| at > w);
+        self.mark(at, id, further);
+    }
+
+    /// An item at the mark joins its ids; one `further` (in the direction the mark
+    /// moves) becomes the mark; any other leaves it.
+    fn mark(&mut self, at: DateTime<Utc>, id: &str, further: bool) {
+        if self.at == Some(at) {
+            if !self.ids.iter().any(|i| i == id) {
+                self.ids.push(id.to_string());
             }
-            _ => {
-                self.at = Some(at);
-                self.ids = vec![id.to_string()];
-            }
+        } else if further {
+            self.at = Some(at);
+            self.ids = vec![id.to_string()];
         }
     }
 }

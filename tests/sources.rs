@@ -2102,6 +2102,7 @@ keywords = ["example notes", "obsidian"]
         7,
         "every hit of the busy keyword, over {runs} runs"
     );
+    assert!(runs < 10, "the gap never closed");
     let first_gap = srv
         .hits(HN_PATH)
         .iter()
@@ -2418,6 +2419,36 @@ async fn page_microdata_reviews_stored_under_their_old_ids_do_not_come_back_afte
             &srv.url("/shop/reviews/550"),
         ],
         "without an old cursor, the new ids"
+    );
+}
+
+#[tokio::test]
+async fn page_an_old_id_stays_with_its_review_and_never_passes_to_a_later_one() {
+    let srv = Server::start().await;
+    srv.on(
+        "/shop/kettle-k4",
+        Reply::fixture("page/microdata_itemids.html"),
+    );
+    // Dana's review has left the page; a new one whose link the site's template labels
+    // the same way has come.
+    srv.then(Reply::fixture("page/microdata_itemids_v2.html"));
+    let p = page_params(&srv.url("/shop/kettle-k4"), "");
+    let old_cursor = r##"{"seen":["#review-13","#review-12","h:1b4b8a2b2538ce892e2a5e07efb21946","Read Dana's review"]}"##;
+    let upgrade = fetch("page", &p, &ctx(), Some(old_cursor)).await.unwrap();
+    assert_eq!(upgrade.mentions.len(), 1, "{:?}", ids(&upgrade));
+
+    let next = fetch("page", &p, &ctx(), upgrade.cursor.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&next),
+        [srv.url("/shop/reviews/552").as_str()],
+        "the new review is new, under its own id"
+    );
+    let seen = &cursor_json(&next)["seen"];
+    assert!(
+        seen.as_array().unwrap().iter().any(|id| id == "#review-13"),
+        "reviews stored under an old id keep it: {seen}"
     );
 }
 

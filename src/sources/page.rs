@@ -11,11 +11,11 @@
 //! Pages are not ordered feeds: the cursor remembers the review ids on the page, and a
 //! review is new when its id was not there last time. An id that does not tell the
 //! page's reviews apart (the page's own URL, or one several reviews share) is replaced
-//! by a hash of the review, so no review is taken for another. A microdata review the
+//! by a hash of the review, so no review is taken for another. A review the
 //! last run saw under the id an older version gave it keeps that id (see
-//! `keep_legacy_ids_seen_last_run`), so an upgrade stores no review twice.
+//! `legacy_ids_seen_last_run`), so an upgrade stores no review twice.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use async_trait::async_trait;
 use scraper::{ElementRef, Html, Selector};
@@ -57,6 +57,11 @@ struct Selectors {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct PageCursor {
     seen: Vec<String>,
+    /// Reviews stored under the id an older version gave them: their id now -> the id
+    /// they are stored under. Written by every version since (empty when none), so a
+    /// cursor without it comes from an older version: only then are old ids looked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stored_as: Option<BTreeMap<String, String>>,
     #[serde(flatten)]
     validators: Validators,
 }
@@ -253,9 +258,11 @@ impl Connector for Page {
             })??;
 
         let first_run = prev.is_none();
-        let prev_seen: HashSet<String> = prev
-            .map(|c| c.seen.into_iter().collect())
+        let (prev_seen, stored_as): (HashSet<String>, Option<BTreeMap<String, String>>) = prev
+            .map(|c| (c.seen.into_iter().collect(), c.stored_as))
             .unwrap_or_default();
+        let from_older_version = !first_run && stored_as.is_none();
+        let mut stored_as = stored_as.unwrap_or_default();
         let mut skips = Skips::default();
         for why in &found.skipped {
             skips.add(why.clone());
@@ -269,7 +276,14 @@ impl Connector for Page {
                 (self.mention(r, ctx), legacy_id)
             })
             .collect();
-        keep_legacy_ids_seen_last_run(&mut found_mentions, &prev_seen);
+        if from_older_version {
+            stored_as = legacy_ids_seen_last_run(&found_mentions, &prev_seen);
+        }
+        for (m, _) in found_mentions.iter_mut() {
+            if let Some(id) = stored_as.get(&m.external_id) {
+                m.external_id = id.clone();
+            }
+        }
         let mut seen = Vec::new();
         let mut mentions = Vec::new();
         for (m, _) in found_mentions {
@@ -289,6 +303,7 @@ impl Connector for Page {
         seen.truncate(MAX_SEEN);
         let next = PageCursor {
             seen,
+            stored_as: Some(stored_as),
             validators: resp.validators(),
         };
         Ok(Fetched {
@@ -302,32 +317,33 @@ impl Connector for Page {
     }
 }
 
-/// Keeps the id an older version gave a review (see [`RawReview::legacy_id`]) where the
-/// last run saw that id, so the review stored under it is matched rather than stored
-/// again under its new id (the store knows a review by its id alone). Only an old id
-/// that tells the page's reviews apart is kept: one several reviews share
-/// ("Permalink") or that another review now has as its id would merge them.
-fn keep_legacy_ids_seen_last_run(
-    found: &mut [(Mention, Option<String>)],
+/// On the first run after an upgrade: the reviews the last run (an older version) saw
+/// under the id that version gave them (see [`RawReview::legacy_id`]), as their id now
+/// -> that id, so each is matched to the review stored under it rather than stored again
+/// (the store knows a review by its id alone). Kept in the cursor from then on, tied to
+/// the review's id now, so no later review can inherit an old id. Only an old id that
+/// tells the page's reviews apart is used: one several reviews share ("Permalink") or
+/// that another review now has as its id would merge them.
+fn legacy_ids_seen_last_run(
+    found: &[(Mention, Option<String>)],
     prev_seen: &HashSet<String>,
-) {
-    let mut legacy_uses: HashMap<String, usize> = HashMap::new();
-    for id in found.iter().filter_map(|(_, legacy)| legacy.clone()) {
+) -> BTreeMap<String, String> {
+    let mut legacy_uses: HashMap<&str, usize> = HashMap::new();
+    for id in found.iter().filter_map(|(_, legacy)| legacy.as_deref()) {
         *legacy_uses.entry(id).or_default() += 1;
     }
-    let current: HashSet<String> = found.iter().map(|(m, _)| m.external_id.clone()).collect();
-    for (m, legacy) in found.iter_mut() {
-        let Some(legacy) = legacy.take() else {
-            continue;
-        };
-        if legacy != m.external_id
-            && prev_seen.contains(&legacy)
-            && legacy_uses.get(&legacy) == Some(&1)
-            && !current.contains(&legacy)
-        {
-            m.external_id = legacy;
-        }
-    }
+    let current: HashSet<&str> = found.iter().map(|(m, _)| m.external_id.as_str()).collect();
+    found
+        .iter()
+        .filter_map(|(m, legacy)| {
+            let legacy = legacy.as_deref()?;
+            (legacy != m.external_id
+                && prev_seen.contains(legacy)
+                && legacy_uses.get(legacy) == Some(&1)
+                && !current.contains(legacy))
+            .then(|| (m.external_id.clone(), legacy.to_string()))
+        })
+        .collect()
 }
 
 impl Page {
@@ -345,6 +361,10 @@ impl Page {
             let Some(id) = r.id.as_deref() else { continue };
             let is_the_page = self.url.join(id).is_ok_and(|u| u == self.url);
             if is_the_page || uses.get(id).is_some_and(|n| *n > 1) {
+                // Versions before this one stored the review under that id.
+                if r.legacy_id.is_none() {
+                    r.legacy_id = r.id.clone();
+                }
                 r.id = None;
             }
         }

@@ -306,7 +306,11 @@ impl<'a> Props<'a, '_> {
     /// (`<a itemprop="author" href="/u/7">Jane D.</a>` is by Jane D.).
     fn text(&self, name: &str) -> Option<String> {
         let el = self.el(name)?;
-        if el.attr("itemscope").is_none() && matches!(el.value().name(), "a" | "area") {
+        if el.attr("itemscope").is_some() {
+            // A nested item (an author `Person`): its name, read as words too.
+            return props(el, self.base).text("name");
+        }
+        if matches!(el.value().name(), "a" | "area") {
             let text = element_text(el);
             if !text.trim().is_empty() {
                 return Some(text);
@@ -508,6 +512,18 @@ mod tests {
         let base = Url::parse("https://shop.example.com/p/kettle").unwrap();
         let item = doc
             .select(&Selector::parse("[itemscope]").unwrap())
+            .next()
+            .unwrap();
+        let r = md_review(item, &base).unwrap();
+        assert_eq!(r.author.as_deref(), Some("Jane D."));
+        // The same as a nested Person whose name is the link.
+        let nested = html.replace(
+            r#"<a itemprop="author" href="/u/7">Jane D.</a>"#,
+            r#"<span itemprop="author" itemscope itemtype="https://schema.org/Person"><a itemprop="name" href="/u/7">Jane D.</a></span>"#,
+        );
+        let doc = Html::parse_document(&nested);
+        let item = doc
+            .select(&Selector::parse("[itemtype='https://schema.org/Review']").unwrap())
             .next()
             .unwrap();
         let r = md_review(item, &base).unwrap();

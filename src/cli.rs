@@ -199,6 +199,10 @@ pub enum Command {
         /// classes (0 = plain cross-entropy).
         #[arg(long, requires = "fine_tune", default_value_t = 0.0, value_parser = label_smoothing)]
         label_smoothing: f64,
+        /// Fine-tuning: weigh each training tweet's loss by its annotators' agreement
+        /// (scaled so the tweets keep their total weight).
+        #[arg(long, requires = "fine_tune")]
+        tweet_confidence_weights: bool,
     },
     /// Measure speed and memory; prints what it measured.
     #[command(subcommand)]
@@ -462,6 +466,7 @@ pub async fn main(cli: Cli) -> Result<()> {
             weak_valence_neutral,
             init_seed,
             label_smoothing,
+            tweet_confidence_weights,
         } => {
             let settings = sentiment::train::TrainSettings {
                 data_dir: data,
@@ -491,6 +496,7 @@ pub async fn main(cli: Cli) -> Result<()> {
                         learning_rate,
                         workers: fine_tune_workers(workers),
                         label_smoothing,
+                        tweet_confidence_weights,
                         ..Default::default()
                     },
                 )

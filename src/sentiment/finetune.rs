@@ -75,6 +75,10 @@ pub struct FineTuneOptions {
     /// (0 = plain cross-entropy, the recipe). Meant for noisy labels, such as sentences
     /// labelled with their whole review's label; 0.1 was tried and not kept (README).
     pub label_smoothing: f64,
+    /// Weigh each training tweet's loss by its annotators' agreement (the data's
+    /// confidence, 0.6-1.0), scaled so the tweets keep their total weight: ambiguous
+    /// tweets count less. Tried and not kept (README).
+    pub tweet_confidence_weights: bool,
 }
 
 impl Default for FineTuneOptions {
@@ -93,6 +97,7 @@ impl Default for FineTuneOptions {
             progress: true,
             two_class: false,
             label_smoothing: 0.0,
+            tweet_confidence_weights: false,
             targets: Target::ALL.to_vec(),
             rank: RANK,
             workers: 1,
@@ -106,6 +111,9 @@ pub struct Sample {
     pub ids: Vec<u32>,
     pub lex: [f32; LEX_FEATURES],
     pub class: usize,
+    /// The example's weight in the loss (1 for all but the weighted tweets of
+    /// `--tweet-confidence-weights`).
+    pub weight: f32,
 }
 
 pub fn lex_features(text: &str) -> [f32; LEX_FEATURES] {
@@ -269,6 +277,9 @@ fn fingerprint(opts: &FineTuneOptions, samples: &[Sample]) -> String {
     if opts.label_smoothing > 0.0 {
         h.update(format!(" smoothing {}", opts.label_smoothing).as_bytes());
     }
+    if opts.tweet_confidence_weights {
+        h.update(b" tweet confidence weights");
+    }
     for s in samples.iter().take(1000) {
         for id in &s.ids {
             h.update(id.to_le_bytes());
@@ -354,6 +365,26 @@ fn smoothed_cross_entropy(logits: &Tensor, targets: &Tensor, smoothing: f64) -> 
     Ok(((loss * (1.0 - smoothing))? + (uniform * smoothing)?)?)
 }
 
+/// [`smoothed_cross_entropy`] with each example's term weighted (`weights`, one per
+/// row), divided by the number of rows: equal to it when every weight is 1.
+fn weighted_cross_entropy(
+    logits: &Tensor,
+    targets: &Tensor,
+    weights: &Tensor,
+    smoothing: f64,
+) -> Result<Tensor> {
+    let log_p = candle_nn::ops::log_softmax(logits, 1)?;
+    let picked = log_p.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?.neg()?;
+    let per_example = if smoothing > 0.0 {
+        let uniform = log_p.mean(1)?.neg()?;
+        ((picked * (1.0 - smoothing))? + (uniform * smoothing)?)?
+    } else {
+        picked
+    };
+    let rows = per_example.dim(0)? as f64;
+    Ok(((per_example * weights)?.sum_all()? / rows)?)
+}
+
 /// The batch's mean cross-entropy and its gradient for each of `vars`: the batch cut
 /// into `workers` shares, each share's loss (weighted by its size) differentiated on
 /// its own thread, the gradients summed in share order.
@@ -371,7 +402,15 @@ fn batch_gradients(
         let targets: Vec<u32> = part.iter().map(|s| s.class as u32).collect();
         let targets = Tensor::from_vec(targets, part.len(), &Device::Cpu)?;
         let logits = logits(bert, adapter, head, part)?;
-        let loss = smoothed_cross_entropy(&logits, &targets, label_smoothing)?;
+        // The plain loss unless a weight differs from 1, so unweighted runs compute
+        // exactly what they always did.
+        let loss = if part.iter().all(|s| s.weight == 1.0) {
+            smoothed_cross_entropy(&logits, &targets, label_smoothing)?
+        } else {
+            let weights: Vec<f32> = part.iter().map(|s| s.weight).collect();
+            let weights = Tensor::from_vec(weights, part.len(), &Device::Cpu)?;
+            weighted_cross_entropy(&logits, &targets, &weights, label_smoothing)?
+        };
         // Times 1 exactly for a single share, so one worker computes what it always did.
         let loss = (loss * (part.len() as f64 / n as f64))?;
         let grads = loss.backward()?;
@@ -695,6 +734,44 @@ pub fn export_held_back(s: &TrainSettings, out: &Path) -> Result<usize> {
 }
 
 /// `zmot train --fine-tune`.
+/// Each training example's loss weight: 1, or with `tweet_confidence_weights` a
+/// tweet's annotator confidence divided by the mean over the training tweets (a tweet
+/// with an emoji appended is looked up without it).
+fn example_weights(
+    s: &TrainSettings,
+    opts: &FineTuneOptions,
+    train_set: &[&Example],
+) -> Result<impl Fn(&Example) -> f32> {
+    let confidence = if opts.tweet_confidence_weights {
+        super::train::tweet_confidences(s)?
+    } else {
+        std::collections::HashMap::new()
+    };
+    let of = move |e: &Example| -> Option<f32> {
+        if !e.origin.starts_with("tweet") {
+            return None;
+        }
+        let text = e.text.trim();
+        confidence.get(text).copied().or_else(|| {
+            text.rsplit_once(' ')
+                .and_then(|(base, _)| confidence.get(base.trim()).copied())
+        })
+    };
+    let found: Vec<f32> = train_set.iter().filter_map(|e| of(e)).collect();
+    let mean = found.iter().sum::<f32>() / found.len().max(1) as f32;
+    if opts.tweet_confidence_weights {
+        let tweets = train_set
+            .iter()
+            .filter(|e| e.origin.starts_with("tweet"))
+            .count();
+        eprintln!(
+            "tweet confidence weights: {} of {tweets} training tweets found, mean confidence {mean:.3}",
+            found.len()
+        );
+    }
+    Ok(move |e: &Example| of(e).map_or(1.0, |c| c / mean))
+}
+
 pub fn run(s: &TrainSettings, opts: &FineTuneOptions) -> Result<()> {
     let (dev, dev_texts) = dev_set(&s.data_dir)?;
     let examples = load_training(s, &dev_texts)?;
@@ -705,6 +782,7 @@ pub fn run(s: &TrainSettings, opts: &FineTuneOptions) -> Result<()> {
 
     super::ensure_models(&s.models_dir)?;
     let encoder = Encoder::load(&s.models_dir)?;
+    let weight = example_weights(s, opts, &train_set)?;
     let samples: Vec<Sample> = train_set
         .iter()
         .filter(|e| !opts.two_class || e.class != 1)
@@ -713,6 +791,7 @@ pub fn run(s: &TrainSettings, opts: &FineTuneOptions) -> Result<()> {
                 ids: encoder.token_ids_max(&e.text, opts.max_tokens)?,
                 lex: lex_features(&e.text),
                 class: e.class,
+                weight: weight(e),
             })
         })
         .collect::<Result<_>>()?;
@@ -834,6 +913,7 @@ pub fn run(s: &TrainSettings, opts: &FineTuneOptions) -> Result<()> {
             "steps": stats.steps,
             "dropout": 0,
             "label_smoothing": opts.label_smoothing,
+            "tweet_confidence_weights": opts.tweet_confidence_weights,
             "loss": if opts.two_class {
                 "cross-entropy, 2 classes (negative/positive examples only; baseline)"
             } else {
@@ -920,6 +1000,7 @@ mod tests {
                     ids,
                     lex: [0.0; LEX_FEATURES],
                     class,
+                    weight: 1.0,
                 }
             })
             .collect()
@@ -987,6 +1068,35 @@ mod tests {
             zero.to_scalar::<f32>().unwrap().to_bits(),
             plain.to_scalar::<f32>().unwrap().to_bits()
         );
+    }
+
+    #[test]
+    fn weighted_cross_entropy_weighs_each_row() {
+        let rows = [[2.0f32, 0.0, -1.0], [0.0, 1.0, 0.5]];
+        let logits = Tensor::new(&rows, &Device::Cpu).unwrap();
+        let targets = Tensor::new(&[0u32, 2], &Device::Cpu).unwrap();
+        let scalar = |t: Tensor| f64::from(t.to_scalar::<f32>().unwrap());
+        for s in [0.0, 0.1] {
+            let plain = scalar(smoothed_cross_entropy(&logits, &targets, s).unwrap());
+            let ones = Tensor::new(&[1f32, 1.0], &Device::Cpu).unwrap();
+            let weighted = scalar(weighted_cross_entropy(&logits, &targets, &ones, s).unwrap());
+            assert!(
+                (plain - weighted).abs() < 1e-6,
+                "s {s}: {plain} vs {weighted}"
+            );
+            // Weight 2 on the first row and 0 on the second: the first row's loss alone.
+            let first = scalar(
+                smoothed_cross_entropy(
+                    &logits.narrow(0, 0, 1).unwrap(),
+                    &targets.narrow(0, 0, 1).unwrap(),
+                    s,
+                )
+                .unwrap(),
+            );
+            let w = Tensor::new(&[2f32, 0.0], &Device::Cpu).unwrap();
+            let got = scalar(weighted_cross_entropy(&logits, &targets, &w, s).unwrap());
+            assert!((got - first).abs() < 1e-6, "s {s}: {got} vs {first}");
+        }
     }
 
     #[test]

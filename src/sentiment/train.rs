@@ -418,6 +418,27 @@ fn read_tweets(s: &TrainSettings) -> Result<[Vec<String>; CLASSES]> {
     Ok(tweets)
 }
 
+/// The annotators' confidence of every tweet the mix may take (0.6 or more), by its
+/// cleaned text (the highest when a text repeats).
+pub fn tweet_confidences(s: &TrainSettings) -> Result<std::collections::HashMap<String, f32>> {
+    let mut rdr = csv_reader(&s.data_dir.join("tweets.csv"))?;
+    let mut out = std::collections::HashMap::new();
+    for row in rdr.byte_records() {
+        let row = row?;
+        let confidence: f32 = std::str::from_utf8(row.get(1).unwrap_or(b"0"))
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0.0);
+        if confidence < 0.6 {
+            continue;
+        }
+        let text = clean(&String::from_utf8_lossy(row.get(2).unwrap_or(b"")));
+        let c = out.entry(text.trim().to_string()).or_insert(confidence);
+        *c = c.max(confidence);
+    }
+    Ok(out)
+}
+
 /// Up to `extra_tweets_per_class` tweets of each class that the mix did not take (it
 /// takes `tweets_per_class` at most), in a seeded order, for the training side only,
 /// like [`extra_sentences`]: the mix and its held-back slice stay as they are. A tweet

@@ -392,11 +392,11 @@ fn sentence_class(s: &TrainSettings, sentence: &str, review_class: usize) -> usi
     }
 }
 
-/// The tweets the annotators agreed on (confidence 0.6 or more), cleaned, by class, in
-/// file order.
-fn read_tweets(s: &TrainSettings) -> Result<[Vec<String>; CLASSES]> {
+/// The tweets the annotators agreed on (confidence 0.6 or more), cleaned, in file order:
+/// (class, confidence, text).
+fn agreed_tweets(s: &TrainSettings) -> Result<Vec<(usize, f32, String)>> {
     let mut rdr = csv_reader(&s.data_dir.join("tweets.csv"))?;
-    let mut tweets: [Vec<String>; CLASSES] = Default::default();
+    let mut out = Vec::new();
     for row in rdr.byte_records() {
         let row = row?;
         let class = match row.get(0) {
@@ -413,26 +413,25 @@ fn read_tweets(s: &TrainSettings) -> Result<[Vec<String>; CLASSES]> {
             continue;
         }
         let text = clean(&String::from_utf8_lossy(row.get(2).unwrap_or(b"")));
+        out.push((class, confidence, text));
+    }
+    Ok(out)
+}
+
+/// [`agreed_tweets`] by class, in file order.
+fn read_tweets(s: &TrainSettings) -> Result<[Vec<String>; CLASSES]> {
+    let mut tweets: [Vec<String>; CLASSES] = Default::default();
+    for (class, _, text) in agreed_tweets(s)? {
         tweets[class].push(text);
     }
     Ok(tweets)
 }
 
-/// The annotators' confidence of every tweet the mix may take (0.6 or more), by its
-/// cleaned text (the highest when a text repeats).
+/// The annotators' confidence of every tweet the mix may take, by its cleaned text (the
+/// highest when a text repeats).
 pub fn tweet_confidences(s: &TrainSettings) -> Result<std::collections::HashMap<String, f32>> {
-    let mut rdr = csv_reader(&s.data_dir.join("tweets.csv"))?;
     let mut out = std::collections::HashMap::new();
-    for row in rdr.byte_records() {
-        let row = row?;
-        let confidence: f32 = std::str::from_utf8(row.get(1).unwrap_or(b"0"))
-            .ok()
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0.0);
-        if confidence < 0.6 {
-            continue;
-        }
-        let text = clean(&String::from_utf8_lossy(row.get(2).unwrap_or(b"")));
+    for (_, confidence, text) in agreed_tweets(s)? {
         let c = out.entry(text.trim().to_string()).or_insert(confidence);
         *c = c.max(confidence);
     }

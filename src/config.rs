@@ -1363,29 +1363,9 @@ impl Schedule {
         &self.expression
     }
 
-    /// The schedules whose runs together are this one's (one, or two for the rule above).
+    /// The schedules whose runs together are this one's (one per ` | `-joined expression).
     pub fn alternatives(&self) -> &[cron::Schedule] {
         &self.alternatives
-    }
-
-    /// Runs after `after`, in order, each once.
-    pub fn after<'a, Z: chrono::TimeZone + 'a>(
-        &'a self,
-        after: &chrono::DateTime<Z>,
-    ) -> impl Iterator<Item = chrono::DateTime<Z>> + 'a {
-        let mut streams: Vec<_> = self
-            .alternatives
-            .iter()
-            .map(|s| s.after(after).peekable())
-            .collect();
-        std::iter::from_fn(move || {
-            let next = streams.iter_mut().filter_map(|s| s.peek().cloned()).min()?;
-            // Advance every stream sitting on that time, so a day both fields select runs once.
-            for s in &mut streams {
-                s.next_if(|t| *t == next);
-            }
-            Some(next)
-        })
     }
 }
 
@@ -1440,13 +1420,28 @@ mod tests {
 
     /// The next four 08:00 runs of a schedule from Saturday 21 November 2026, as dates.
     fn next_runs(expr: &str) -> Vec<String> {
-        let s = parse_schedule(expr).unwrap_or_else(|e| panic!("{e}"));
         let after =
             chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 11, 21, 0, 0, 0).unwrap();
-        s.after(&after)
-            .take(4)
-            .map(|t| t.format("%a %d %H:%M").to_string())
-            .collect()
+        runs_after(expr, after, 4, "%a %d %H:%M")
+    }
+
+    /// The first `n` runs of a schedule (UTC) after `after`, as the scheduler finds them.
+    fn runs_after(
+        expr: &str,
+        mut after: chrono::DateTime<chrono::Utc>,
+        n: usize,
+        format: &str,
+    ) -> Vec<String> {
+        let s = parse_schedule(expr).unwrap_or_else(|e| panic!("{e}"));
+        let mut out = Vec::new();
+        while out.len() < n {
+            let Some(t) = crate::scheduler::next_after(&s, chrono_tz::UTC, after) else {
+                break;
+            };
+            out.push(t.format(format).to_string());
+            after = t;
+        }
+        out
     }
 
     #[test]
@@ -1463,13 +1458,10 @@ mod tests {
         );
         // A day both select (Monday 1 February 2027) runs once.
         let after = chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2027, 1, 31, 0, 0, 0).unwrap();
-        let s = parse_schedule("0 8 1 * Mon").unwrap();
-        let runs: Vec<String> = s
-            .after(&after)
-            .take(2)
-            .map(|t| t.format("%a %d %b").to_string())
-            .collect();
-        assert_eq!(runs, ["Mon 01 Feb", "Mon 08 Feb"]);
+        assert_eq!(
+            runs_after("0 8 1 * Mon", after, 2, "%a %d %b"),
+            ["Mon 01 Feb", "Mon 08 Feb"]
+        );
         // A day field starting with `*` is not a restriction: both must hold.
         assert_eq!(
             next_runs("0 8 */2 * Mon"),

@@ -176,8 +176,11 @@ impl Connector for Feed {
                 )
             })?;
 
-        for e in &mut parsed.entries {
-            e.id = id_from_text_when_bare(e);
+        let bare = stable_id(&[], &None, None);
+        for e in parsed.entries.iter_mut().filter(|e| e.id == bare) {
+            if let Some(id) = id_from_text(e) {
+                e.id = id;
+            }
         }
 
         let known = Known::from_cursor(prev.as_ref());
@@ -246,17 +249,11 @@ fn stable_id(links: &[Link], title: &Option<feed_rs::model::Text>, _base: Option
 /// An item with no id, link or title (a bare `<description>`, as some alert feeds send)
 /// is named by its text: the generator above sees only links and title, and would give
 /// every such item the same id, so all but one were taken for repeats.
-fn id_from_text_when_bare(e: &Entry) -> String {
-    if e.id != stable_id(&[], &None, None) {
-        return e.id.clone();
-    }
+fn id_from_text(e: &Entry) -> Option<String> {
     let summary = e.summary.as_ref().map(|t| t.content.as_str());
     let content = e.content.as_ref().and_then(|c| c.body.as_deref());
-    let text = summary.or(content).unwrap_or("");
-    if text.is_empty() {
-        return e.id.clone();
-    }
-    format!("h:{}", hash_id(&["", "", text]))
+    let text = summary.or(content).filter(|t| !t.is_empty())?;
+    Some(format!("h:{}", hash_id(&["", "", text])))
 }
 
 fn mention(e: &Entry, ctx: &FetchContext) -> Option<Mention> {

@@ -34,9 +34,9 @@ impl TrustedProxies {
     /// address it was reached from. The first entry that is not a trusted proxy is the
     /// client; entries further left were sent by that client and may be forged. When
     /// every entry read is a trusted address (a client inside a trusted range), the
-    /// farthest is the client. Reading stops at an entry that is not an address (or a
-    /// header that is missing or not text): the farthest address read so far is the
-    /// client, the peer when there is none.
+    /// farthest is the client. Reading stops at an entry that is not an address (bytes
+    /// that are not text included) or where the header ends: the farthest address read
+    /// so far is the client, the peer when there is none.
     pub(crate) fn client_address(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         if !self.trusts(peer) {
             return peer;

@@ -553,6 +553,7 @@ mod tests {
     fn thirteen_digit_integers_are_milliseconds() {
         let p = jsonl_dates(&["1763000000000", "\"1763000000000\"", "1763000000"]);
         assert!(p.bad.is_empty(), "{:?}", p.bad);
+        assert_eq!(p.mentions.len(), 3);
         for m in &p.mentions {
             assert_eq!(m.published_at.timestamp(), 1_763_000_000);
         }

@@ -230,6 +230,14 @@ async fn a_nul_in_pushed_text_is_dropped_and_store_errors_are_not_echoed() {
         assert_eq!(status, 200, "{}: {v}", db.label);
         assert_eq!(v["new"], 3, "{v}");
         assert_eq!(db.store.count_mentions(None).await.unwrap(), 3);
+        let body: String = sqlx::Row::get(
+            &sqlx::query("SELECT body FROM mentions WHERE external_id = 'b'")
+                .fetch_one(db.store.pool())
+                .await
+                .unwrap(),
+            "body",
+        );
+        assert_eq!(body, "nul ", "{}", db.label);
     }
 
     // A store that fails: the answer says so without quoting the database.

@@ -576,3 +576,56 @@ impl Failure {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_login_lock_starts_at_a_second_doubles_and_stops_at_fifteen_minutes() {
+        let s = Security {
+            token: Some("t".into()),
+            loopback: true,
+            csrf: String::new(),
+            sessions: Mutex::default(),
+            logins: Mutex::default(),
+            trusted_proxies: client::TrustedProxies::default(),
+        };
+        let client = Some("203.0.113.5".parse().unwrap());
+        // The lock's time left, right after it was set; then let it run out, as time
+        // passing would.
+        let lock_left = || {
+            let left = s.try_login(client, "t", "t").unwrap_err();
+            s.logins
+                .lock()
+                .unwrap()
+                .get_mut(&client)
+                .unwrap()
+                .locked_until = Some(Instant::now());
+            left
+        };
+        for _ in 1..FREE_LOGIN_FAILURES {
+            assert_eq!(s.try_login(client, "guess", "t"), Ok(false));
+        }
+        assert!(s.try_login(client, "t", "t").is_ok(), "not locked yet");
+        for expected in [1u64, 2, 4, 8] {
+            assert_eq!(s.try_login(client, "guess", "t"), Ok(false));
+            let left = lock_left();
+            assert!(
+                left <= Duration::from_secs(expected)
+                    && left > Duration::from_secs(expected) - Duration::from_millis(200),
+                "{left:?}, expected {expected} s"
+            );
+        }
+        for _ in 0..20 {
+            assert_eq!(s.try_login(client, "guess", "t"), Ok(false));
+            lock_left();
+        }
+        assert_eq!(s.try_login(client, "guess", "t"), Ok(false));
+        let left = lock_left();
+        assert!(
+            left <= MAX_LOGIN_LOCK && left > MAX_LOGIN_LOCK - Duration::from_secs(1),
+            "{left:?}"
+        );
+    }
+}

@@ -43,13 +43,11 @@ impl Rules {
                         agents.clear();
                         in_rules = false;
                     }
-                    agents.push(value.to_ascii_lowercase());
+                    agents.push(product_token(value));
                 }
                 "allow" | "disallow" => {
                     in_rules = true;
-                    let for_me = agents
-                        .iter()
-                        .any(|a| agent.contains(a.as_str()) && a != "*");
+                    let for_me = agents.iter().any(|a| *a == agent);
                     // A group naming zmot is zmot's even when its only rule is an empty
                     // Disallow (allow everything): the `*` group no longer applies.
                     named_mine |= for_me;
@@ -84,6 +82,20 @@ impl Rules {
         }
         best.is_none_or(|(_, allow)| allow)
     }
+}
+
+/// The product token a `User-agent:` line names, lower-cased: its leading letters, `-`
+/// and `_` (RFC 9309), so `zmot/1.0` names zmot while `z` or `zmotbot` do not; `*`
+/// stays `*`.
+fn product_token(value: &str) -> String {
+    if value == "*" || value.starts_with("* ") {
+        return "*".to_string();
+    }
+    value
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic() || *c == '-' || *c == '_')
+        .collect::<String>()
+        .to_ascii_lowercase()
 }
 
 /// Glob match with `*` (any run) and a trailing `$` (end of path).
@@ -198,6 +210,33 @@ mod tests {
         let r = Rules::parse(txt, AGENT);
         assert!(r.allows("/products/1"), "{r:?}");
         assert!(!Rules::parse(txt, "otherbot").allows("/products/1"));
+    }
+
+    #[test]
+    fn a_group_is_zmot_s_only_when_it_names_zmot_as_its_product_token() {
+        let only = |agent_line: &str| {
+            let txt = format!(
+                "User-agent: {agent_line}\nDisallow: /\n\nUser-agent: *\nDisallow: /cart\n"
+            );
+            Rules::parse(&txt, AGENT).allows("/products/1")
+        };
+        // Other crawlers whose names are parts of zmot's, or contain it, are not zmot.
+        assert!(only("z"));
+        assert!(only("mot"));
+        assert!(only("zmotbot"));
+        // zmot in any case, with a version or a comment after its token, is.
+        assert!(!only("zmot"));
+        assert!(!only("ZMOT"));
+        assert!(!only("zmot/1.0"));
+        assert!(!only("Zmot (+https://example.com/bot)"));
+        // Groups naming zmot are combined.
+        let txt = "User-agent: zmot\nDisallow: /a\n\nUser-agent: other\nDisallow: /\n\n\
+                   User-agent: zmot/2\nDisallow: /b\n";
+        let r = Rules::parse(txt, AGENT);
+        assert!(
+            !r.allows("/a") && !r.allows("/b") && r.allows("/c"),
+            "{r:?}"
+        );
     }
 
     #[test]

@@ -247,6 +247,21 @@ pub struct Server {
     /// client in `X-Forwarded-For`; empty, the connection's own address is the client's.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// The header the trusted proxies name the client in: `X-Forwarded-For` (nginx,
+    /// Caddy, most) or the standard `Forwarded` (RFC 7239). Only the one configured is
+    /// read: a proxy passes the other on as the client wrote it.
+    #[serde(default)]
+    pub client_address_header: ClientAddressHeader,
+}
+
+/// Where a trusted reverse proxy names the client.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientAddressHeader {
+    #[default]
+    #[serde(rename = "X-Forwarded-For", alias = "x-forwarded-for")]
+    XForwardedFor,
+    #[serde(rename = "Forwarded", alias = "forwarded")]
+    Forwarded,
 }
 
 impl Default for Server {
@@ -255,6 +270,7 @@ impl Default for Server {
             listen: default_listen(),
             token_env: default_token_env(),
             trusted_proxies: Vec::new(),
+            client_address_header: ClientAddressHeader::default(),
         }
     }
 }
@@ -1706,6 +1722,36 @@ params = { query = "acme" }
             ) && msgs[2].contains("10.0.0.0/8 for the range")
                 && msgs[2].contains("10.0.0.1 for the one address"),
             "{msgs:?}"
+        );
+    }
+
+    #[test]
+    fn the_client_address_header_is_x_forwarded_for_unless_set_to_forwarded() {
+        let c = parse("", "c.toml", &[]).unwrap();
+        assert_eq!(
+            c.server.client_address_header,
+            ClientAddressHeader::XForwardedFor
+        );
+        let c = parse(
+            "[server]\nclient_address_header = \"Forwarded\"\n",
+            "c.toml",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            c.server.client_address_header,
+            ClientAddressHeader::Forwarded
+        );
+        let err = parse(
+            "[server]\nclient_address_header = \"X-Real-IP\"\n",
+            "c.toml",
+            &[],
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("c.toml:2") && msg.contains("X-Real-IP") && msg.contains("Forwarded"),
+            "{msg}"
         );
     }
 

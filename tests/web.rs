@@ -1097,10 +1097,21 @@ async fn login_forwarded_for(
     token: &str,
     forwarded_for: &str,
 ) -> reqwest::Response {
+    login_through_proxy(s, csrf, token, "X-Forwarded-For", forwarded_for).await
+}
+
+/// A login through a reverse proxy that names the client in `header`.
+async fn login_through_proxy(
+    s: &Server,
+    csrf: &str,
+    token: &str,
+    header: &str,
+    value: &str,
+) -> reqwest::Response {
     s.http
         .post(s.url("/login"))
         .header("Origin", &s.base)
-        .header("X-Forwarded-For", forwarded_for)
+        .header(header, value)
         .form(&[("csrf", csrf), ("token", token), ("back", "/")])
         .send()
         .await
@@ -1134,6 +1145,50 @@ async fn behind_a_trusted_proxy_one_guesser_does_not_lock_out_the_others() {
     assert_eq!(r.status(), 429);
     // Nor by sending no address at all or junk: the proxy always appends the real one.
     let r = login_forwarded_for(&s, &csrf, "s3cret-token", "unknown, 203.0.113.5").await;
+    assert_eq!(r.status(), 429);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_configured_to_send_the_standard_forwarded_header_is_read() {
+    let db = testutil::sqlite().await.unwrap();
+    let text = format!(
+        "[server]\ntrusted_proxies = [\"127.0.0.1\"]\nclient_address_header = \"Forwarded\"\n{CONFIG}"
+    );
+    let c = config::parse(&text, "test.toml", &[]).unwrap();
+    seed(&db.store, &c).await;
+    let s = Server::start(db.store.clone(), c, Some("s3cret-token"), true).await;
+    let (_, page) = s.get("/watch/Acme%20Kettle").await;
+    let csrf = csrf_of(&page);
+    let guesser = "for=203.0.113.5;proto=https";
+    for i in 0..5 {
+        let r = login_through_proxy(&s, &csrf, "guess", "Forwarded", guesser).await;
+        assert_eq!(r.status(), 401, "try {i}");
+    }
+    let r = login_through_proxy(&s, &csrf, "s3cret-token", "Forwarded", guesser).await;
+    assert_eq!(r.status(), 429);
+    // A colleague behind the proxy, named in the same header, logs in.
+    let colleague = "for=\"[2001:db8::6]:4711\";proto=https";
+    let r = login_through_proxy(&s, &csrf, "s3cret-token", "Forwarded", colleague).await;
+    assert_eq!(r.status(), 303);
+    // The guesser's own claim, left of what the proxy appended, does not count, and
+    // X-Forwarded-For is not read with this setting (the proxy passes it on as written).
+    let forged = "for=203.0.113.7, for=203.0.113.5";
+    let r = login_through_proxy(&s, &csrf, "s3cret-token", "Forwarded", forged).await;
+    assert_eq!(r.status(), 429);
+    let r = s
+        .http
+        .post(s.url("/login"))
+        .header("Origin", &s.base)
+        .header("Forwarded", guesser)
+        .header("X-Forwarded-For", "203.0.113.8")
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("token", "s3cret-token"),
+            ("back", "/"),
+        ])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 429);
 }
 

@@ -1,21 +1,25 @@
 //! Which client a request comes from, for the login lockout: the TCP peer, or, when the
 //! peer is a trusted reverse proxy (`server.trusted_proxies`), the address it reports in
-//! `X-Forwarded-For`. A header from any other peer is ignored: anyone can write one.
+//! `X-Forwarded-For` (or in `Forwarded`, RFC 7239, when `server.client_address_header`
+//! says so). A header from any other peer is ignored: anyone can write one.
 
 use std::net::{IpAddr, SocketAddr};
 
 use axum::http::HeaderMap;
 use ipnet::IpNet;
 
-/// The reverse proxies whose `X-Forwarded-For` is believed; none by default.
+use crate::config::ClientAddressHeader;
+
+/// The reverse proxies whose client header is believed; none by default.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TrustedProxies {
     ranges: Vec<IpNet>,
+    header: ClientAddressHeader,
 }
 
 impl TrustedProxies {
-    pub(crate) fn new(ranges: Vec<IpNet>) -> TrustedProxies {
-        TrustedProxies { ranges }
+    pub(crate) fn new(ranges: Vec<IpNet>, header: ClientAddressHeader) -> TrustedProxies {
+        TrustedProxies { ranges, header }
     }
 
     /// Whether `ip` is one of the trusted proxies. An IPv4 address seen as IPv6 (a
@@ -30,19 +34,20 @@ impl TrustedProxies {
     /// The address of the client behind a request that arrived from `peer`.
     ///
     /// From an untrusted peer (or with no proxies trusted): the peer itself. From a
-    /// trusted one: `X-Forwarded-For` read from the right, where each proxy appended the
-    /// address it was reached from. The first entry that is not a trusted proxy is the
-    /// client; entries further left were sent by that client and may be forged. When
-    /// every entry read is a trusted address (a client inside a trusted range), the
-    /// farthest is the client. Reading stops at an entry that is not an address (bytes
-    /// that are not text included) or where the header ends: the farthest address read
-    /// so far is the client, the peer when there is none.
+    /// trusted one: the configured header's list read from the right, where each proxy
+    /// appended the address it was reached from. The first entry that is not a trusted
+    /// proxy is the client; entries further left were sent by that client and may be
+    /// forged. When every entry read is a trusted address (a client inside a trusted
+    /// range), the farthest is the client. Reading stops at an entry that is not an
+    /// address (bytes that are not text, `unknown` and obfuscated names included) or
+    /// where the header ends: the farthest address read so far is the client, the peer
+    /// when there is none.
     pub(crate) fn client_address(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         if !self.trusts(peer) {
             return peer;
         }
         let mut farthest = peer;
-        for hop in forwarded_for_from_right(headers) {
+        for hop in forwarded_from_right(headers, self.header) {
             let Some(hop) = hop else {
                 break;
             };
@@ -56,19 +61,51 @@ impl TrustedProxies {
     }
 }
 
-/// The entries of every `X-Forwarded-For` header, right-most first (several header lines
-/// make one list, in order); `None` for an entry that is not an address.
-fn forwarded_for_from_right(headers: &HeaderMap) -> impl Iterator<Item = Option<IpAddr>> + '_ {
-    let lines: Vec<_> = headers.get_all("x-forwarded-for").iter().collect();
+/// The entries of every line of the client header, right-most first (several header
+/// lines make one list, in order); `None` for an entry that names no address.
+fn forwarded_from_right(
+    headers: &HeaderMap,
+    header: ClientAddressHeader,
+) -> impl Iterator<Item = Option<IpAddr>> + '_ {
+    let name = match header {
+        ClientAddressHeader::XForwardedFor => "x-forwarded-for",
+        ClientAddressHeader::Forwarded => "forwarded",
+    };
+    let lines: Vec<_> = headers.get_all(name).iter().collect();
     // Split the raw bytes, not the line as text: the client writes the left part, and a
     // byte that is not text there must spoil only its own entry, not the address the
-    // proxy appended on the right.
-    lines.into_iter().rev().flat_map(|line| {
+    // proxy appended on the right. For `Forwarded` a comma inside a quoted value would
+    // not end an element, but no address contains one: splitting there can only spoil
+    // entries the client wrote, further left than the proxies' own.
+    lines.into_iter().rev().flat_map(move |line| {
         line.as_bytes()
             .rsplit(|b| *b == b',')
-            .map(|entry| std::str::from_utf8(entry).ok().and_then(forwarded_address))
+            .map(|entry| {
+                let entry = std::str::from_utf8(entry).ok()?;
+                match header {
+                    ClientAddressHeader::XForwardedFor => forwarded_address(entry),
+                    ClientAddressHeader::Forwarded => forwarded_for_pair(entry),
+                }
+            })
             .collect::<Vec<_>>()
     })
+}
+
+/// The address in the `for=` pair of one `Forwarded` element
+/// (`for=192.0.2.60;proto=https;by=203.0.113.43`, `for="[2001:db8::17]:4711"`); `None`
+/// without one, or for `unknown` and obfuscated names (`for=_hidden`).
+fn forwarded_for_pair(element: &str) -> Option<IpAddr> {
+    let value = element.split(';').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        key.trim()
+            .eq_ignore_ascii_case("for")
+            .then_some(value.trim())
+    })?;
+    let value = match value.strip_prefix('"') {
+        Some(quoted) => quoted.strip_suffix('"')?,
+        None => value,
+    };
+    forwarded_address(value)
 }
 
 /// One `X-Forwarded-For` entry as an address: `203.0.113.5`, `2001:db8::1`, or with a
@@ -102,6 +139,7 @@ mod tests {
                 .iter()
                 .map(|e| crate::config::parse_trusted_proxy(e).unwrap())
                 .collect(),
+            ClientAddressHeader::XForwardedFor,
         )
     }
 
@@ -244,6 +282,65 @@ mod tests {
                 "{entry}"
             );
         }
+    }
+
+    fn standard_forwarded(lines: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for line in lines {
+            headers.append("forwarded", HeaderValue::from_str(line).unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn the_standard_forwarded_header_is_read_when_configured() {
+        let ranges = proxies(&["127.0.0.1", "10.0.0.0/8"]).ranges;
+        let trusted = TrustedProxies::new(ranges, ClientAddressHeader::Forwarded);
+        let peer = ip("127.0.0.1");
+        let cases = [
+            ("for=203.0.113.5", "203.0.113.5"),
+            ("For=\"203.0.113.5:41234\";proto=https", "203.0.113.5"),
+            ("for=\"[2001:db8::17]:4711\"", "2001:db8::17"),
+            ("proto=https;for=203.0.113.5;by=10.0.0.2", "203.0.113.5"),
+            // The client's own claim on the left, its address and a second proxy's.
+            (
+                "for=198.51.100.1, for=203.0.113.5, for=10.1.2.3",
+                "203.0.113.5",
+            ),
+            // A forged quote cannot swallow the proxy's element.
+            ("for=\"198.51.100.1, for=203.0.113.5", "203.0.113.5"),
+            ("for=unknown, for=10.0.0.2", "10.0.0.2"),
+        ];
+        for (line, client) in cases {
+            assert_eq!(
+                trusted.client_address(peer, &standard_forwarded(&[line])),
+                ip(client),
+                "{line}"
+            );
+        }
+        for unreadable in [
+            "for=_hidden",
+            "for=unknown",
+            "proto=https",
+            "for=\"203.0.113.5",
+        ] {
+            assert_eq!(
+                trusted.client_address(peer, &standard_forwarded(&[unreadable])),
+                peer,
+                "{unreadable}"
+            );
+        }
+        // Only the configured header counts: X-Forwarded-For is the client's here.
+        assert_eq!(
+            trusted.client_address(peer, &forwarded(&["203.0.113.5"])),
+            peer
+        );
+        // And with the default, `Forwarded` is the client's.
+        let default = proxies(&["127.0.0.1"]);
+        assert_eq!(
+            default.client_address(peer, &standard_forwarded(&["for=203.0.113.5"])),
+            peer
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //!   login, ended by logging out); pages are readable without logging in only when bound
 //!   to loopback. Repeated wrong tokens lock the login form for a growing while, for the
 //!   client's address: the connection's, or behind a proxy listed in
-//!   `server.trusted_proxies` the one it reports in `X-Forwarded-For`.
+//!   `server.trusted_proxies` the one it reports in `X-Forwarded-For` (or `Forwarded`).
 //! - Bound beyond loopback without a token: every request is refused.
 //! - Every state-changing request, API included, must come from the same origin
 //!   (`Origin`, else `Referer`, must match `Host` when present; `Sec-Fetch-Site` must not
@@ -132,7 +132,10 @@ impl WebState {
         token: Option<String>,
         loopback: bool,
     ) -> WebState {
-        let trusted_proxies = client::TrustedProxies::new(config.server.trusted_proxy_ranges());
+        let trusted_proxies = client::TrustedProxies::new(
+            config.server.trusted_proxy_ranges(),
+            config.server.client_address_header,
+        );
         WebState {
             store,
             config,

@@ -47,7 +47,7 @@ impl Rules {
                 }
                 "allow" | "disallow" => {
                     in_rules = true;
-                    let for_me = agents.iter().any(|a| *a == agent);
+                    let for_me = agents.contains(&agent);
                     // A group naming zmot is zmot's even when its only rule is an empty
                     // Disallow (allow everything): the `*` group no longer applies.
                     named_mine |= for_me;

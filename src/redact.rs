@@ -13,9 +13,38 @@ pub fn database_url(url: &str) -> String {
 /// the fetch runs, the dashboard and the CLI): the password in the user information and
 /// the value of every query parameter, whatever its name. Private feeds put their key in
 /// the query under names no list foresees (`?token=`, `?key=`, `?k=`); the names stay, so
-/// the message still says which URL it was.
+/// the message still says which URL it was. Path segments that look like keys are hidden
+/// too: a private feed's URL may be its only secret, kept in the path (Google Alerts:
+/// `/alerts/feeds/<20-digit user>/<19-digit alert>`).
 pub fn source_url(url: &str) -> String {
-    redact(url, |_| true)
+    let redacted = redact(url, |_| true);
+    let Some(i) = redacted.find("://") else {
+        return redacted;
+    };
+    let (scheme, rest) = redacted.split_at(i + 3);
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    let (authority_and_path, tail) = rest.split_at(end);
+    let path: Vec<&str> = authority_and_path
+        .split('/')
+        .enumerate()
+        .map(|(n, segment)| match n > 0 && looks_like_a_key(segment) {
+            true => "***",
+            false => segment,
+        })
+        .collect();
+    format!("{scheme}{}{tail}", path.join("/"))
+}
+
+/// A path segment that reads as a key or an account number rather than a name: 16 or
+/// more letters, digits, `-` and `_` with at least 6 digits among them
+/// (`00641234567890123456`, `a1b2c3d4e5f6a7b8c9d0`), where names (`reviews-2024.xml`,
+/// `search_by_date`, an app's `id389801252`) are shorter or mostly letters.
+fn looks_like_a_key(segment: &str) -> bool {
+    segment.len() >= 16
+        && segment
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && segment.chars().filter(char::is_ascii_digit).count() >= 6
 }
 
 /// `url` with the password of its user information and the values of the query
@@ -148,6 +177,28 @@ mod tests {
             (
                 "https://example.com/feed.xml",
                 "https://example.com/feed.xml",
+            ),
+            // A feed whose key is its path: the account and the alert are hidden.
+            (
+                "https://www.google.com/alerts/feeds/00641234567890123456/1234567890123456789",
+                "https://www.google.com/alerts/feeds/***/***",
+            ),
+            (
+                "https://feeds.example.com/u/a1b2c3d4e5f6a7b8c9d0/reviews.atom?x=1#top",
+                "https://feeds.example.com/u/***/reviews.atom?x=***",
+            ),
+            // Names, short ids and the host stay.
+            (
+                "https://apps.example.com/us/app/id389801252/reviews-2024.xml",
+                "https://apps.example.com/us/app/id389801252/reviews-2024.xml",
+            ),
+            (
+                "http://127.0.0.1:8080/api/v1/search_by_date_and_more",
+                "http://127.0.0.1:8080/api/v1/search_by_date_and_more",
+            ),
+            (
+                "https://1234567890123456789.example.com/feed",
+                "https://1234567890123456789.example.com/feed",
             ),
         ] {
             assert_eq!(source_url(url), shown, "{url}");

@@ -2741,6 +2741,9 @@ name = "Example Notes"
 async fn a_failing_private_feed_is_named_without_its_token() {
     let srv = Server::start().await;
     srv.on("/feed", Reply::status(500, "upstream down"));
+    // A feed whose URL path is its key (as Google Alerts feeds are).
+    let key_path = "/alerts/feeds/00641234567890123456/1234567890123456789";
+    srv.on(key_path, Reply::status(403, "forbidden"));
     // A port nothing listens on, for the connection error (reqwest quotes the URL).
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let closed_port = closed.local_addr().unwrap().port();
@@ -2759,8 +2762,13 @@ name = "Example Notes"
   name = "gone-feed"
   kind = "feed"
   params = {{ url = "http://reader:hunter2@127.0.0.1:{closed_port}/feed?token=SECRET123&lang=en", retries = 0, min_interval_ms = 0 }}
+
+  [[watch.source]]
+  name = "alerts-feed"
+  kind = "feed"
+  params = {{ url = "{}{key_path}", retries = 0, min_interval_ms = 0 }}
 "#,
-        srv.base
+        srv.base, srv.base
     );
     let db = testutil::sqlite().await.unwrap();
     let pipeline = pipeline_for(&text, &db).await;
@@ -2770,6 +2778,7 @@ name = "Example Notes"
             "gone-feed",
             format!("http://reader:***@127.0.0.1:{closed_port}/feed?token=***&lang=***"),
         ),
+        ("alerts-feed", format!("{}/alerts/feeds/***/***", srv.base)),
     ] {
         let source = source_named(&db, name).await;
         let report = pipeline.fetch_source(&source).await.unwrap();
@@ -2781,7 +2790,10 @@ name = "Example Notes"
         for text in [&e.message, &stored] {
             assert!(text.contains(&shown), "{name}: {text}");
             assert!(
-                !text.contains("SECRET123") && !text.contains("hunter2"),
+                !text.contains("SECRET123")
+                    && !text.contains("hunter2")
+                    && !text.contains("00641234567890123456")
+                    && !text.contains("1234567890123456789"),
                 "{name}: {text}"
             );
         }

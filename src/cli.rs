@@ -1141,15 +1141,17 @@ async fn status(path: &Path, json: bool) -> Result<()> {
         );
         return Ok(());
     }
+    let fmt = |t: DateTime<Utc>| t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string();
+    // Without sources there is still the outbox to show (emails queued before the
+    // watches were removed).
     if list.is_empty() {
         println!("No sources configured. Add watches to {}.", path.display());
-        return Ok(());
+    } else {
+        println!(
+            "{:<16} {:<16} {:<10} {:<16} {:<8} {:>8} {:<16}  (times in {}, unless marked)",
+            "WATCH", "SOURCE", "KIND", "LAST RUN", "RESULT", "MENTIONS", "NEXT RUN", tz
+        );
     }
-    let fmt = |t: DateTime<Utc>| t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string();
-    println!(
-        "{:<16} {:<16} {:<10} {:<16} {:<8} {:>8} {:<16}  (times in {}, unless marked)",
-        "WATCH", "SOURCE", "KIND", "LAST RUN", "RESULT", "MENTIONS", "NEXT RUN", tz
-    );
     for s in list {
         // A source runs on its watch's clock: its times are shown on it, marked with the
         // zone when that is not the general one.

@@ -588,3 +588,124 @@ fn listing_into_a_closed_pipe_ends_quietly() {
         assert!(!err.contains("Broken pipe"), "{extra:?}: {err}");
     }
 }
+
+#[test]
+fn status_lists_the_emails_that_missed_someone() {
+    use zmot::store::{NewEmail, Refusal, Store};
+    let dir = tempdir();
+    write_config(dir.path());
+    let url = format!("sqlite://{}/zmot.db", dir.path().display());
+    let env = [("ZMOT__DATABASE__URL", url.as_str())];
+    // Creates the database; nothing has missed anyone yet.
+    let o = zmot(dir.path(), &["status"], &env);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(!out.contains("EMAILS THAT MISSED SOMEONE"), "{out}");
+
+    // Three emails as the sender leaves them: one refused for one address and sent to
+    // the other, one waiting to be retried, one given up; and one delivered to all.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = Store::connect(&url, 1).await.unwrap();
+        let recipients = ["lead@acme.test".to_string(), "old@acme.test".to_string()];
+        for subject in [
+            "[zmot] Acme: 1 new alert",
+            "[zmot] Acme: weekly digest",
+            "[zmot] Acme: rating under 4.3",
+            "[zmot] Acme: all delivered",
+        ] {
+            store
+                .enqueue_email(&NewEmail {
+                    kind: "alert",
+                    dedup_key: Some(subject),
+                    watch_id: None,
+                    recipients: &recipients,
+                    subject,
+                    message: "x",
+                })
+                .await
+                .unwrap();
+        }
+        let claimed = store.claim_emails("w1", 10, 60_000).await.unwrap();
+        assert_eq!(claimed.len(), 4);
+        let refused = [Refusal {
+            address: "old@acme.test".into(),
+            reason: "550 5.1.1 no such user".into(),
+        }];
+        store
+            .record_email_recipients(claimed[0].id, "w1", &recipients[..1], &refused)
+            .await
+            .unwrap();
+        store
+            .mark_email_sent(claimed[0].id, "w1", Some("refused: old@acme.test"))
+            .await
+            .unwrap();
+        let later = zmot::store::now_ms() + 600_000;
+        store
+            .mark_email_failed(
+                claimed[1].id,
+                "w1",
+                "connection refused (127.0.0.1:25)",
+                Some(later),
+            )
+            .await
+            .unwrap();
+        store
+            .mark_email_failed(claimed[2].id, "w1", "535 authentication failed", None)
+            .await
+            .unwrap();
+        store
+            .mark_email_sent(claimed[3].id, "w1", None)
+            .await
+            .unwrap();
+    });
+
+    let o = zmot(dir.path(), &["status"], &env);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    let section: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("EMAILS THAT MISSED SOMEONE (last 14 days)"))
+        .collect();
+    assert!(!section.is_empty(), "{out}");
+    let body = section.join("\n");
+    // Newest first, each with what became of it and why.
+    let at = |needle: &str| {
+        body.find(needle)
+            .unwrap_or_else(|| panic!("{needle}: {body}"))
+    };
+    assert!(
+        at("given up: [zmot] Acme: rating under 4.3") < at("retrying: [zmot] Acme: weekly digest")
+    );
+    assert!(
+        at("retrying: [zmot] Acme: weekly digest")
+            < at("sent to the others: [zmot] Acme: 1 new alert")
+    );
+    assert!(
+        body.contains("last error: 535 authentication failed"),
+        "{body}"
+    );
+    assert!(
+        body.contains("last error: connection refused (127.0.0.1:25)"),
+        "{body}"
+    );
+    assert!(
+        body.contains("refused old@acme.test: 550 5.1.1 no such user"),
+        "{body}"
+    );
+    // Sent to everyone who was not refused: no error line under it.
+    let sent = &body[at("sent to the others")..];
+    assert!(!sent.contains("last error"), "{body}");
+    assert!(!body.contains("all delivered"), "{body}");
+
+    // The same in JSON.
+    let o = zmot(dir.path(), &["status", "--json"], &env);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let emails = v["undelivered_emails"].as_array().unwrap();
+    let states: Vec<&str> = emails
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["failed", "queued", "sent"], "{v}");
+    assert_eq!(emails[2]["refused"][0]["address"], "old@acme.test");
+}

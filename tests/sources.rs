@@ -1636,8 +1636,8 @@ async fn bluesky_page_limit_reads_the_rest_until_the_oldest_post_read_next_run()
     let searches = srv.hits(SEARCH);
     assert_eq!(
         searches[1].param("until").as_deref(),
-        Some("2026-11-03T07:00:01.001Z"),
-        "just after the oldest post read"
+        Some("2026-11-02T20:00:00.501Z"),
+        "just after the oldest post read (the one without text, skipped, counts)"
     );
     assert_eq!(
         searches[1].param("since").as_deref(),
@@ -1648,11 +1648,12 @@ async fn bluesky_page_limit_reads_the_rest_until_the_oldest_post_read_next_run()
     assert_eq!(cursor_json(&second).get("gap"), None);
 }
 
-/// A fake `searchPosts` over `bluesky/busy_day.json` (sorted newest first): the posts
-/// whose text holds `q` (any case), indexed at or after `since` and before `until`,
-/// paged by `limit` with the offset as the cursor, like the real one.
-fn fake_bluesky_search(srv: &Server) {
-    let all: Value = serde_json::from_slice(&fixture("bluesky/busy_day.json")).unwrap();
+/// A fake `searchPosts` over a fixture of posts sorted newest first (such as
+/// `bluesky/busy_day.json`): the posts whose text holds `q` (any case), indexed at or
+/// after `since` and before `until`, paged by `limit` with the offset as the cursor, like
+/// the real one.
+fn fake_bluesky_search(srv: &Server, posts_fixture: &str) {
+    let all: Value = serde_json::from_slice(&fixture(posts_fixture)).unwrap();
     srv.on_request(SEARCH, move |s| {
         let q = s.param("q").unwrap().to_lowercase();
         let since = s.param("since").map(|v| t(&v));
@@ -1687,7 +1688,7 @@ async fn bluesky_busy_keyword_cut_by_the_page_limit_is_read_though_a_quiet_one_r
     srv.on(CREATE, Reply::fixture("bluesky/create_session.json"));
     // "Example Notes" matches all six posts, five of them on 4 November; "Obsidian"
     // only the oldest, of 2 November, far below what the busy keyword reads.
-    fake_bluesky_search(&srv);
+    fake_bluesky_search(&srv, "bluesky/busy_day.json");
     let mut p = bluesky_params(&srv, "ZMOT_TEST_BSKY_PW_5");
     p.remove("q");
     p.insert("page_size".into(), 2.into());
@@ -1721,6 +1722,57 @@ async fn bluesky_busy_keyword_cut_by_the_page_limit_is_read_though_a_quiet_one_r
     assert_eq!(
         serde_json::from_str::<Value>(cursor.as_deref().unwrap()).unwrap()["at"],
         "2026-11-04T18:00:00.100Z"
+    );
+}
+
+#[tokio::test]
+async fn bluesky_a_cut_page_of_unreadable_posts_still_moves_the_gap_on() {
+    let srv = Server::start().await;
+    srv.on(CREATE, Reply::fixture("bluesky/create_session.json"));
+    // The busy day under two newer posts without an author (skipped as malformed): with
+    // two posts a page and one page a run, the first page holds nothing but them.
+    fake_bluesky_search(&srv, "bluesky/busy_day_unreadable.json");
+    let mut p = bluesky_params(&srv, "ZMOT_TEST_BSKY_PW_6");
+    p.insert("page_size".into(), 2.into());
+    p.insert("max_pages".into(), 1.into());
+
+    let mut fetched = Vec::new();
+    let mut skipped = 0;
+    let mut cursor: Option<String> = None;
+    let mut runs = 0;
+    while runs < 10 {
+        let f = fetch("bluesky", &p, &ctx(), cursor.as_deref())
+            .await
+            .unwrap();
+        fetched.extend(ids(&f).into_iter().map(str::to_string));
+        skipped += f.skipped;
+        cursor = f.cursor;
+        runs += 1;
+        if !cursor.as_deref().unwrap().contains("gap") {
+            break;
+        }
+    }
+    assert!(runs < 10, "the gap never closed");
+    fetched.sort();
+    assert_eq!(
+        fetched.len(),
+        6,
+        "every readable post, over {runs} runs: {fetched:?}"
+    );
+    assert_eq!(
+        skipped, 2,
+        "each unreadable post counted once, not once a run"
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(cursor.as_deref().unwrap()).unwrap()["at"],
+        "2026-11-04T19:30:00.700Z",
+        "the newest post read, readable or not, is the watermark"
+    );
+    let first_until = srv.hits(SEARCH).iter().find_map(|s| s.param("until"));
+    assert_eq!(
+        first_until.as_deref(),
+        Some("2026-11-04T19:00:00.601Z"),
+        "the gap reaches down to the oldest unreadable post on the cut page"
     );
 }
 
@@ -1898,11 +1950,12 @@ async fn hackernews_pages_stories_and_comments_then_only_new() {
     assert_eq!(cursor_json(&second)["at"], "2026-11-03T15:28:31Z");
 }
 
-/// A fake Algolia `search_by_date` over `hackernews/busy_day.json`: the hits created by
-/// `clock` whose title or text holds the `query` (any case), filtered by `numericFilters`
-/// (`>=` and `<=` on `created_at_i`) and paged newest first like the real one.
-fn fake_algolia(srv: &Server, clock: Arc<AtomicI64>) {
-    let all: Value = serde_json::from_slice(&fixture("hackernews/busy_day.json")).unwrap();
+/// A fake Algolia `search_by_date` over a fixture of hits sorted newest first (such as
+/// `hackernews/busy_day.json`): the hits created by `clock` whose title, text or story
+/// title holds the `query` (any case), filtered by `numericFilters` (`>=` and `<=` on
+/// `created_at_i`) and paged newest first like the real one.
+fn fake_algolia(srv: &Server, clock: Arc<AtomicI64>, hits_fixture: &str) {
+    let all: Value = serde_json::from_slice(&fixture(hits_fixture)).unwrap();
     srv.on_request(HN_PATH, move |s| {
         let filters = s.param("numericFilters").unwrap_or_default();
         let query = s.param("query").unwrap_or_default().to_lowercase();
@@ -1913,7 +1966,7 @@ fn fake_algolia(srv: &Server, clock: Arc<AtomicI64>) {
             .iter()
             .filter(|h| {
                 let at = h["created_at_i"].as_i64().unwrap();
-                let text = ["title", "comment_text"]
+                let text = ["title", "comment_text", "story_title"]
                     .iter()
                     .filter_map(|k| h[*k].as_str())
                     .collect::<Vec<_>>()
@@ -1958,7 +2011,7 @@ async fn hackernews_busy_day_beyond_the_page_limit_is_read_over_several_runs() {
     let srv = Server::start().await;
     // Two hits on 2 November, then five on 4 November (an outage day).
     let clock = Arc::new(AtomicI64::new(t("2026-11-03T00:00:00Z").timestamp()));
-    fake_algolia(&srv, clock.clone());
+    fake_algolia(&srv, clock.clone(), "hackernews/busy_day.json");
     let text = format!(
         r#"
 [http]
@@ -2061,7 +2114,7 @@ async fn hackernews_busy_keyword_cut_by_the_page_limit_is_read_though_a_quiet_on
     // "example notes" matches all seven hits, five of them on 4 November; "obsidian"
     // only the Ask HN story of 2 November, far below what the busy keyword reads.
     let clock = Arc::new(AtomicI64::new(t("2026-11-05T00:00:00Z").timestamp()));
-    fake_algolia(&srv, clock);
+    fake_algolia(&srv, clock, "hackernews/busy_day.json");
     let text = format!(
         r#"
 [http]
@@ -2113,6 +2166,60 @@ keywords = ["example notes", "obsidian"]
         first_gap.ends_with(",created_at_i<=1793812533"),
         "the gap reaches down to the oldest hit the cut query read, not the quiet one's: \
          {first_gap}"
+    );
+}
+
+#[tokio::test]
+async fn hackernews_a_cut_page_of_unreadable_hits_still_moves_the_gap_on() {
+    let srv = Server::start().await;
+    // The busy day of 4 November under two newer comments without text (skipped as
+    // malformed): with two hits a page and one page a run, the first page read after
+    // the watermark holds nothing but them.
+    let clock = Arc::new(AtomicI64::new(t("2026-11-05T00:00:00Z").timestamp()));
+    fake_algolia(&srv, clock, "hackernews/busy_day_unreadable.json");
+    let mut p = hn_params(&srv, "query = \"example notes\"\nmax_pages = 1");
+    p.insert("page_size".into(), 2.into());
+    let mut cursor = Some(r#"{"at":"2026-11-02T21:09:40Z","ids":["41248811"]}"#.to_string());
+    let mut fetched = Vec::new();
+    let mut skipped = 0;
+    let mut runs = 0;
+    while runs < 10 {
+        let f = fetch("hackernews", &p, &ctx(), cursor.as_deref())
+            .await
+            .unwrap();
+        fetched.extend(ids(&f).into_iter().map(str::to_string));
+        skipped += f.skipped;
+        cursor = f.cursor;
+        runs += 1;
+        if !cursor.as_deref().unwrap().contains("gap") {
+            break;
+        }
+    }
+    fetched.sort();
+    assert_eq!(
+        fetched,
+        ["41260988", "41261203", "41261540", "41261877", "41262010"],
+        "every readable hit of the busy day, each once, over {runs} runs"
+    );
+    assert!(runs < 10, "the gap never closed");
+    assert_eq!(
+        skipped, 2,
+        "each unreadable hit counted once, not once a run"
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(cursor.as_deref().unwrap()).unwrap(),
+        serde_json::json!({"at": "2026-11-04T19:30:00Z", "ids": ["41262400"]}),
+        "the newest hit read, readable or not, is the watermark"
+    );
+    let first_gap = srv
+        .hits(HN_PATH)
+        .iter()
+        .filter_map(|s| s.param("numericFilters"))
+        .find(|f| f.contains("<="));
+    assert_eq!(
+        first_gap.as_deref(),
+        Some("created_at_i>=1793653780,created_at_i<=1793819100"),
+        "the gap reaches down to the oldest unreadable hit on the cut page"
     );
 }
 

@@ -262,7 +262,19 @@ impl Connector for Bluesky {
                     let (m, indexed) = match post(p) {
                         Ok(x) => x,
                         Err(why) => {
-                            skips.add(format!("{q:?} page {page} post {}: {why}", i + 1));
+                            // Counted once, and passed over so the walk's progress
+                            // includes it.
+                            let new = match place(p) {
+                                Some((uri, indexed)) => {
+                                    reached_old |= window.is_behind(indexed);
+                                    window.passed_unreadable(indexed, uri)
+                                        && seen.insert(uri.to_string())
+                                }
+                                None => true,
+                            };
+                            if new {
+                                skips.add(format!("{q:?} page {page} post {}: {why}", i + 1));
+                            }
                             continue;
                         }
                     };
@@ -322,6 +334,14 @@ fn time(v: Option<&Value>) -> Option<DateTime<Utc>> {
             .ok()?
             .with_timezone(&Utc),
     )
+}
+
+/// A post's place in the walk, read even from a post that cannot become a mention: its
+/// uri and the time the service indexed it (the search's order; not `createdAt`, which
+/// the client sets and which could move the watermark anywhere).
+fn place(p: &Value) -> Option<(&str, DateTime<Utc>)> {
+    let uri = p.get("uri").and_then(Value::as_str)?;
+    Some((uri, time(p.get("indexedAt"))?))
 }
 
 /// A post view as a mention, plus the time the service indexed it (server time, which

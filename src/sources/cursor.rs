@@ -192,6 +192,17 @@ impl Window {
         self.oldest.advance_back(at, id);
     }
 
+    /// Moves the walk over an item that cannot be kept (malformed) but whose place in
+    /// the order is known, as [`Window::saw`] does: a cut page holding nothing else still
+    /// moves the gap on, instead of the next run stopping at the same page again. Returns
+    /// whether the item is in this fetch's window, i.e. whether to count it as skipped
+    /// (one the gap's walk already passed was counted by that run).
+    pub fn passed_unreadable(&mut self, at: DateTime<Utc>, id: &str) -> bool {
+        let in_window = self.admits(at, id);
+        self.saw(at, id);
+        in_window
+    }
+
     pub fn watermark(&self) -> &Watermark {
         &self.next
     }

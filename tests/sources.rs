@@ -1723,6 +1723,26 @@ async fn bluesky_busy_keyword_cut_by_the_page_limit_is_read_though_a_quiet_one_r
         serde_json::from_str::<Value>(cursor.as_deref().unwrap()).unwrap()["at"],
         "2026-11-04T18:00:00.100Z"
     );
+    let quiet_searches = |srv: &Server| -> Vec<Seen> {
+        srv.hits(SEARCH)
+            .into_iter()
+            .filter(|s| s.param("q").as_deref() == Some("Obsidian"))
+            .collect()
+    };
+    assert_eq!(
+        quiet_searches(&srv).len(),
+        1,
+        "the quiet keyword read down to the watermark in the first run; the runs reading \
+         the busy one's gap do not search it again"
+    );
+    // Once the gap is read, every keyword searches above the new watermark again.
+    fetch("bluesky", &p, &c, cursor.as_deref()).await.unwrap();
+    let quiet = quiet_searches(&srv);
+    assert_eq!(quiet.len(), 2);
+    assert_eq!(
+        (quiet[1].param("since").as_deref(), quiet[1].param("until")),
+        (Some("2026-11-04T18:00:00.100Z"), None)
+    );
 }
 
 #[tokio::test]
@@ -2166,6 +2186,28 @@ keywords = ["example notes", "obsidian"]
         first_gap.ends_with(",created_at_i<=1793812533"),
         "the gap reaches down to the oldest hit the cut query read, not the quiet one's: \
          {first_gap}"
+    );
+    let quiet_searches = |srv: &Server| -> Vec<String> {
+        srv.hits(HN_PATH)
+            .iter()
+            .filter(|s| s.param("query").as_deref() == Some("obsidian"))
+            .filter_map(|s| s.param("numericFilters"))
+            .collect()
+    };
+    assert_eq!(
+        quiet_searches(&srv).len(),
+        1,
+        "the quiet keyword read down to the watermark in the first run; the runs reading \
+         the busy one's gap do not search it again"
+    );
+    // Once the gap is read, every keyword searches above the new watermark again.
+    let source = db.store.source(hn.id).await.unwrap().unwrap();
+    let report = pipeline.fetch_source(&source).await.unwrap();
+    assert_eq!(report.result.unwrap().new, 0);
+    assert_eq!(
+        quiet_searches(&srv)[1..],
+        ["created_at_i>=1793817727"],
+        "above the newest hit read"
     );
 }
 

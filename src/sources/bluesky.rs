@@ -9,7 +9,9 @@
 //! connector sign in again.
 //!
 //! A walk cut by `max_pages` leaves a gap in the cursor; the next run reads it first,
-//! with `until` just after the oldest post read, so nothing between is jumped over.
+//! with `until` just after the oldest post read, so nothing between is jumped over. With
+//! one search per keyword, only the keywords that were cut search the gap (see
+//! [`Window::end_query`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -224,6 +226,9 @@ impl Connector for Bluesky {
         let mut mentions = Vec::new();
 
         for q in &queries {
+            if window.has_read_query(q) {
+                continue;
+            }
             let mut query_cut = false;
             let mut page_cursor: Option<String> = None;
             for page in 1..=self.max_pages {
@@ -305,7 +310,7 @@ impl Connector for Bluesky {
                 }
                 query_cut = page == self.max_pages;
             }
-            window.end_query(query_cut);
+            window.end_query(q, query_cut);
             cut |= query_cut;
         }
 

@@ -5,8 +5,8 @@
 //! `created_at_i` read, so a busy day is fetched over several runs and nothing is jumped.
 //!
 //! The query is the source's `query`, or else each of the watch's keywords in turn; the
-//! gap is bounded by the oldest hit read by the queries that were cut (see
-//! [`Window::end_query`]).
+//! gap is bounded by the oldest hit read by the queries that were cut, and only they
+//! search it: the others read down to the watermark already (see [`Window::end_query`]).
 
 use std::collections::HashSet;
 
@@ -76,6 +76,9 @@ impl Connector for HackerNews {
         let mut mentions = Vec::new();
 
         for q in &queries {
+            if window.has_read_query(q) {
+                continue;
+            }
             let mut query_cut = false;
             for page in 0..self.max_pages {
                 let mut url = join(&self.base, "search_by_date");
@@ -123,7 +126,7 @@ impl Connector for HackerNews {
                 }
                 query_cut = page + 1 == self.max_pages;
             }
-            window.end_query(query_cut);
+            window.end_query(q, query_cut);
             cut |= query_cut;
         }
 

@@ -1455,6 +1455,18 @@ async fn mastodon_cursor_moves_past_a_newest_status_without_text() {
 #[tokio::test]
 async fn mastodon_stops_paging_when_the_rate_limit_is_spent() {
     let srv = Server::start().await;
+    // The older pages, asked for only by the runs after the first.
+    srv.on_when(
+        query_has(TAG_PATH, "max_id=113456600000000000"),
+        Reply::fixture("mastodon/tag_page2.json").header(
+            "link",
+            &link(&srv, &[("next", "limit=3&max_id=113456300000000000")]),
+        ),
+    );
+    srv.on_when(
+        query_has(TAG_PATH, "max_id=113456300000000000"),
+        Reply::fixture("mastodon/tag_page3.json"),
+    );
     srv.on(
         TAG_PATH,
         Reply::fixture("mastodon/tag_page1.json")
@@ -1488,15 +1500,138 @@ async fn mastodon_stops_paging_when_the_rate_limit_is_spent() {
             && note.contains("2026-11-05T00:05:00.000Z"),
         "{note}"
     );
-    // The first run walks back from the newest status, and later runs start above it:
-    // what the limit cut off does not come next run, and the note must not promise it.
+    // The first run walks back from the newest status: the cursor keeps the gap below
+    // the oldest status read, and the next runs read it before anything newer.
+    assert!(note.contains("the next run goes on"), "{note}");
+    assert_eq!(f.partial, None, "nothing failed; the rest comes next run");
+    let cursor = cursor_json(&f);
+    assert_eq!(cursor["newest_id"], "113456789012345678");
+    assert_eq!(cursor["gap"]["resume"], "113456600000000000");
+
+    // Read one page a run: the page limit cuts the gap again, lower down, until it is read.
+    let p = mastodon_params(&srv, "page_size = 3\nmax_pages = 1");
+    let second = fetch("mastodon", &p, &c, f.cursor.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(ids(&second), ["113456500000000000", "113456300000000000"]);
     assert!(
-        note.contains(
-            "statuses before 2026-11-02T22:10:00Z in the first run's look-back are not fetched"
-        ) && !note.contains("next run"),
+        second.note.as_deref().unwrap().contains("max_pages = 1"),
+        "{:?}",
+        second.note
+    );
+    let cursor = cursor_json(&second);
+    assert_eq!(cursor["newest_id"], "113456789012345678");
+    assert_eq!(cursor["gap"]["resume"], "113456300000000000");
+    let third = fetch("mastodon", &p, &c, second.cursor.as_deref())
+        .await
+        .unwrap();
+    assert!(third.mentions.is_empty());
+    assert_eq!(
+        cursor_json(&third),
+        serde_json::json!({"newest_id": "113456789012345678"})
+    );
+    assert_eq!(srv.seen().len(), 3);
+}
+
+#[tokio::test]
+async fn mastodon_first_run_cut_by_a_429_reads_the_rest_of_the_look_back_next() {
+    let srv = Server::start().await;
+    // Page 2 of the walk back answers 429 with a wait too long to sit out, then (next
+    // run) the page itself.
+    srv.on_when(
+        query_has(TAG_PATH, "max_id=113456600000000000"),
+        Reply::status(429, fixture("mastodon/rate_limited.json")).header("retry-after", "300"),
+    );
+    srv.then(Reply::fixture("mastodon/tag_page2.json").header(
+        "link",
+        &link(&srv, &[("next", "limit=3&max_id=113456300000000000")]),
+    ));
+    srv.on_when(
+        query_has(TAG_PATH, "max_id=113456300000000000"),
+        Reply::fixture("mastodon/tag_page3.json"),
+    );
+    srv.on_when(
+        query_has(TAG_PATH, "min_id=113456789012345678"),
+        Reply::fixture("mastodon/tag_newer_b.json").header(
+            "link",
+            &link(&srv, &[("prev", "limit=1&min_id=113457000000000000")]),
+        ),
+    );
+    srv.on_when(
+        query_has(TAG_PATH, "min_id=113457000000000000"),
+        Reply::status(429, fixture("mastodon/rate_limited.json")).header("retry-after", "300"),
+    );
+    srv.on(
+        TAG_PATH,
+        Reply::fixture("mastodon/tag_page1.json").header(
+            "link",
+            &link(&srv, &[("next", "limit=3&max_id=113456600000000000")]),
+        ),
+    );
+    let p = mastodon_params(&srv, "page_size = 3");
+
+    let first = fetch("mastodon", &p, &ctx(), None).await.unwrap();
+    assert_eq!(
+        ids(&first),
+        [
+            "113456789012345678",
+            "113456700000000000",
+            "113456600000000000"
+        ],
+        "page 1 is kept"
+    );
+    assert_eq!(first.partial, Some(FetchErrorKind::RateLimited));
+    let note = first.note.clone().unwrap();
+    assert!(
+        note.contains("page 2") && note.contains("next run"),
         "{note}"
     );
-    assert_eq!(cursor_json(&f)["newest_id"], "113456789012345678");
+    let cursor = cursor_json(&first);
+    assert_eq!(cursor["newest_id"], "113456789012345678");
+    assert_eq!(cursor["gap"]["resume"], "113456600000000000");
+
+    // The next run reads what the first one missed, older than the oldest status read,
+    // before anything newer.
+    let second = fetch("mastodon", &p, &ctx(), first.cursor.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(ids(&second), ["113456500000000000", "113456300000000000"]);
+    assert_eq!(second.partial, None);
+    assert_eq!(
+        cursor_json(&second),
+        serde_json::json!({"newest_id": "113456789012345678"}),
+        "the gap is read; the newest status read stays the cursor"
+    );
+
+    // Forward, one status a page, a 429 on page 2 keeps page 1 too.
+    let p = mastodon_params(&srv, "page_size = 1");
+    let third = fetch("mastodon", &p, &ctx(), second.cursor.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(ids(&third), ["113457000000000000"]);
+    assert_eq!(third.partial, Some(FetchErrorKind::RateLimited));
+    assert_eq!(
+        cursor_json(&third),
+        serde_json::json!({"newest_id": "113457000000000000"}),
+        "forward, the newest status read is where the next run goes on"
+    );
+    let asked: Vec<(Option<String>, Option<String>)> = srv
+        .hits(TAG_PATH)
+        .iter()
+        .map(|s| (s.param("max_id"), s.param("min_id")))
+        .collect();
+    let id = |s: &str| Some(s.to_string());
+    assert_eq!(
+        asked,
+        [
+            (None, None),
+            (id("113456600000000000"), None),
+            (id("113456600000000000"), None),
+            (id("113456300000000000"), None),
+            (None, id("113456789012345678")),
+            (None, id("113457000000000000")),
+        ]
+    );
 }
 
 #[tokio::test]

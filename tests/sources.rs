@@ -1455,6 +1455,18 @@ async fn mastodon_cursor_moves_past_a_newest_status_without_text() {
 #[tokio::test]
 async fn mastodon_stops_paging_when_the_rate_limit_is_spent() {
     let srv = Server::start().await;
+    // The older pages, asked for only by the runs after the first.
+    srv.on_when(
+        query_has(TAG_PATH, "max_id=113456600000000000"),
+        Reply::fixture("mastodon/tag_page2.json").header(
+            "link",
+            &link(&srv, &[("next", "limit=3&max_id=113456300000000000")]),
+        ),
+    );
+    srv.on_when(
+        query_has(TAG_PATH, "max_id=113456300000000000"),
+        Reply::fixture("mastodon/tag_page3.json"),
+    );
     srv.on(
         TAG_PATH,
         Reply::fixture("mastodon/tag_page1.json")
@@ -1488,15 +1500,138 @@ async fn mastodon_stops_paging_when_the_rate_limit_is_spent() {
             && note.contains("2026-11-05T00:05:00.000Z"),
         "{note}"
     );
-    // The first run walks back from the newest status, and later runs start above it:
-    // what the limit cut off does not come next run, and the note must not promise it.
+    // The first run walks back from the newest status: the cursor keeps the gap below
+    // the oldest status read, and the next runs read it before anything newer.
+    assert!(note.contains("the next run goes on"), "{note}");
+    assert_eq!(f.partial, None, "nothing failed; the rest comes next run");
+    let cursor = cursor_json(&f);
+    assert_eq!(cursor["newest_id"], "113456789012345678");
+    assert_eq!(cursor["gap"]["resume"], "113456600000000000");
+
+    // Read one page a run: the page limit cuts the gap again, lower down, until it is read.
+    let p = mastodon_params(&srv, "page_size = 3\nmax_pages = 1");
+    let second = fetch("mastodon", &p, &c, f.cursor.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(ids(&second), ["113456500000000000", "113456300000000000"]);
     assert!(
-        note.contains(
-            "statuses before 2026-11-02T22:10:00Z in the first run's look-back are not fetched"
-        ) && !note.contains("next run"),
+        second.note.as_deref().unwrap().contains("max_pages = 1"),
+        "{:?}",
+        second.note
+    );
+    let cursor = cursor_json(&second);
+    assert_eq!(cursor["newest_id"], "113456789012345678");
+    assert_eq!(cursor["gap"]["resume"], "113456300000000000");
+    let third = fetch("mastodon", &p, &c, second.cursor.as_deref())
+        .await
+        .unwrap();
+    assert!(third.mentions.is_empty());
+    assert_eq!(
+        cursor_json(&third),
+        serde_json::json!({"newest_id": "113456789012345678"})
+    );
+    assert_eq!(srv.seen().len(), 3);
+}
+
+#[tokio::test]
+async fn mastodon_first_run_cut_by_a_429_reads_the_rest_of_the_look_back_next() {
+    let srv = Server::start().await;
+    // Page 2 of the walk back answers 429 with a wait too long to sit out, then (next
+    // run) the page itself.
+    srv.on_when(
+        query_has(TAG_PATH, "max_id=113456600000000000"),
+        Reply::status(429, fixture("mastodon/rate_limited.json")).header("retry-after", "300"),
+    );
+    srv.then(Reply::fixture("mastodon/tag_page2.json").header(
+        "link",
+        &link(&srv, &[("next", "limit=3&max_id=113456300000000000")]),
+    ));
+    srv.on_when(
+        query_has(TAG_PATH, "max_id=113456300000000000"),
+        Reply::fixture("mastodon/tag_page3.json"),
+    );
+    srv.on_when(
+        query_has(TAG_PATH, "min_id=113456789012345678"),
+        Reply::fixture("mastodon/tag_newer_b.json").header(
+            "link",
+            &link(&srv, &[("prev", "limit=1&min_id=113457000000000000")]),
+        ),
+    );
+    srv.on_when(
+        query_has(TAG_PATH, "min_id=113457000000000000"),
+        Reply::status(429, fixture("mastodon/rate_limited.json")).header("retry-after", "300"),
+    );
+    srv.on(
+        TAG_PATH,
+        Reply::fixture("mastodon/tag_page1.json").header(
+            "link",
+            &link(&srv, &[("next", "limit=3&max_id=113456600000000000")]),
+        ),
+    );
+    let p = mastodon_params(&srv, "page_size = 3");
+
+    let first = fetch("mastodon", &p, &ctx(), None).await.unwrap();
+    assert_eq!(
+        ids(&first),
+        [
+            "113456789012345678",
+            "113456700000000000",
+            "113456600000000000"
+        ],
+        "page 1 is kept"
+    );
+    assert_eq!(first.partial, Some(FetchErrorKind::RateLimited));
+    let note = first.note.clone().unwrap();
+    assert!(
+        note.contains("page 2") && note.contains("next run"),
         "{note}"
     );
-    assert_eq!(cursor_json(&f)["newest_id"], "113456789012345678");
+    let cursor = cursor_json(&first);
+    assert_eq!(cursor["newest_id"], "113456789012345678");
+    assert_eq!(cursor["gap"]["resume"], "113456600000000000");
+
+    // The next run reads what the first one missed, older than the oldest status read,
+    // before anything newer.
+    let second = fetch("mastodon", &p, &ctx(), first.cursor.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(ids(&second), ["113456500000000000", "113456300000000000"]);
+    assert_eq!(second.partial, None);
+    assert_eq!(
+        cursor_json(&second),
+        serde_json::json!({"newest_id": "113456789012345678"}),
+        "the gap is read; the newest status read stays the cursor"
+    );
+
+    // Forward, one status a page, a 429 on page 2 keeps page 1 too.
+    let p = mastodon_params(&srv, "page_size = 1");
+    let third = fetch("mastodon", &p, &ctx(), second.cursor.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(ids(&third), ["113457000000000000"]);
+    assert_eq!(third.partial, Some(FetchErrorKind::RateLimited));
+    assert_eq!(
+        cursor_json(&third),
+        serde_json::json!({"newest_id": "113457000000000000"}),
+        "forward, the newest status read is where the next run goes on"
+    );
+    let asked: Vec<(Option<String>, Option<String>)> = srv
+        .hits(TAG_PATH)
+        .iter()
+        .map(|s| (s.param("max_id"), s.param("min_id")))
+        .collect();
+    let id = |s: &str| Some(s.to_string());
+    assert_eq!(
+        asked,
+        [
+            (None, None),
+            (id("113456600000000000"), None),
+            (id("113456600000000000"), None),
+            (id("113456300000000000"), None),
+            (None, id("113456789012345678")),
+            (None, id("113457000000000000")),
+        ]
+    );
 }
 
 #[tokio::test]
@@ -1636,8 +1771,8 @@ async fn bluesky_page_limit_reads_the_rest_until_the_oldest_post_read_next_run()
     let searches = srv.hits(SEARCH);
     assert_eq!(
         searches[1].param("until").as_deref(),
-        Some("2026-11-03T07:00:01.001Z"),
-        "just after the oldest post read"
+        Some("2026-11-02T20:00:00.501Z"),
+        "just after the oldest post read (the one without text, skipped, counts)"
     );
     assert_eq!(
         searches[1].param("since").as_deref(),
@@ -1648,11 +1783,12 @@ async fn bluesky_page_limit_reads_the_rest_until_the_oldest_post_read_next_run()
     assert_eq!(cursor_json(&second).get("gap"), None);
 }
 
-/// A fake `searchPosts` over `bluesky/busy_day.json` (sorted newest first): the posts
-/// whose text holds `q` (any case), indexed at or after `since` and before `until`,
-/// paged by `limit` with the offset as the cursor, like the real one.
-fn fake_bluesky_search(srv: &Server) {
-    let all: Value = serde_json::from_slice(&fixture("bluesky/busy_day.json")).unwrap();
+/// A fake `searchPosts` over a fixture of posts sorted newest first (such as
+/// `bluesky/busy_day.json`): the posts whose text holds `q` (any case), indexed at or
+/// after `since` and before `until`, paged by `limit` with the offset as the cursor, like
+/// the real one.
+fn fake_bluesky_search(srv: &Server, posts_fixture: &str) {
+    let all: Value = serde_json::from_slice(&fixture(posts_fixture)).unwrap();
     srv.on_request(SEARCH, move |s| {
         let q = s.param("q").unwrap().to_lowercase();
         let since = s.param("since").map(|v| t(&v));
@@ -1687,7 +1823,7 @@ async fn bluesky_busy_keyword_cut_by_the_page_limit_is_read_though_a_quiet_one_r
     srv.on(CREATE, Reply::fixture("bluesky/create_session.json"));
     // "Example Notes" matches all six posts, five of them on 4 November; "Obsidian"
     // only the oldest, of 2 November, far below what the busy keyword reads.
-    fake_bluesky_search(&srv);
+    fake_bluesky_search(&srv, "bluesky/busy_day.json");
     let mut p = bluesky_params(&srv, "ZMOT_TEST_BSKY_PW_5");
     p.remove("q");
     p.insert("page_size".into(), 2.into());
@@ -1721,6 +1857,77 @@ async fn bluesky_busy_keyword_cut_by_the_page_limit_is_read_though_a_quiet_one_r
     assert_eq!(
         serde_json::from_str::<Value>(cursor.as_deref().unwrap()).unwrap()["at"],
         "2026-11-04T18:00:00.100Z"
+    );
+    let quiet_searches = |srv: &Server| -> Vec<Seen> {
+        srv.hits(SEARCH)
+            .into_iter()
+            .filter(|s| s.param("q").as_deref() == Some("Obsidian"))
+            .collect()
+    };
+    assert_eq!(
+        quiet_searches(&srv).len(),
+        1,
+        "the quiet keyword read down to the watermark in the first run; the runs reading \
+         the busy one's gap do not search it again"
+    );
+    // Once the gap is read, every keyword searches above the new watermark again.
+    fetch("bluesky", &p, &c, cursor.as_deref()).await.unwrap();
+    let quiet = quiet_searches(&srv);
+    assert_eq!(quiet.len(), 2);
+    assert_eq!(
+        (quiet[1].param("since").as_deref(), quiet[1].param("until")),
+        (Some("2026-11-04T18:00:00.100Z"), None)
+    );
+}
+
+#[tokio::test]
+async fn bluesky_a_cut_page_of_unreadable_posts_still_moves_the_gap_on() {
+    let srv = Server::start().await;
+    srv.on(CREATE, Reply::fixture("bluesky/create_session.json"));
+    // The busy day under two newer posts without an author (skipped as malformed): with
+    // two posts a page and one page a run, the first page holds nothing but them.
+    fake_bluesky_search(&srv, "bluesky/busy_day_unreadable.json");
+    let mut p = bluesky_params(&srv, "ZMOT_TEST_BSKY_PW_6");
+    p.insert("page_size".into(), 2.into());
+    p.insert("max_pages".into(), 1.into());
+
+    let mut fetched = Vec::new();
+    let mut skipped = 0;
+    let mut cursor: Option<String> = None;
+    let mut runs = 0;
+    while runs < 10 {
+        let f = fetch("bluesky", &p, &ctx(), cursor.as_deref())
+            .await
+            .unwrap();
+        fetched.extend(ids(&f).into_iter().map(str::to_string));
+        skipped += f.skipped;
+        cursor = f.cursor;
+        runs += 1;
+        if !cursor.as_deref().unwrap().contains("gap") {
+            break;
+        }
+    }
+    assert!(runs < 10, "the gap never closed");
+    fetched.sort();
+    assert_eq!(
+        fetched.len(),
+        6,
+        "every readable post, over {runs} runs: {fetched:?}"
+    );
+    assert_eq!(
+        skipped, 2,
+        "each unreadable post counted once, not once a run"
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(cursor.as_deref().unwrap()).unwrap()["at"],
+        "2026-11-04T19:30:00.700Z",
+        "the newest post read, readable or not, is the watermark"
+    );
+    let first_until = srv.hits(SEARCH).iter().find_map(|s| s.param("until"));
+    assert_eq!(
+        first_until.as_deref(),
+        Some("2026-11-04T19:00:00.601Z"),
+        "the gap reaches down to the oldest unreadable post on the cut page"
     );
 }
 
@@ -1898,11 +2105,12 @@ async fn hackernews_pages_stories_and_comments_then_only_new() {
     assert_eq!(cursor_json(&second)["at"], "2026-11-03T15:28:31Z");
 }
 
-/// A fake Algolia `search_by_date` over `hackernews/busy_day.json`: the hits created by
-/// `clock` whose title or text holds the `query` (any case), filtered by `numericFilters`
-/// (`>=` and `<=` on `created_at_i`) and paged newest first like the real one.
-fn fake_algolia(srv: &Server, clock: Arc<AtomicI64>) {
-    let all: Value = serde_json::from_slice(&fixture("hackernews/busy_day.json")).unwrap();
+/// A fake Algolia `search_by_date` over a fixture of hits sorted newest first (such as
+/// `hackernews/busy_day.json`): the hits created by `clock` whose title, text or story
+/// title holds the `query` (any case), filtered by `numericFilters` (`>=` and `<=` on
+/// `created_at_i`) and paged newest first like the real one.
+fn fake_algolia(srv: &Server, clock: Arc<AtomicI64>, hits_fixture: &str) {
+    let all: Value = serde_json::from_slice(&fixture(hits_fixture)).unwrap();
     srv.on_request(HN_PATH, move |s| {
         let filters = s.param("numericFilters").unwrap_or_default();
         let query = s.param("query").unwrap_or_default().to_lowercase();
@@ -1913,7 +2121,7 @@ fn fake_algolia(srv: &Server, clock: Arc<AtomicI64>) {
             .iter()
             .filter(|h| {
                 let at = h["created_at_i"].as_i64().unwrap();
-                let text = ["title", "comment_text"]
+                let text = ["title", "comment_text", "story_title"]
                     .iter()
                     .filter_map(|k| h[*k].as_str())
                     .collect::<Vec<_>>()
@@ -1958,7 +2166,7 @@ async fn hackernews_busy_day_beyond_the_page_limit_is_read_over_several_runs() {
     let srv = Server::start().await;
     // Two hits on 2 November, then five on 4 November (an outage day).
     let clock = Arc::new(AtomicI64::new(t("2026-11-03T00:00:00Z").timestamp()));
-    fake_algolia(&srv, clock.clone());
+    fake_algolia(&srv, clock.clone(), "hackernews/busy_day.json");
     let text = format!(
         r#"
 [http]
@@ -2061,7 +2269,7 @@ async fn hackernews_busy_keyword_cut_by_the_page_limit_is_read_though_a_quiet_on
     // "example notes" matches all seven hits, five of them on 4 November; "obsidian"
     // only the Ask HN story of 2 November, far below what the busy keyword reads.
     let clock = Arc::new(AtomicI64::new(t("2026-11-05T00:00:00Z").timestamp()));
-    fake_algolia(&srv, clock);
+    fake_algolia(&srv, clock, "hackernews/busy_day.json");
     let text = format!(
         r#"
 [http]
@@ -2113,6 +2321,82 @@ keywords = ["example notes", "obsidian"]
         first_gap.ends_with(",created_at_i<=1793812533"),
         "the gap reaches down to the oldest hit the cut query read, not the quiet one's: \
          {first_gap}"
+    );
+    let quiet_searches = |srv: &Server| -> Vec<String> {
+        srv.hits(HN_PATH)
+            .iter()
+            .filter(|s| s.param("query").as_deref() == Some("obsidian"))
+            .filter_map(|s| s.param("numericFilters"))
+            .collect()
+    };
+    assert_eq!(
+        quiet_searches(&srv).len(),
+        1,
+        "the quiet keyword read down to the watermark in the first run; the runs reading \
+         the busy one's gap do not search it again"
+    );
+    // Once the gap is read, every keyword searches above the new watermark again.
+    let source = db.store.source(hn.id).await.unwrap().unwrap();
+    let report = pipeline.fetch_source(&source).await.unwrap();
+    assert_eq!(report.result.unwrap().new, 0);
+    assert_eq!(
+        quiet_searches(&srv)[1..],
+        ["created_at_i>=1793817727"],
+        "above the newest hit read"
+    );
+}
+
+#[tokio::test]
+async fn hackernews_a_cut_page_of_unreadable_hits_still_moves_the_gap_on() {
+    let srv = Server::start().await;
+    // The busy day of 4 November under two newer comments without text (skipped as
+    // malformed): with two hits a page and one page a run, the first page read after
+    // the watermark holds nothing but them.
+    let clock = Arc::new(AtomicI64::new(t("2026-11-05T00:00:00Z").timestamp()));
+    fake_algolia(&srv, clock, "hackernews/busy_day_unreadable.json");
+    let mut p = hn_params(&srv, "query = \"example notes\"\nmax_pages = 1");
+    p.insert("page_size".into(), 2.into());
+    let mut cursor = Some(r#"{"at":"2026-11-02T21:09:40Z","ids":["41248811"]}"#.to_string());
+    let mut fetched = Vec::new();
+    let mut skipped = 0;
+    let mut runs = 0;
+    while runs < 10 {
+        let f = fetch("hackernews", &p, &ctx(), cursor.as_deref())
+            .await
+            .unwrap();
+        fetched.extend(ids(&f).into_iter().map(str::to_string));
+        skipped += f.skipped;
+        cursor = f.cursor;
+        runs += 1;
+        if !cursor.as_deref().unwrap().contains("gap") {
+            break;
+        }
+    }
+    fetched.sort();
+    assert_eq!(
+        fetched,
+        ["41260988", "41261203", "41261540", "41261877", "41262010"],
+        "every readable hit of the busy day, each once, over {runs} runs"
+    );
+    assert!(runs < 10, "the gap never closed");
+    assert_eq!(
+        skipped, 2,
+        "each unreadable hit counted once, not once a run"
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(cursor.as_deref().unwrap()).unwrap(),
+        serde_json::json!({"at": "2026-11-04T19:30:00Z", "ids": ["41262400"]}),
+        "the newest hit read, readable or not, is the watermark"
+    );
+    let first_gap = srv
+        .hits(HN_PATH)
+        .iter()
+        .filter_map(|s| s.param("numericFilters"))
+        .find(|f| f.contains("<="));
+    assert_eq!(
+        first_gap.as_deref(),
+        Some("created_at_i>=1793653780,created_at_i<=1793819100"),
+        "the gap reaches down to the oldest unreadable hit on the cut page"
     );
 }
 

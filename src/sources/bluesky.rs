@@ -9,7 +9,9 @@
 //! connector sign in again.
 //!
 //! A walk cut by `max_pages` leaves a gap in the cursor; the next run reads it first,
-//! with `until` just after the oldest post read, so nothing between is jumped over.
+//! with `until` just after the oldest post read, so nothing between is jumped over. With
+//! one search per keyword, only the keywords that were cut search the gap (see
+//! [`Window::end_query`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -224,6 +226,9 @@ impl Connector for Bluesky {
         let mut mentions = Vec::new();
 
         for q in &queries {
+            if window.has_read_query(q) {
+                continue;
+            }
             let mut query_cut = false;
             let mut page_cursor: Option<String> = None;
             for page in 1..=self.max_pages {
@@ -262,7 +267,19 @@ impl Connector for Bluesky {
                     let (m, indexed) = match post(p) {
                         Ok(x) => x,
                         Err(why) => {
-                            skips.add(format!("{q:?} page {page} post {}: {why}", i + 1));
+                            // Counted once, and passed over so the walk's progress
+                            // includes it.
+                            let new = match place(p) {
+                                Some((uri, indexed)) => {
+                                    reached_old |= window.is_behind(indexed);
+                                    window.passed_unreadable(indexed, uri)
+                                        && seen.insert(uri.to_string())
+                                }
+                                None => true,
+                            };
+                            if new {
+                                skips.add(format!("{q:?} page {page} post {}: {why}", i + 1));
+                            }
                             continue;
                         }
                     };
@@ -293,7 +310,7 @@ impl Connector for Bluesky {
                 }
                 query_cut = page == self.max_pages;
             }
-            window.end_query(query_cut);
+            window.end_query(q, query_cut);
             cut |= query_cut;
         }
 
@@ -322,6 +339,14 @@ fn time(v: Option<&Value>) -> Option<DateTime<Utc>> {
             .ok()?
             .with_timezone(&Utc),
     )
+}
+
+/// A post's place in the walk, read even from a post that cannot become a mention: its
+/// uri and the time the service indexed it (the search's order; not `createdAt`, which
+/// the client sets and which could move the watermark anywhere).
+fn place(p: &Value) -> Option<(&str, DateTime<Utc>)> {
+    let uri = p.get("uri").and_then(Value::as_str)?;
+    Some((uri, time(p.get("indexedAt"))?))
 }
 
 /// A post view as a mention, plus the time the service indexed it (server time, which

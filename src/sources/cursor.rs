@@ -84,6 +84,11 @@ pub struct Gap {
     /// Where the service lets the walk go on (a page number or page token), when it can.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume: Option<String>,
+    /// Of a source that runs one search per keyword, the queries that were not cut: they
+    /// read everything down to the watermark, so the runs reading the gap do not search
+    /// them again (once the gap is read, every query searches above the new watermark).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub complete: Vec<String>,
 }
 
 impl Gap {
@@ -128,6 +133,9 @@ pub struct Window {
     /// items read (unbounded, `at: None`, when one of them read nothing). `None` while no
     /// query was ended as cut.
     cut_bottom: Option<Watermark>,
+    /// The queries that read everything down to the watermark: those of the gap, then
+    /// the ones ended uncut by this fetch.
+    complete: Vec<String>,
 }
 
 impl Window {
@@ -146,6 +154,7 @@ impl Window {
             None => prev.clone().unwrap_or_default(),
         };
         let oldest = gap.as_ref().map(|g| g.below.clone()).unwrap_or_default();
+        let complete = gap.as_ref().map(|g| g.complete.clone()).unwrap_or_default();
         Window {
             prev,
             since: ctx.first_run_since,
@@ -153,6 +162,7 @@ impl Window {
             gap,
             oldest,
             cut_bottom: None,
+            complete,
         }
     }
 
@@ -165,6 +175,13 @@ impl Window {
     /// parameters; inclusive: items at that very time may not all have been read).
     pub fn gap_top(&self) -> Option<DateTime<Utc>> {
         self.gap.as_ref().and_then(|g| g.below.at)
+    }
+
+    /// Whether this fetch reads a gap that `query` has nothing in: the walk that left the
+    /// gap (or a later run reading it) was not cut in that query, so it read everything
+    /// down to the watermark. Searching it again would only spend requests.
+    pub fn has_read_query(&self, query: &str) -> bool {
+        self.gap.is_some() && self.complete.iter().any(|q| q == query)
     }
 
     /// Where the cut walk said the service lets this one go on.
@@ -192,6 +209,17 @@ impl Window {
         self.oldest.advance_back(at, id);
     }
 
+    /// Moves the walk over an item that cannot be kept (malformed) but whose place in
+    /// the order is known, as [`Window::saw`] does: a cut page holding nothing else still
+    /// moves the gap on, instead of the next run stopping at the same page again. Returns
+    /// whether the item is in this fetch's window, i.e. whether to count it as skipped
+    /// (one the gap's walk already passed was counted by that run).
+    pub fn passed_unreadable(&mut self, at: DateTime<Utc>, id: &str) -> bool {
+        let in_window = self.admits(at, id);
+        self.saw(at, id);
+        in_window
+    }
+
     pub fn watermark(&self) -> &Watermark {
         &self.next
     }
@@ -205,8 +233,9 @@ impl Window {
     /// Ends one query of several and starts the next from the top of the gap again. A
     /// query `cut` before reaching the watermark bounds the gap by the oldest item it
     /// read; one that reached the watermark (or the service's last page) read everything
-    /// down to it and does not lower the gap.
-    pub fn end_query(&mut self, cut: bool) {
+    /// down to it, does not lower the gap and is not searched again while the gap is
+    /// read (see [`Window::has_read_query`]).
+    pub fn end_query(&mut self, query: &str, cut: bool) {
         let start = self
             .gap
             .as_ref()
@@ -218,6 +247,8 @@ impl Window {
                 None => oldest,
                 Some(bottom) => newer_bottom(bottom, oldest),
             });
+        } else if !self.complete.iter().any(|q| q == query) {
+            self.complete.push(query.to_string());
         }
     }
 
@@ -237,6 +268,7 @@ impl Window {
                     below: self.cut_bottom.unwrap_or(self.oldest),
                     newest: self.next,
                     resume,
+                    complete: self.complete,
                 }),
             },
         }
@@ -377,15 +409,33 @@ mod tests {
         // items at that second; a quiet one reading back to 2 November, complete.
         window.saw(t("2026-11-04T18:00:00Z"), "busy-1");
         window.saw(t("2026-11-04T17:00:00Z"), "busy-2");
-        window.end_query(true);
+        window.end_query("busy", true);
         window.saw(t("2026-11-04T12:00:00Z"), "other-1");
-        window.end_query(true);
+        window.end_query("other", true);
         window.saw(t("2026-11-02T09:00:00Z"), "quiet-1");
-        window.end_query(false);
-        let gap = window.finish(Walk::Cut { resume: None }).gap.unwrap();
+        window.end_query("quiet", false);
+        assert!(
+            !window.has_read_query("quiet"),
+            "no gap is read by this fetch"
+        );
+        let cursor = window.finish(Walk::Cut { resume: None });
+        let gap = cursor.gap.clone().unwrap();
         assert_eq!(gap.below.at, Some(t("2026-11-04T17:00:00Z")));
         assert_eq!(gap.below.ids, vec!["busy-2"]);
         assert_eq!(gap.newest.at, Some(t("2026-11-04T18:00:00Z")));
+        assert_eq!(gap.complete, vec!["quiet"]);
+
+        // The next fetch reads the gap in the cut queries only; "other" reads down to
+        // the watermark this time and is not searched again either while "busy" is cut.
+        let mut window = Window::newest_first(Some(cursor), &ctx);
+        assert!(window.has_read_query("quiet"));
+        assert!(!window.has_read_query("busy") && !window.has_read_query("other"));
+        window.saw(t("2026-11-04T16:00:00Z"), "busy-3");
+        window.end_query("busy", true);
+        window.end_query("other", false);
+        let gap = window.finish(Walk::Cut { resume: None }).gap.unwrap();
+        assert_eq!(gap.complete, vec!["quiet", "other"]);
+        assert_eq!(gap.below.at, Some(t("2026-11-04T16:00:00Z")));
 
         let at = t("2026-11-04T17:00:00Z");
         assert_eq!(
@@ -416,6 +466,7 @@ mod tests {
             below,
             newest,
             resume: None,
+            complete: Vec::new(),
         };
         let ctx = FetchContext {
             http: reqwest::Client::new(),

@@ -5,13 +5,13 @@
 //! `created_at_i` read, so a busy day is fetched over several runs and nothing is jumped.
 //!
 //! The query is the source's `query`, or else each of the watch's keywords in turn; the
-//! gap is bounded by the oldest hit read by the queries that were cut (see
-//! [`Window::end_query`]).
+//! gap is bounded by the oldest hit read by the queries that were cut, and only they
+//! search it: the others read down to the watermark already (see [`Window::end_query`]).
 
 use std::collections::HashSet;
 
 use async_trait::async_trait;
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use url::Url;
 
@@ -76,6 +76,9 @@ impl Connector for HackerNews {
         let mut mentions = Vec::new();
 
         for q in &queries {
+            if window.has_read_query(q) {
+                continue;
+            }
             let mut query_cut = false;
             for page in 0..self.max_pages {
                 let mut url = join(&self.base, "search_by_date");
@@ -96,7 +99,17 @@ impl Connector for HackerNews {
                     let m = match hit(h) {
                         Ok(m) => m,
                         Err(why) => {
-                            skips.add(format!("{q:?} page {page} hit {}: {why}", i + 1));
+                            // Counted once, and passed over so the walk's progress
+                            // includes it.
+                            let new = match object_id(h).zip(created_at(h)) {
+                                Some((id, at)) => {
+                                    window.passed_unreadable(at, id) && seen.insert(id.to_string())
+                                }
+                                None => true,
+                            };
+                            if new {
+                                skips.add(format!("{q:?} page {page} hit {}: {why}", i + 1));
+                            }
                             continue;
                         }
                     };
@@ -113,7 +126,7 @@ impl Connector for HackerNews {
                 }
                 query_cut = page + 1 == self.max_pages;
             }
-            window.end_query(query_cut);
+            window.end_query(q, query_cut);
             cut |= query_cut;
         }
 
@@ -136,6 +149,21 @@ impl Connector for HackerNews {
     }
 }
 
+/// A hit's id and time (`created_at_i`, the time the search is sorted and filtered by)
+/// are its place in the walk, read even from a hit that cannot become a mention.
+fn object_id(h: &Value) -> Option<&str> {
+    h.get("objectID")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+fn created_at(h: &Value) -> Option<DateTime<Utc>> {
+    h.get("created_at_i")
+        .and_then(Value::as_i64)
+        .and_then(|t| DateTime::from_timestamp(t, 0))
+}
+
 fn hit(h: &Value) -> Result<Mention, String> {
     let str_of = |k: &str| {
         h.get(k)
@@ -143,12 +171,8 @@ fn hit(h: &Value) -> Result<Mention, String> {
             .map(str::trim)
             .filter(|s| !s.is_empty())
     };
-    let id = str_of("objectID").ok_or("no objectID")?;
-    let at = h
-        .get("created_at_i")
-        .and_then(Value::as_i64)
-        .and_then(|t| DateTime::from_timestamp(t, 0))
-        .ok_or("no created_at_i")?;
+    let id = object_id(h).ok_or("no objectID")?;
+    let at = created_at(h).ok_or("no created_at_i")?;
     let tags: Vec<&str> = h
         .get("_tags")
         .and_then(Value::as_array)

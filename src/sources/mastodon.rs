@@ -1,23 +1,24 @@
 //! A Mastodon instance's public hashtag timeline, `/api/v1/timelines/tag/{tag}`.
 //!
-//! Status ids are time-ordered, so the cursor is simply the newest id seen. With a
-//! cursor the connector asks for `min_id` (the page right after it) and walks newer
-//! through the `Link: rel="prev"` header; on a first run it starts at the newest page
-//! and walks older through `rel="next"` until the look-back. When the instance says
-//! `X-RateLimit-Remaining: 0` it stops paging and keeps what it has: the cursor is the
-//! newest id read, so the next run continues from there without a gap. (On a first run
-//! the walk goes backwards, so what the limit cut off is older than the cursor and is
-//! not fetched later; the run's note says so.) The cursor moves over every status read,
-//! including ones left out, so a status without text is not read and counted again on
-//! every run.
+//! Status ids are time-ordered, so the cursor is the newest id seen. With a cursor the
+//! connector asks for `min_id` (the page right after it) and walks newer through the
+//! `Link: rel="prev"` header, so a walk stopped early leaves nothing behind: the next run
+//! goes on from the newest status read. A first run starts at the newest page and walks
+//! older through `rel="next"` until the look-back; when the page limit, the rate limit
+//! (`X-RateLimit-Remaining: 0`) or a failing page (a 429) stops it first, the cursor
+//! keeps the [`Gap`] below the oldest status read, and the next runs read it (from
+//! `max_id`, down to the look-back) before anything newer. A page failing after others
+//! were read keeps what was read and records the run as partial. The cursor moves over
+//! every status read, including ones left out, so a status without text is not read and
+//! counted again on every run.
 
 use async_trait::async_trait;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use url::Url;
 
-use super::cursor::{self, Skips};
+use super::cursor::{self, Gap, NewestFirst, Skips, Walk, Watermark, Window};
 use super::http::{Http, HttpOptions, Response};
 use super::text::{html_to_text, language_allowed};
 use super::{Connector, FetchContext, FetchError, Fetched, Params};
@@ -38,6 +39,10 @@ pub struct Mastodon {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct MastodonCursor {
     newest_id: String,
+    /// What a walk back from the newest status (a first run's, or one reading this gap)
+    /// did not reach: the statuses older than `resume` (a `max_id`) within the look-back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gap: Option<Gap>,
 }
 
 impl Mastodon {
@@ -95,28 +100,69 @@ impl Connector for Mastodon {
                 )
             })?;
         let prev: Option<MastodonCursor> = cursor::load("mastodon", cursor);
-        let forward = prev.is_some();
+        // A walk back from the newest, read newest first within the look-back: a first
+        // run's, or one going on below the oldest status a cut one read. Otherwise the
+        // walk goes forward from the newest status read.
+        let mut back = match &prev {
+            None => Some(Window::newest_first(None, ctx)),
+            Some(c) => c.gap.clone().map(|gap| {
+                let cursor = NewestFirst {
+                    read: Watermark::default(),
+                    gap: Some(gap),
+                };
+                Window::newest_first(Some(cursor), ctx)
+            }),
+        };
+        let forward = back.is_none();
         let mut url = super::http::join(&self.base, &format!("api/v1/timelines/tag/{tag}"));
         url.query_pairs_mut()
             .append_pair("limit", &self.page_size.to_string());
-        if let Some(c) = &prev {
+        if let Some(max_id) = back.as_ref().and_then(Window::resume) {
+            url.query_pairs_mut().append_pair("max_id", max_id);
+        } else if let Some(c) = prev.as_ref().filter(|_| forward) {
             url.query_pairs_mut().append_pair("min_id", &c.newest_id);
         }
         let http = Http::new(&ctx.http, &self.http);
         let mut newest = prev.map(|c| c.newest_id);
+        // The oldest status the walk back passed: the next run goes on below it.
+        let mut oldest_id: Option<String> = None;
         let mut skips = Skips::default();
         let mut mentions = Vec::new();
-        let mut note = None;
-        let mut oldest_read = None;
+        let mut walk = Walk::Complete;
+        let mut stop_note = None;
+        let mut partial = None;
+        let goes_on = if forward {
+            "the next run goes on from the newest status read"
+        } else {
+            "the next run goes on from the oldest status read, down to the look-back"
+        };
 
         for page in 1..=self.max_pages {
-            let resp = http.get(&url).await?;
-            let statuses: Vec<Value> = resp.json()?;
+            let answer = http.get(&url).await.and_then(|resp| {
+                let statuses: Vec<Value> = resp.json()?;
+                Ok((resp, statuses))
+            });
+            let (resp, statuses) = match answer {
+                Ok(a) => a,
+                Err(e) if page == 1 => return Err(e),
+                // A 429 (or any failure) after some pages: keep what was read.
+                Err(e) => {
+                    stop_note = Some(format!("stopped at page {page}: {e}; {goes_on}"));
+                    partial = Some(e.kind);
+                    walk = Walk::Cut {
+                        resume: oldest_id.clone(),
+                    };
+                    break;
+                }
+            };
             let mut reached_old = false;
             for (i, s) in statuses.iter().enumerate() {
                 if let Some(id) = s.get("id").and_then(Value::as_str).map(str::trim) {
                     if !id.is_empty() && newest.as_deref().is_none_or(|n| id_newer(id, n)) {
                         newest = Some(id.to_string());
+                    }
+                    if !id.is_empty() && oldest_id.as_deref().is_none_or(|o| id_newer(o, id)) {
+                        oldest_id = Some(id.to_string());
                     }
                 }
                 if !s.get("reblog").is_none_or(Value::is_null) {
@@ -129,12 +175,13 @@ impl Connector for Mastodon {
                         continue;
                     }
                 };
-                oldest_read = Some(
-                    oldest_read.map_or(m.published_at, |o: DateTime<Utc>| o.min(m.published_at)),
-                );
-                if !forward && m.published_at < ctx.first_run_since {
-                    reached_old = true;
-                    continue;
+                if let Some(window) = back.as_mut() {
+                    reached_old |= window.is_behind(m.published_at);
+                    let admitted = window.admits(m.published_at, &m.external_id);
+                    window.saw(m.published_at, &m.external_id);
+                    if !admitted {
+                        continue;
+                    }
                 }
                 if language_allowed(&ctx.languages, m.language.as_deref()) {
                     mentions.push(m);
@@ -149,38 +196,45 @@ impl Connector for Mastodon {
             };
             if resp.header("x-ratelimit-remaining").map(str::trim) == Some("0") {
                 let reset = resp.header("x-ratelimit-reset").unwrap_or("later");
-                let rest = match (forward, oldest_read) {
-                    (true, _) => "the rest comes next run".to_string(),
-                    // Walking back from the newest: later runs start above the cursor.
-                    (false, Some(oldest)) => format!(
-                        "statuses before {} in the first run's look-back are not fetched",
-                        oldest.to_rfc3339_opts(SecondsFormat::Secs, true)
-                    ),
-                    (false, None) => {
-                        "older statuses in the first run's look-back are not fetched".to_string()
-                    }
-                };
-                note = Some(format!(
-                    "rate limit reached after page {page} (resets {reset}); {rest}"
+                stop_note = Some(format!(
+                    "rate limit reached after page {page} (resets {reset}); {goes_on}"
                 ));
+                walk = Walk::Cut {
+                    resume: oldest_id.clone(),
+                };
+                break;
+            }
+            if page == self.max_pages {
+                // Forward, the cursor alone says where to go on.
+                if !forward {
+                    stop_note = Some(format!(
+                        "stopped at the page limit (max_pages = {}) before reaching the \
+                         look-back; {goes_on}",
+                        self.max_pages
+                    ));
+                    walk = Walk::Cut {
+                        resume: oldest_id.clone(),
+                    };
+                }
                 break;
             }
             url = next;
         }
 
+        let cursor = match newest {
+            Some(newest_id) => Some(cursor::save(&MastodonCursor {
+                newest_id,
+                gap: back.and_then(|window| window.finish(walk).gap),
+            })?),
+            None => None,
+        };
         Ok(Fetched {
             mentions,
-            cursor: match newest {
-                Some(newest_id) => Some(cursor::save(&MastodonCursor { newest_id })?),
-                None => None,
-            },
+            cursor,
             skipped: skips.count,
-            note: match (skips.note(), note) {
-                (Some(a), Some(b)) => Some(format!("{a}; {b}")),
-                (a, b) => a.or(b),
-            },
+            note: cursor::join_notes([skips.note(), stop_note]),
             aggregate: None,
-            partial: None,
+            partial,
         })
     }
 }

@@ -722,3 +722,113 @@ async fn a_star_edit_this_week_leaves_last_weeks_buyers_view_as_it_was() {
         assert!((rating.unwrap() - 4.6).abs() < 1e-9, "{rating:?}");
     }
 }
+
+/// `review`, with the business's reply posted `hours` after publication.
+fn replied(mut r: ScoredMention, hours: i64) -> ScoredMention {
+    r.mention.owner_reply = Some("Thank you, we are on it.".into());
+    r.mention.owner_reply_at = Some(r.mention.published_at + Duration::hours(hours));
+    r
+}
+
+#[tokio::test]
+async fn versions_replaced_before_migration_11_keep_the_best_known_sentiment() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let c = config("");
+        store.sync_config(&c).await.unwrap();
+        let acme = store.watch_by_name("Acme").await.unwrap().unwrap();
+        let src = store.push_source(acme.id, "store").await.unwrap();
+        let at = day(18, 9);
+        // s1 was first scored by one model and its edit by another: the first score is
+        // still stored. s2's edit was scored by the same model, which replaced the first.
+        store
+            .ingest(
+                &src,
+                &[review("s1", "Lovely kettle.", 5, 0.8, at)],
+                Some(("old", "1")),
+            )
+            .await
+            .unwrap();
+        store
+            .ingest(
+                &src,
+                &[replied(review("s2", "Nice enough.", 4, 0.4, at), 2)],
+                Some(("test", "1")),
+            )
+            .await
+            .unwrap();
+        // The edits are recorded after the first scores, to the millisecond.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        store
+            .ingest(
+                &src,
+                &[review("s1", "Broke in a week.", 1, -0.8, at)],
+                Some(("new", "1")),
+            )
+            .await
+            .unwrap();
+        store
+            .ingest(
+                &src,
+                &[replied(review("s2", "Leaks from the lid.", 2, -0.6, at), 2)],
+                Some(("test", "1")),
+            )
+            .await
+            .unwrap();
+        // The database as an older zmot left it, before migration 11.
+        let pool = db.store.pool();
+        for sql in [
+            "DROP INDEX mention_revisions_recorded",
+            "ALTER TABLE mention_revisions DROP COLUMN label",
+            "ALTER TABLE mention_revisions DROP COLUMN score",
+            "ALTER TABLE mention_revisions DROP COLUMN confidence",
+            "ALTER TABLE mention_revisions DROP COLUMN owner_reply_at",
+            "DELETE FROM _sqlx_migrations WHERE version = 11",
+        ] {
+            sqlx::query(sql).execute(pool).await.unwrap();
+        }
+        let upgraded = Store::connect(&db.url, 2).await.unwrap();
+        let rows = sqlx::query(
+            "SELECT m.external_id, v.label, v.score, v.confidence, v.owner_reply_at
+             FROM mention_revisions v JOIN mentions m ON m.id = v.mention_id
+             ORDER BY m.external_id",
+        )
+        .fetch_all(upgraded.pool())
+        .await
+        .unwrap();
+        use sqlx::Row;
+        // external id, label, score, confidence, reply time.
+        type Kept = (
+            String,
+            Option<String>,
+            Option<f64>,
+            Option<f64>,
+            Option<i64>,
+        );
+        let read: Vec<Kept> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get("external_id"),
+                    r.get("label"),
+                    r.get("score"),
+                    r.get("confidence"),
+                    r.get("owner_reply_at"),
+                )
+            })
+            .collect();
+        let ms = |t: DateTime<Utc>| t.timestamp_millis();
+        // s1's first version: its own score, kept by the first model.
+        assert_eq!(read[0].0, "s1", "{}", db.label);
+        assert_eq!(read[0].1.as_deref(), Some("positive"), "{}", db.label);
+        assert!((read[0].2.unwrap() - 0.8).abs() < 1e-6, "{read:?}");
+        assert_eq!(read[0].4, None);
+        // s2's: overwritten, so today's score and reply time stand in, as before.
+        assert_eq!(read[1].0, "s2");
+        assert_eq!(read[1].1.as_deref(), Some("negative"), "{}", db.label);
+        assert!((read[1].2.unwrap() + 0.6).abs() < 1e-6, "{read:?}");
+        assert!((read[1].3.unwrap() - 0.9).abs() < 1e-6, "{read:?}");
+        assert_eq!(read[1].4, Some(ms(at + Duration::hours(2))));
+        upgraded.close().await;
+    }
+}

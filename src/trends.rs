@@ -174,7 +174,8 @@ pub async fn buyer_view(store: &Store, source: &SourceRow, n: usize) -> Result<B
 }
 
 /// The buyer's view of one source as it stood at `at` (now when `None`): the `n` most
-/// recent rated reviews published before then, with the stars they showed then, and the
+/// recent reviews published before then that had stars then, each as it read then (its
+/// stars, text and sentiment: a later edit does not change what buyers saw), and the
 /// source's own rating as last recorded before then.
 pub async fn buyer_view_at(
     store: &Store,
@@ -182,19 +183,16 @@ pub async fn buyer_view_at(
     n: usize,
     at: Option<DateTime<Utc>>,
 ) -> Result<BuyerView> {
-    let reviews = match at {
-        Some(at) => store.buyer_view_reviews_at(source.id, at, n as i64).await?,
-        None => {
-            store
-                .mentions(&MentionQuery {
-                    source_id: Some(source.id),
-                    rated_only: true,
-                    limit: Some(n as i64),
-                    ..Default::default()
-                })
-                .await?
-        }
-    };
+    let reviews = store
+        .mentions(&MentionQuery {
+            source_id: Some(source.id),
+            until: at,
+            rated_only: true,
+            limit: Some(n as i64),
+            as_of: at,
+            ..Default::default()
+        })
+        .await?;
     let ratings: Vec<f64> = reviews
         .iter()
         .filter_map(|m| m.mention.rating)

@@ -698,6 +698,9 @@ async fn a_star_edit_this_week_leaves_last_weeks_buyers_view_as_it_was() {
         assert_eq!(then.average_rating, Some(5.0), "{}", db.label);
         let e9 = then.reviews.iter().find(|m| m.mention.external_id == "e9");
         assert_eq!(e9.unwrap().mention.rating, Some(5));
+        // And read as it did then: its text and that text's sentiment.
+        assert_eq!(e9.unwrap().mention.text, "Great kettle.", "{}", db.label);
+        assert_eq!(e9.unwrap().sentiment.map(|s| s.score), Some(0.8));
         assert_eq!(
             store.buyer_view_rating_at(src.id, to, 10).await.unwrap(),
             Some(5.0)
@@ -720,5 +723,281 @@ async fn a_star_edit_this_week_leaves_last_weeks_buyers_view_as_it_was() {
         assert!((after_edit.average_rating.unwrap() - 4.6).abs() < 1e-9);
         let rating = store.buyer_view_rating_at(src.id, later, 10).await.unwrap();
         assert!((rating.unwrap() - 4.6).abs() < 1e-9, "{rating:?}");
+    }
+}
+
+/// `review`, with the business's reply posted `hours` after publication.
+fn replied(mut r: ScoredMention, hours: i64) -> ScoredMention {
+    r.mention.owner_reply = Some("Thank you, we are on it.".into());
+    r.mention.owner_reply_at = Some(r.mention.published_at + Duration::hours(hours));
+    r
+}
+
+#[tokio::test]
+async fn a_past_weeks_digest_is_the_same_after_its_reviews_are_edited() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let c = config("");
+        store.sync_config(&c).await.unwrap();
+        let acme = store.watch_by_name("Acme").await.unwrap().unwrap();
+        let src = store.push_source(acme.id, "store").await.unwrap();
+        let tz = chrono_tz::UTC;
+        // Edits are recorded when they are stored (the real clock): after last week.
+        let week = digest::report::last_full_week(tz, Utc::now());
+        let (_, from, to) = week.clone();
+        let at = |h: i64| from + Duration::hours(h);
+        let model = Some(("test", "1"));
+        let the_week_before = vec![
+            review(
+                "b1",
+                "Lid is a bit stiff.",
+                2,
+                -0.4,
+                from - Duration::days(3),
+            ),
+            review("b2", "Lovely kettle.", 5, 0.8, from - Duration::days(2)),
+        ];
+        let this_week = vec![
+            review(
+                "k1",
+                "Battery drain is terrible, dead by noon.",
+                1,
+                -0.9,
+                at(10),
+            ),
+            review(
+                "k2",
+                "Awful battery drain after the update.",
+                2,
+                -0.7,
+                at(30),
+            ),
+            review("k3", "The battery drain makes it useless.", 1, -0.8, at(50)),
+            review("k4", "It is fine, nothing special.", 3, 0.0, at(70)),
+            review("k5", "Love the design, boils fast.", 5, 0.9, at(90)),
+            review("k6", "Great kettle, quiet and quick.", 5, 0.8, at(110)),
+            review("k7", "Excellent value, would buy again.", 4, 0.6, at(130)),
+        ];
+        store.ingest(&src, &the_week_before, model).await.unwrap();
+        store.ingest(&src, &this_week, model).await.unwrap();
+
+        let first = digest::compute(store, &c, "Acme", week.clone())
+            .await
+            .unwrap();
+        let t = &first.this_week;
+        assert_eq!(
+            (t.mentions, t.negative, t.neutral, t.positive),
+            (7, 3, 1, 3)
+        );
+        assert_eq!(t.mean_rating, Some(3.0), "{}", db.label);
+        assert_eq!((t.replyable, t.replied), (0, 0));
+        assert!(first.most_negative[0]
+            .excerpt
+            .starts_with("Battery drain is terrible"));
+        assert_eq!(first.drivers[0].term, "battery drain");
+        let (_, text, html, charts) = digest::render(&first);
+
+        // After the week: two reviews change their mind, one loses a star, one is
+        // answered, and a review of the week before is edited too.
+        let edits = vec![
+            review("k1", "Replaced quickly, works well now.", 5, 0.7, at(10)),
+            review(
+                "k5",
+                "Broke after two days, refund refused.",
+                1,
+                -0.95,
+                at(90),
+            ),
+            review("k7", "Stopped working, awful support.", 2, -0.6, at(130)),
+            review("k4", "It is fine, nothing special.", 2, 0.0, at(70)),
+            replied(
+                review(
+                    "k2",
+                    "Awful battery drain after the update.",
+                    2,
+                    -0.7,
+                    at(30),
+                ),
+                3,
+            ),
+            review(
+                "b1",
+                "Lid is fine after all, lovely.",
+                5,
+                0.6,
+                from - Duration::days(3),
+            ),
+        ];
+        let stats = store.ingest(&src, &edits, model).await.unwrap();
+        assert_eq!(stats.updated, 6, "{}", db.label);
+
+        // The week's digest again: every figure, text, chart and line as before.
+        let again = digest::compute(store, &c, "Acme", week.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            serde_json::to_value(&again).unwrap(),
+            serde_json::to_value(&first).unwrap(),
+            "{}",
+            db.label
+        );
+        let (_, text_again, html_again, charts_again) = digest::render(&again);
+        assert_eq!(text_again, text, "{}", db.label);
+        assert_eq!(html_again, html);
+        assert_eq!(charts_again.len(), charts.len());
+        for ((id, a), (_, b)) in charts_again.iter().zip(&charts) {
+            assert!(a.png == b.png, "chart {id} of {} changed", db.label);
+        }
+
+        // A digest made now shows the edited versions: the week just past is its "last
+        // week" and one of its chart weeks.
+        let current = zmot::trends::iso_weeks(tz, Utc::now(), 1).remove(0);
+        let cur_from = current.1;
+        // A review of the week in progress, edited since.
+        let fresh_at = cur_from + (Utc::now() - cur_from) / 2;
+        store
+            .ingest(
+                &src,
+                &[review("c1", "Handle came loose.", 2, -0.5, fresh_at)],
+                model,
+            )
+            .await
+            .unwrap();
+        store
+            .ingest(
+                &src,
+                &[review(
+                    "c1",
+                    "Handle came loose and burned my hand.",
+                    1,
+                    -0.99,
+                    fresh_at,
+                )],
+                model,
+            )
+            .await
+            .unwrap();
+        let now_digest = digest::compute(store, &c, "Acme", current).await.unwrap();
+        let edited = store.period_stats(acme.id, None, from, to).await.unwrap();
+        let l = &now_digest.last_week;
+        assert_eq!(
+            (l.negative, l.neutral, l.positive),
+            (4, 1, 2),
+            "{}",
+            db.label
+        );
+        assert!((l.mean_rating.unwrap() - 18.0 / 7.0).abs() < 1e-9, "{l:?}");
+        assert_eq!((l.replyable, l.replied), (7, 1));
+        assert_eq!(l, &edited);
+        let chart_week = &now_digest.weeks[now_digest.weeks.len() - 2];
+        assert_eq!(chart_week.stats, edited);
+        assert_eq!(
+            now_digest.most_negative[0].excerpt,
+            "Handle came loose and burned my hand."
+        );
+        assert_eq!(now_digest.most_negative[0].rating, Some(1));
+    }
+}
+
+#[tokio::test]
+async fn versions_replaced_before_migration_11_keep_the_best_known_sentiment() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let c = config("");
+        store.sync_config(&c).await.unwrap();
+        let acme = store.watch_by_name("Acme").await.unwrap().unwrap();
+        let src = store.push_source(acme.id, "store").await.unwrap();
+        let at = day(18, 9);
+        // s1 was first scored by one model and its edit by another: the first score is
+        // still stored. s2's edit was scored by the same model, which replaced the first.
+        store
+            .ingest(
+                &src,
+                &[review("s1", "Lovely kettle.", 5, 0.8, at)],
+                Some(("old", "1")),
+            )
+            .await
+            .unwrap();
+        store
+            .ingest(
+                &src,
+                &[replied(review("s2", "Nice enough.", 4, 0.4, at), 2)],
+                Some(("test", "1")),
+            )
+            .await
+            .unwrap();
+        // The edits are recorded after the first scores, to the millisecond.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        store
+            .ingest(
+                &src,
+                &[review("s1", "Broke in a week.", 1, -0.8, at)],
+                Some(("new", "1")),
+            )
+            .await
+            .unwrap();
+        store
+            .ingest(
+                &src,
+                &[replied(review("s2", "Leaks from the lid.", 2, -0.6, at), 2)],
+                Some(("test", "1")),
+            )
+            .await
+            .unwrap();
+        // The database as an older zmot left it, before migration 11.
+        let pool = db.store.pool();
+        for sql in [
+            "DROP INDEX mention_revisions_recorded",
+            "ALTER TABLE mention_revisions DROP COLUMN label",
+            "ALTER TABLE mention_revisions DROP COLUMN score",
+            "ALTER TABLE mention_revisions DROP COLUMN confidence",
+            "ALTER TABLE mention_revisions DROP COLUMN owner_reply_at",
+            "DELETE FROM _sqlx_migrations WHERE version = 11",
+        ] {
+            sqlx::query(sql).execute(pool).await.unwrap();
+        }
+        let upgraded = Store::connect(&db.url, 2).await.unwrap();
+        let rows = sqlx::query(
+            "SELECT m.external_id, v.label, v.score, v.confidence, v.owner_reply_at
+             FROM mention_revisions v JOIN mentions m ON m.id = v.mention_id
+             ORDER BY m.external_id",
+        )
+        .fetch_all(upgraded.pool())
+        .await
+        .unwrap();
+        use sqlx::Row;
+        // external id, label, score, confidence, reply time.
+        type Kept = (
+            String,
+            Option<String>,
+            Option<f64>,
+            Option<f64>,
+            Option<i64>,
+        );
+        let read: Vec<Kept> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get("external_id"),
+                    r.get("label"),
+                    r.get("score"),
+                    r.get("confidence"),
+                    r.get("owner_reply_at"),
+                )
+            })
+            .collect();
+        let ms = |t: DateTime<Utc>| t.timestamp_millis();
+        // s1's first version: its own score, kept by the first model.
+        assert_eq!(read[0].0, "s1", "{}", db.label);
+        assert_eq!(read[0].1.as_deref(), Some("positive"), "{}", db.label);
+        assert!((read[0].2.unwrap() - 0.8).abs() < 1e-6, "{read:?}");
+        assert_eq!(read[0].4, None);
+        // s2's: overwritten, so today's score and reply time stand in, as before.
+        assert_eq!(read[1].0, "s2");
+        assert_eq!(read[1].1.as_deref(), Some("negative"), "{}", db.label);
+        assert!((read[1].2.unwrap() + 0.6).abs() < 1e-6, "{read:?}");
+        assert!((read[1].3.unwrap() - 0.9).abs() < 1e-6, "{read:?}");
+        assert_eq!(read[1].4, Some(ms(at + Duration::hours(2))));
+        upgraded.close().await;
     }
 }

@@ -156,9 +156,15 @@ pub async fn compute(
     let last_day = first_day + Duration::days(6);
     let last_week_from = trends::local_midnight(tz, first_day - Duration::weeks(1));
     let baseline_from = trends::local_midnight(tz, first_day - Duration::days(28));
-    let this_week = store.period_stats(row.id, None, from, to).await?;
+    // Every figure, chart and listed mention reads each mention as it stood at the end of
+    // the week (its stars, text, reply and sentiment then): a digest made late, or made
+    // again, says what the one made on time said, whatever was edited since.
+    let as_of = Some(to);
+    let this_week = store
+        .period_stats_as_of(row.id, None, from, to, as_of)
+        .await?;
     let last_week = store
-        .period_stats(row.id, None, last_week_from, from)
+        .period_stats_as_of(row.id, None, last_week_from, from, as_of)
         .await?;
 
     // The chart weeks end with the digest's week.
@@ -169,7 +175,9 @@ pub async fn compute(
             label: l.clone(),
             from: *f,
             to: *t,
-            stats: store.period_stats(row.id, None, *f, *t).await?,
+            stats: store
+                .period_stats_as_of(row.id, None, *f, *t, as_of)
+                .await?,
         });
     }
     let sources = store.sources(Some(row.id)).await?;
@@ -177,14 +185,18 @@ pub async fn compute(
     let mut ratings = Vec::new();
     let mut volume_by_source = Vec::new();
     for s in &sources {
-        let week_stats = store.period_stats(row.id, Some(s.id), from, to).await?;
+        let week_stats = store
+            .period_stats_as_of(row.id, Some(s.id), from, to, as_of)
+            .await?;
         if week_stats.mentions > 0 {
             volume_by_source.push((s.name.clone(), week_stats.mentions as u64));
         }
         if rated.contains(&s.id) {
             let mut points = Vec::with_capacity(spans.len());
             for (l, f, t) in &spans {
-                let st = store.period_stats(row.id, Some(s.id), *f, *t).await?;
+                let st = store
+                    .period_stats_as_of(row.id, Some(s.id), *f, *t, as_of)
+                    .await?;
                 points.push((short_week(l), st.mean_rating));
             }
             ratings.push(RatingSeries {
@@ -200,7 +212,7 @@ pub async fn compute(
     let views =
         trends::buyer_views_at(store, row.id, wcfg.alerts.buyer_view_size, Some(to)).await?;
     let baseline = store
-        .period_stats(row.id, None, baseline_from, from)
+        .period_stats_as_of(row.id, None, baseline_from, from, as_of)
         .await?;
     let alerts = store.alerts_as_of(row.id, from, to).await?;
     let open: Vec<String> = alerts
@@ -225,6 +237,7 @@ pub async fn compute(
             watch_id: Some(row.id),
             since: Some(from),
             until: Some(to),
+            as_of,
             ..Default::default()
         })
         .await?;
@@ -234,6 +247,7 @@ pub async fn compute(
             since: Some(baseline_from),
             until: Some(from),
             limit: Some(20_000),
+            as_of,
             ..Default::default()
         })
         .await?;
@@ -286,11 +300,12 @@ pub async fn compute(
             let zone = crate::config::parse_timezone(w.timezone(&config.general))
                 .map_err(anyhow::Error::msg)?;
             let st = store
-                .period_stats(
+                .period_stats_as_of(
                     r.id,
                     None,
                     trends::local_midnight(zone, first_day),
                     trends::local_midnight(zone, first_day + Duration::weeks(1)),
+                    as_of,
                 )
                 .await?;
             competitors.push(CompetitorRow {

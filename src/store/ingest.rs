@@ -223,6 +223,17 @@ impl Store {
         }
 
         // 3. Known ones: edits keep the old version; engagement moves in place.
+        // The replaced version with the sentiment the store showed for it (the
+        // new text's score overwrites it below) and its reply's time.
+        let keep_revision = format!(
+            "INSERT INTO mention_revisions
+                (mention_id, revision, title, body, rating, owner_reply, owner_reply_at,
+                 revision_hash, recorded_at, label, score, confidence)
+             SELECT m.id, m.revision, m.title, m.body, m.rating, m.owner_reply,
+                m.owner_reply_at, m.revision_hash, $1, st.label, st.score, st.confidence
+             FROM mentions m {latest} WHERE m.id = $2",
+            latest = super::latest_sentiment(self.backend)
+        );
         for sm in part {
             let m = &sm.mention;
             let Some(old) = existing.get(&m.external_id) else {
@@ -230,16 +241,11 @@ impl Store {
             };
             let hash = m.revision_hash();
             if hash != old.revision_hash {
-                sqlx::query(
-                    "INSERT INTO mention_revisions
-                        (mention_id, revision, title, body, rating, owner_reply, revision_hash, recorded_at)
-                     SELECT id, revision, title, body, rating, owner_reply, revision_hash, $1
-                     FROM mentions WHERE id = $2",
-                )
-                .bind(now)
-                .bind(old.id)
-                .execute(&mut **tx)
-                .await?;
+                sqlx::query(&keep_revision)
+                    .bind(now)
+                    .bind(old.id)
+                    .execute(&mut **tx)
+                    .await?;
                 sqlx::query(
                     "UPDATE mentions SET url = $1, author = $2, title = $3, body = $4, rating = $5,
                         likes = $6, replies = $7, reposts = $8, language = $9, owner_reply = $10,

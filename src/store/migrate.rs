@@ -64,6 +64,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "job_schedule",
         include_str!("../../migrations/0010_job_schedule.sql"),
     ),
+    (
+        11,
+        "revision_sentiment",
+        include_str!("../../migrations/0011_revision_sentiment.sql"),
+    ),
 ];
 
 /// Rewrites portable SQL for one backend.

@@ -163,6 +163,9 @@ pub struct MentionQuery {
     pub rated_only: bool,
     /// Only mentions whose latest sentiment has this label.
     pub label: Option<Label>,
+    /// Each mention as it stood at this time (its text, stars, reply and sentiment then,
+    /// and `rated_only` and `label` as they were then); `None`: as stored now.
+    pub as_of: Option<DateTime<Utc>>,
 }
 
 impl Store {
@@ -472,6 +475,12 @@ impl Store {
     pub async fn mentions(&self, q: &MentionQuery) -> Result<Vec<StoredMention>> {
         let mut conds: Vec<String> = Vec::new();
         let mut ints: Vec<i64> = Vec::new();
+        // The time of the version read is the first parameter, when there is one.
+        let at_param = q.as_of.map(|at| {
+            ints.push(to_ms(at));
+            "$1"
+        });
+        let version = at_param.map_or(Version::Stored, Version::At);
         let mut push = |cond: &str, value: i64| {
             ints.push(value);
             conds.push(cond.replace('?', &format!("${}", ints.len())));
@@ -489,11 +498,11 @@ impl Store {
             push("m.published_at < ?", to_ms(until));
         }
         if q.rated_only {
-            conds.push("m.rating IS NOT NULL".into());
+            conds.push(format!("{} IS NOT NULL", version.rating()));
         }
         let label_param = q.label.map(|_| {
             let n = ints.len() + 1;
-            conds.push(format!("st.label = ${n}"));
+            conds.push(format!("{} = ${n}", version.label()));
             n
         });
         let limit_param = label_param.unwrap_or(ints.len()) + 1;
@@ -511,7 +520,7 @@ impl Store {
              {clause}
              ORDER BY m.published_at DESC, m.id DESC
              LIMIT ${limit_param}",
-            columns = stored_mention_columns("m.rating"),
+            columns = stored_mention_columns(version),
             latest = latest_sentiment(self.backend)
         );
         let mut query = sqlx::query(&sql);
@@ -622,16 +631,89 @@ fn source_row(r: &AnyRow) -> Result<SourceRow> {
     })
 }
 
+/// Which version of each mention `m` a query reads: the stored one, or the one it showed
+/// at an earlier time (a digest of a past week shows that week as it stood).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Version<'a> {
+    Stored,
+    /// At the epoch-millisecond time bound to this placeholder (`"$7"`).
+    At(&'a str),
+}
+
+impl Version<'_> {
+    /// The SQL for one column an edit replaces: `stored` (of `m`, or of its latest
+    /// sentiment `st`) as it is now, or the same column `kept` of the version
+    /// `mention_revisions` kept. An edit stores the new version with `updated_at` and
+    /// keeps the one it replaced, recorded at that same time, so at time `t` a mention
+    /// showed: its stored version if it last changed at or before `t`, or if it was never
+    /// edited (first stored after `t`: the only version known); otherwise the earliest
+    /// version replaced after `t`. Only mentions edited after `t` probe
+    /// `mention_revisions`, once per column, on its (mention_id, revision) key; SQL's
+    /// CASE does not evaluate the branch it does not take.
+    fn column(self, stored: &str, kept: &str) -> String {
+        match self {
+            Version::Stored => stored.to_string(),
+            Version::At(t) => format!(
+                "(CASE WHEN m.updated_at <= {t} OR m.revision = 1 THEN {stored}
+                  ELSE (SELECT v.{kept} FROM mention_revisions v
+                        WHERE v.mention_id = m.id AND v.recorded_at > {t}
+                        ORDER BY v.revision LIMIT 1) END)"
+            ),
+        }
+    }
+
+    pub(crate) fn title(self) -> String {
+        self.column("m.title", "title")
+    }
+
+    pub(crate) fn body(self) -> String {
+        self.column("m.body", "body")
+    }
+
+    pub(crate) fn rating(self) -> String {
+        self.column("m.rating", "rating")
+    }
+
+    pub(crate) fn owner_reply(self) -> String {
+        self.column("m.owner_reply", "owner_reply")
+    }
+
+    pub(crate) fn owner_reply_at(self) -> String {
+        self.column("m.owner_reply_at", "owner_reply_at")
+    }
+
+    /// The sentiment columns need the latest sentiment joined as `st`.
+    pub(crate) fn label(self) -> String {
+        self.column("st.label", "label")
+    }
+
+    pub(crate) fn score(self) -> String {
+        self.column("st.score", "score")
+    }
+
+    pub(crate) fn confidence(self) -> String {
+        self.column("st.confidence", "confidence")
+    }
+}
+
 /// What [`stored_mention`] reads from `mentions m`, `sources s`, `watches w` and the
-/// latest sentiment `st`, with `rating` as the star rating: the stored one, or the one
-/// a mention showed at an earlier time.
-fn stored_mention_columns(rating: &str) -> String {
+/// latest sentiment `st`, in the given version of each mention.
+fn stored_mention_columns(version: Version) -> String {
     format!(
         "m.id, w.name AS watch_name, s.name AS source_name, m.source_kind, m.external_id,
-         m.url, m.author, m.title, m.body, {rating} AS rating, m.likes, m.replies, m.reposts,
-         m.language, m.published_at, m.fetched_at, m.owner_reply, m.owner_reply_at,
+         m.url, m.author, {title} AS title, {body} AS body, {rating} AS rating,
+         m.likes, m.replies, m.reposts, m.language, m.published_at, m.fetched_at,
+         {owner_reply} AS owner_reply, {owner_reply_at} AS owner_reply_at,
          m.content_hash, m.revision, m.extra,
-         st.label, st.score, st.confidence"
+         {label} AS label, {score} AS score, {confidence} AS confidence",
+        title = version.title(),
+        body = version.body(),
+        rating = version.rating(),
+        owner_reply = version.owner_reply(),
+        owner_reply_at = version.owner_reply_at(),
+        label = version.label(),
+        score = version.score(),
+        confidence = version.confidence(),
     )
 }
 

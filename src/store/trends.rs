@@ -6,27 +6,28 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{to_ms, Store, StoredMention};
+use super::{to_ms, Store, Version};
 
 /// The sources of the watch bound to `$6` that show owner replies (any reply ever): an
 /// EXISTS probe per source on the partial index `mentions_source_replied`.
 pub(super) const REPLYING_SOURCES: &str = "SELECT s.id FROM sources s WHERE s.watch_id = $6
     AND EXISTS (SELECT 1 FROM mentions r WHERE r.source_id = s.id AND r.owner_reply IS NOT NULL)";
 
-/// The stars mention `m` showed at the time bound to `$2`. An edit replaces the stored
-/// version and keeps the one it replaced in `mention_revisions`, recorded at the time of
-/// the edit, so: the stored stars if the mention last changed at or before then;
-/// otherwise those of the earliest version replaced after then (which may have had
-/// none); the stored ones again if no version was replaced after then (the mention was
-/// first stored after then, and never edited since). Only mentions changed after the
-/// time probe `mention_revisions`, on its (mention_id, revision) key.
-const RATING_AT: &str = "CASE WHEN m.updated_at <= $2 THEN m.rating
-    WHEN EXISTS (SELECT 1 FROM mention_revisions v
-                 WHERE v.mention_id = m.id AND v.recorded_at > $2)
-    THEN (SELECT v.rating FROM mention_revisions v
-          WHERE v.mention_id = m.id AND v.recorded_at > $2
-          ORDER BY v.revision LIMIT 1)
-    ELSE m.rating END";
+/// The sources of the watch bound to `$6` that showed owner replies at the time bound to
+/// `$7`: a reply on a mention published by then, in the version it showed then (see
+/// [`Version`]). First those whose reply has stood since then (the partial index
+/// `mentions_source_replied` again); only for a source with none, the versions replaced
+/// after then, found by their time (`mention_revisions_recorded`) and few for a recent
+/// week.
+const REPLYING_SOURCES_AT: &str = "SELECT s.id FROM sources s WHERE s.watch_id = $6
+    AND (EXISTS (SELECT 1 FROM mentions r WHERE r.source_id = s.id AND r.owner_reply IS NOT NULL
+                 AND r.published_at < $7 AND (r.updated_at <= $7 OR r.revision = 1))
+         OR EXISTS (SELECT 1 FROM mention_revisions v CROSS JOIN mentions r
+                    WHERE v.recorded_at > $7 AND v.owner_reply IS NOT NULL
+                      AND r.id = v.mention_id AND r.source_id = s.id AND r.published_at < $7
+                      AND v.revision = (SELECT MIN(v2.revision) FROM mention_revisions v2
+                                        WHERE v2.mention_id = v.mention_id
+                                          AND v2.recorded_at > $7)))";
 
 /// Figures for one period of one watch (optionally one source).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
@@ -67,7 +68,7 @@ impl PeriodStats {
 
 impl Store {
     /// Counts, shares, means and the rating distribution for mentions of a watch (one
-    /// source, or all) published in `[from, to)`.
+    /// source, or all) published in `[from, to)`, as stored now.
     pub async fn period_stats(
         &self,
         watch_id: i64,
@@ -75,36 +76,59 @@ impl Store {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<PeriodStats> {
+        self.period_stats_as_of(watch_id, source_id, from, to, None)
+            .await
+    }
+
+    /// [`Store::period_stats`] with each mention as it stood at `as_of` (its stars, reply
+    /// and sentiment then; see [`Version`]), and the sources that showed replies then;
+    /// `None`: as stored now.
+    pub async fn period_stats_as_of(
+        &self,
+        watch_id: i64,
+        source_id: Option<i64>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        as_of: Option<DateTime<Utc>>,
+    ) -> Result<PeriodStats> {
+        let (version, replying) = match as_of {
+            Some(_) => (Version::At("$7"), REPLYING_SOURCES_AT),
+            None => (Version::Stored, REPLYING_SOURCES),
+        };
+        let (label, rating, reply) = (version.label(), version.rating(), version.owner_reply());
         let sql = format!(
             "SELECT COUNT(*) AS n,
-                COALESCE(SUM(CASE WHEN st.label = 'negative' THEN 1 ELSE 0 END), 0) AS neg,
-                COALESCE(SUM(CASE WHEN st.label = 'neutral' THEN 1 ELSE 0 END), 0) AS neu,
-                COALESCE(SUM(CASE WHEN st.label = 'positive' THEN 1 ELSE 0 END), 0) AS pos,
-                CAST(AVG(st.score) AS DOUBLE PRECISION) AS mean_score,
-                COALESCE(SUM(CASE WHEN m.rating IS NOT NULL THEN 1 ELSE 0 END), 0) AS rated,
-                CAST(AVG(CAST(m.rating AS DOUBLE PRECISION)) AS DOUBLE PRECISION) AS mean_rating,
-                COALESCE(SUM(CASE WHEN m.rating = 1 THEN 1 ELSE 0 END), 0) AS r1,
-                COALESCE(SUM(CASE WHEN m.rating = 2 THEN 1 ELSE 0 END), 0) AS r2,
-                COALESCE(SUM(CASE WHEN m.rating = 3 THEN 1 ELSE 0 END), 0) AS r3,
-                COALESCE(SUM(CASE WHEN m.rating = 4 THEN 1 ELSE 0 END), 0) AS r4,
-                COALESCE(SUM(CASE WHEN m.rating = 5 THEN 1 ELSE 0 END), 0) AS r5,
-                COALESCE(SUM(CASE WHEN m.source_id IN ({REPLYING_SOURCES}) THEN 1 ELSE 0 END), 0) AS replyable,
-                COALESCE(SUM(CASE WHEN m.owner_reply IS NOT NULL AND m.source_id IN ({REPLYING_SOURCES})
+                COALESCE(SUM(CASE WHEN {label} = 'negative' THEN 1 ELSE 0 END), 0) AS neg,
+                COALESCE(SUM(CASE WHEN {label} = 'neutral' THEN 1 ELSE 0 END), 0) AS neu,
+                COALESCE(SUM(CASE WHEN {label} = 'positive' THEN 1 ELSE 0 END), 0) AS pos,
+                CAST(AVG({score}) AS DOUBLE PRECISION) AS mean_score,
+                COALESCE(SUM(CASE WHEN {rating} IS NOT NULL THEN 1 ELSE 0 END), 0) AS rated,
+                CAST(AVG(CAST({rating} AS DOUBLE PRECISION)) AS DOUBLE PRECISION) AS mean_rating,
+                COALESCE(SUM(CASE WHEN {rating} = 1 THEN 1 ELSE 0 END), 0) AS r1,
+                COALESCE(SUM(CASE WHEN {rating} = 2 THEN 1 ELSE 0 END), 0) AS r2,
+                COALESCE(SUM(CASE WHEN {rating} = 3 THEN 1 ELSE 0 END), 0) AS r3,
+                COALESCE(SUM(CASE WHEN {rating} = 4 THEN 1 ELSE 0 END), 0) AS r4,
+                COALESCE(SUM(CASE WHEN {rating} = 5 THEN 1 ELSE 0 END), 0) AS r5,
+                COALESCE(SUM(CASE WHEN m.source_id IN ({replying}) THEN 1 ELSE 0 END), 0) AS replyable,
+                COALESCE(SUM(CASE WHEN {reply} IS NOT NULL AND m.source_id IN ({replying})
                     THEN 1 ELSE 0 END), 0) AS replied
              FROM mentions m {latest}
              WHERE m.watch_id = $1 AND ($2 = 0 OR m.source_id = $3)
                AND m.published_at >= $4 AND m.published_at < $5",
+            score = version.score(),
             latest = super::latest_sentiment(self.backend)
         );
-        let r = sqlx::query(&sql)
+        let mut query = sqlx::query(&sql)
             .bind(watch_id)
             .bind(i64::from(source_id.is_some()))
             .bind(source_id.unwrap_or(0))
             .bind(to_ms(from))
             .bind(to_ms(to))
-            .bind(watch_id)
-            .fetch_one(&self.pool)
-            .await?;
+            .bind(watch_id);
+        if let Some(at) = as_of {
+            query = query.bind(to_ms(at));
+        }
+        let r = query.fetch_one(&self.pool).await?;
         // SUM of an integer CASE is BIGINT on both databases.
         let int = |name: &str| -> Result<i64> { Ok(r.try_get::<i64, _>(name)?) };
         let mut stats = PeriodStats {
@@ -123,23 +147,26 @@ impl Store {
 
         // Reply delays: only the answered mentions are read (counted above, in SQL).
         let sql = format!(
-            "SELECT m.published_at, m.owner_reply_at
+            "SELECT m.published_at, {reply_at} AS owner_reply_at
              FROM mentions m
              WHERE m.watch_id = $1 AND ($2 = 0 OR m.source_id = $3)
                AND m.published_at >= $4 AND m.published_at < $5
-               AND m.owner_reply IS NOT NULL AND m.owner_reply_at IS NOT NULL
-               AND m.source_id IN ({REPLYING_SOURCES})"
+               AND {reply} IS NOT NULL AND {reply_at} IS NOT NULL
+               AND m.source_id IN ({replying})",
+            reply_at = version.owner_reply_at()
         );
         let rows = if stats.replied > 0 {
-            sqlx::query(&sql)
+            let mut query = sqlx::query(&sql)
                 .bind(watch_id)
                 .bind(i64::from(source_id.is_some()))
                 .bind(source_id.unwrap_or(0))
                 .bind(to_ms(from))
                 .bind(to_ms(to))
-                .bind(watch_id)
-                .fetch_all(&self.pool)
-                .await?
+                .bind(watch_id);
+            if let Some(at) = as_of {
+                query = query.bind(to_ms(at));
+            }
+            query.fetch_all(&self.pool).await?
         } else {
             Vec::new()
         };
@@ -178,48 +205,21 @@ impl Store {
             .collect()
     }
 
-    /// The buyer's view of a source as it stood at `at`: its `n` most recent reviews
-    /// published before then that had stars then, newest first, each with the stars it
-    /// showed then (a later edit does not change what buyers saw).
-    pub async fn buyer_view_reviews_at(
-        &self,
-        source_id: i64,
-        at: DateTime<Utc>,
-        n: i64,
-    ) -> Result<Vec<StoredMention>> {
-        let sql = format!(
-            "SELECT {columns}
-             FROM mentions m
-             JOIN sources s ON s.id = m.source_id
-             JOIN watches w ON w.id = m.watch_id
-             {latest}
-             WHERE m.source_id = $1 AND m.published_at < $2 AND ({RATING_AT}) IS NOT NULL
-             ORDER BY m.published_at DESC, m.id DESC
-             LIMIT $3",
-            columns = super::stored_mention_columns(RATING_AT),
-            latest = super::latest_sentiment(self.backend)
-        );
-        let rows = sqlx::query(&sql)
-            .bind(source_id)
-            .bind(to_ms(at))
-            .bind(n.max(0))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(super::stored_mention).collect()
-    }
-
-    /// The average stars of [`Store::buyer_view_reviews_at`] (`None` when there were no
-    /// rated reviews by then).
+    /// The average stars buyers saw on a source at `at`: those of its `n` most recent
+    /// reviews published before then that had stars then, each with the stars it showed
+    /// then (a later edit does not change what buyers saw); `None` when there were no
+    /// rated reviews by then. [`crate::trends::buyer_view_at`] lists the same reviews.
     pub async fn buyer_view_rating_at(
         &self,
         source_id: i64,
         at: DateTime<Utc>,
         n: i64,
     ) -> Result<Option<f64>> {
+        let rating = Version::At("$2").rating();
         let sql = format!(
             "SELECT CAST(AVG(CAST(r.rating AS DOUBLE PRECISION)) AS DOUBLE PRECISION) AS avg
-             FROM (SELECT {RATING_AT} AS rating FROM mentions m
-                   WHERE m.source_id = $1 AND m.published_at < $2 AND ({RATING_AT}) IS NOT NULL
+             FROM (SELECT {rating} AS rating FROM mentions m
+                   WHERE m.source_id = $1 AND m.published_at < $2 AND {rating} IS NOT NULL
                    ORDER BY m.published_at DESC, m.id DESC LIMIT $3) r"
         );
         let row = sqlx::query(&sql)

@@ -1129,3 +1129,55 @@ async fn author_names_cannot_add_lines_or_hide_in_an_alert() {
         assert!(text.contains(&format!(", {shown}")), "{text}");
     }
 }
+
+/// The Message-ID header of a received message (`None` when it has none).
+fn message_id(data: &str) -> Option<String> {
+    mail_parser::MessageParser::default()
+        .parse(data.as_bytes())
+        .expect("parses")
+        .message_id()
+        .map(String::from)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_dying_after_the_server_accepted_resends_the_same_message_id() {
+    use lettre::AsyncTransport;
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let smtp = SmtpServer::start().await;
+        let c = queue_one_alert(store, smtp.port).await;
+        // A sender claims the email, hands it to the server for lead@, and dies before
+        // recording that lead@ has it.
+        let claimed = store.claim_emails("dead-worker", 10, 50).await.unwrap();
+        assert_eq!(claimed.len(), 1, "{}", db.label);
+        let transport =
+            lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous("127.0.0.1")
+                .port(smtp.port)
+                .tls(lettre::transport::smtp::client::Tls::None)
+                .build();
+        let envelope = lettre::address::Envelope::new(
+            Some("alerts@acme.test".parse().unwrap()),
+            vec!["lead@acme.test".parse().unwrap()],
+        )
+        .unwrap();
+        transport
+            .send_raw(&envelope, claimed[0].message.as_bytes())
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(80)).await;
+        // Its lease ran out: another worker sends it to everyone it has no record of.
+        let mailer = Mailer::from_config(&c.email).unwrap();
+        assert_eq!(
+            notify::deliver_due(store, &mailer, "w2").await.unwrap().sent,
+            1
+        );
+        let got = smtp.messages();
+        let to: Vec<&str> = got.iter().map(|m| m.to[0].as_str()).collect();
+        assert_eq!(to, ["lead@acme.test", "lead@acme.test", "support@acme.test"]);
+        // lead@ has it twice, as the same message: a mail client shows it once.
+        let first = message_id(&got[0].data);
+        assert!(first.is_some(), "no Message-ID on {}", db.label);
+        assert_eq!(message_id(&got[1].data), first);
+        assert_eq!(message_id(&got[2].data), first);
+    }
+}

@@ -190,6 +190,11 @@ impl Evaluation<'_> {
         if s.enabled("keyword") {
             out.extend(self.keywords().await?);
         }
+        // One finding per condition: a second one (a crisis term listed twice, in another
+        // case) would open the same alert again, which the one-open-alert index refuses,
+        // and the whole evaluation would stand down as if another worker had written it.
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|f| seen.insert(f.condition_key.clone()));
         Ok(out)
     }
 

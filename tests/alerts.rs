@@ -1181,3 +1181,35 @@ async fn a_sender_dying_after_the_server_accepted_resends_the_same_message_id() 
         assert_eq!(message_id(&got[2].data), first);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crisis_term_listed_twice_opens_one_alert() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        // "Refund" and "refund" name the same condition (`keyword:refund`).
+        let c = config_with(
+            "\n[[watch]]\nname = \"Terms\"\nrecipients = [\"terms@acme.test\"]\n\
+             [watch.alerts]\ndisabled = [\"negative_spike\", \"sentiment_drop\", \"severe_mention\"]\n\
+             crisis_terms = [\"refund\", \"Refund\"]\n",
+        );
+        let src = source(store, &c, "Terms", "posts").await;
+        let t = now();
+        put(
+            store,
+            &src,
+            &[m(
+                "k1",
+                "still waiting for my refund",
+                None,
+                Label::Negative,
+                -0.6,
+                t - Duration::hours(1),
+            )],
+        )
+        .await;
+        let r = check_watch(store, &c, "Terms", t).await.unwrap();
+        assert!(!r.conflict, "the evaluation stood down on {}", db.label);
+        assert_eq!((r.opened, r.email_id.is_some()), (1, true), "{}", db.label);
+        assert_eq!(open_rules(store, "Terms").await, ["keyword:refund"]);
+    }
+}

@@ -1168,12 +1168,18 @@ async fn a_sender_dying_after_the_server_accepted_resends_the_same_message_id() 
         // Its lease ran out: another worker sends it to everyone it has no record of.
         let mailer = Mailer::from_config(&c.email).unwrap();
         assert_eq!(
-            notify::deliver_due(store, &mailer, "w2").await.unwrap().sent,
+            notify::deliver_due(store, &mailer, "w2")
+                .await
+                .unwrap()
+                .sent,
             1
         );
         let got = smtp.messages();
         let to: Vec<&str> = got.iter().map(|m| m.to[0].as_str()).collect();
-        assert_eq!(to, ["lead@acme.test", "lead@acme.test", "support@acme.test"]);
+        assert_eq!(
+            to,
+            ["lead@acme.test", "lead@acme.test", "support@acme.test"]
+        );
         // lead@ has it twice, as the same message: a mail client shows it once.
         let first = message_id(&got[0].data);
         assert!(first.is_some(), "no Message-ID on {}", db.label);
@@ -1211,5 +1217,91 @@ async fn a_crisis_term_listed_twice_opens_one_alert() {
         assert!(!r.conflict, "the evaluation stood down on {}", db.label);
         assert_eq!((r.opened, r.email_id.is_some()), (1, true), "{}", db.label);
         assert_eq!(open_rules(store, "Terms").await, ["keyword:refund"]);
+    }
+}
+
+/// `n` negative mentions (ids `{prefix}0`, `{prefix}1`, ...), an hour apart, the newest an
+/// hour before `t`.
+fn negatives(prefix: &str, n: i64, t: DateTime<Utc>) -> Vec<M> {
+    (0..n)
+        .map(|i| {
+            m(
+                &format!("{prefix}{i}"),
+                "app is down again",
+                None,
+                Label::Negative,
+                -0.5,
+                t - Duration::hours(i + 1),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_fetch_without_history_is_not_a_spike() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let c = config_with("\n[[watch]]\nname = \"Shop\"\nrecipients = [\"shop@acme.test\"]\n");
+        let t = now();
+        let spike = |watch: &'static str| async move {
+            let w = store.watch_by_name(watch).await.unwrap().unwrap();
+            store
+                .open_alerts(w.id)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|a| a.rule == "negative_spike")
+        };
+        // A new watch's first source brings its feed: six negatives of the last hours,
+        // nothing older. Nothing says what is usual, so nothing says this is more.
+        let feed = source(store, &c, "Acme", "feed").await;
+        put(store, &feed, &negatives("f", 6, t)).await;
+        check_watch(store, &c, "Acme", t).await.unwrap();
+        assert_eq!(spike("Acme").await, None, "{}", db.label);
+
+        // "posts" has been watched for four weeks, one negative a day, when a new source
+        // brings six negatives of today in its first fetch: seven against one a day.
+        let posts = source(store, &c, "Shop", "posts").await;
+        let mut history: Vec<M> = (1..=28)
+            .map(|d| {
+                m(
+                    &format!("n{d}"),
+                    "meh, slow again",
+                    None,
+                    Label::Negative,
+                    -0.4,
+                    t - Duration::hours(24 * d + 5),
+                )
+            })
+            .collect();
+        history.extend(negatives("p", 1, t));
+        put(store, &posts, &history).await;
+        let reddit = source(store, &c, "Shop", "reddit").await;
+        put(store, &reddit, &negatives("r", 6, t)).await;
+        check_watch(store, &c, "Shop", t).await.unwrap();
+        assert_eq!(spike("Shop").await, None, "{}", db.label);
+        // The source with history is still watched: nine of its own today is a spike.
+        put(store, &posts, &negatives("q", 8, t - Duration::minutes(30))).await;
+        check_watch(store, &c, "Shop", t).await.unwrap();
+        let found = spike("Shop").await.expect("a spike on posts");
+        assert!(
+            found.title.starts_with("9 negative mentions in 24 h"),
+            "{} on {}",
+            found.title,
+            db.label
+        );
+
+        // A feed first fetched eight days ago: three negatives a day since, seven today.
+        // Against its eight days that is about twice the usual, not a spike; the twenty
+        // days before its first fetch are not quiet days.
+        let c = config_with("\n[[watch]]\nname = \"Blog\"\nrecipients = [\"blog@acme.test\"]\n");
+        let blog = source(store, &c, "Blog", "blog").await;
+        let mut week: Vec<M> = (1..=8)
+            .flat_map(|d| negatives(&format!("b{d}-"), 3, t - Duration::hours(24 * d + 1)))
+            .collect();
+        week.extend(negatives("b0-", 7, t));
+        put(store, &blog, &week).await;
+        check_watch(store, &c, "Blog", t).await.unwrap();
+        assert_eq!(spike("Blog").await, None, "{}", db.label);
     }
 }

@@ -1305,3 +1305,40 @@ async fn a_first_fetch_without_history_is_not_a_spike() {
         assert_eq!(spike("Blog").await, None, "{}", db.label);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rating_flapping_at_the_threshold_every_hour_sends_at_most_two_emails_a_day() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let c = config_with("");
+        let t = now();
+        // "flip" at 3 stars gives 4.1 (under 4.3), at 5 4.3 (clear): hourly, for 3 days.
+        let src = buyer_view_at_4_1(store, &c, t).await;
+        let mut sent = Vec::new();
+        for hour in 0..72 {
+            let stars = if hour % 2 == 0 { 3 } else { 5 };
+            put(store, &src, &[rated("flip", stars, t - Duration::days(1))]).await;
+            let r = check_watch(store, &c, "Quiet", t + Duration::hours(hour))
+                .await
+                .unwrap();
+            if let Some(id) = r.email_id {
+                let (subject, _) = queued_email(store, id).await;
+                let word = subject.split(' ').find(|w| w.ends_with(':')).unwrap();
+                sent.push((hour, word.to_string()));
+            }
+        }
+        // Announced, resolved; then quiet for the 24-hour cooldown, and once a day back
+        // and resolved again: never an email per crossing.
+        let expected: Vec<(i64, String)> = [
+            (0, "NEW:"),
+            (1, "RESOLVED:"),
+            (26, "BACK:"),
+            (27, "RESOLVED:"),
+            (52, "BACK:"),
+            (53, "RESOLVED:"),
+        ]
+        .map(|(h, w)| (h, w.to_string()))
+        .to_vec();
+        assert_eq!(sent, expected, "{}", db.label);
+    }
+}

@@ -1342,3 +1342,37 @@ async fn a_rating_flapping_at_the_threshold_every_hour_sends_at_most_two_emails_
         assert_eq!(sent, expected, "{}", db.label);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_reminding_and_resolving_at_once_send_each_once() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let c = config_with("");
+        let t = now();
+        let src = buyer_view_at_4_1(store, &c, t).await;
+        assert!(check_watch(store, &c, "Quiet", t)
+            .await
+            .unwrap()
+            .email_id
+            .is_some());
+        let other = Store::connect(&db.url, 2).await.unwrap();
+        // Both workers evaluate at once, a second apart as two machines' clocks are (the
+        // email's dedup key, which has the time, does not tell them apart): each day the
+        // reminder that is due, and at last the resolution. One email each time.
+        let mut at = t;
+        for day in 1..=8 {
+            at += Duration::hours(25);
+            if day == 8 {
+                put(store, &src, &[rated("flip", 5, t - Duration::days(1))]).await;
+            }
+            let (a, b) = tokio::join!(
+                check_watch(store, &c, "Quiet", at),
+                check_watch(&other, &c, "Quiet", at + Duration::seconds(1))
+            );
+            let (a, b) = (a.unwrap(), b.unwrap());
+            let emails = usize::from(a.email_id.is_some()) + usize::from(b.email_id.is_some());
+            assert_eq!(emails, 1, "day {day}: {a:?} {b:?} on {}", db.label);
+        }
+        assert_eq!(outbox_count(store), 9, "{}", db.label);
+    }
+}

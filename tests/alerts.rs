@@ -1376,3 +1376,64 @@ async fn two_workers_reminding_and_resolving_at_once_send_each_once() {
         assert_eq!(outbox_count(store), 9, "{}", db.label);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_delivering_at_once_send_each_email_once_to_each_recipient() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let smtp = SmtpServer::start().await;
+        let c = config_with(&format!(
+            "\n[email.smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n",
+            smtp.port
+        ));
+        let to = vec![
+            "lead@acme.test".to_string(),
+            "support@acme.test".to_string(),
+        ];
+        for i in 0..12 {
+            let subject = format!("email {i}");
+            let message = notify::compose(
+                &c.email.from,
+                &to,
+                &subject,
+                "text",
+                "<p>html</p>",
+                Vec::new(),
+            )
+            .unwrap();
+            let key = format!("test:{i}");
+            store
+                .enqueue_email(&zmot::store::NewEmail {
+                    kind: "alert",
+                    dedup_key: Some(&key),
+                    watch_id: None,
+                    recipients: &to,
+                    subject: &subject,
+                    message: &message,
+                })
+                .await
+                .unwrap();
+        }
+        let other = Store::connect(&db.url, 2).await.unwrap();
+        let mailer = Mailer::from_config(&c.email).unwrap();
+        let (a, b) = tokio::join!(
+            notify::deliver_due(store, &mailer, "w1"),
+            notify::deliver_due(&other, &mailer, "w2")
+        );
+        assert_eq!(a.unwrap().sent + b.unwrap().sent, 12, "{}", db.label);
+        let mut got: Vec<(String, String)> = smtp
+            .messages()
+            .iter()
+            .map(|m| {
+                let msg = mail_parser::MessageParser::default()
+                    .parse(m.data.as_bytes())
+                    .unwrap();
+                (msg.subject().unwrap().to_string(), m.to[0].clone())
+            })
+            .collect();
+        got.sort();
+        let before = got.len();
+        got.dedup();
+        assert_eq!((before, got.len()), (24, 24), "{}", db.label);
+    }
+}

@@ -37,7 +37,13 @@ pub fn compose(
     let from: Mailbox = from
         .parse()
         .with_context(|| format!("bad sender address `{from}`"))?;
-    let mut builder = Message::builder().from(from).subject(subject);
+    // A Message-ID made now is stored with the message, so every delivery of it (to
+    // each recipient, on a retry, or again after a sender died between the server's
+    // acceptance and its record) is the same message, which a mail client shows once.
+    let mut builder = Message::builder()
+        .from(from)
+        .subject(subject)
+        .message_id(None);
     for r in to {
         builder = builder.to(r
             .parse()

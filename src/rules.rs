@@ -10,6 +10,11 @@
 //! spike. λ is floored at 0.5. The window alerts when it holds at least
 //! `spike_min_count` negatives and P(X ≥ observed | λ) is under the sensitivity's
 //! level (0.0001, 0.001 or 0.01); red when the count is also three times λ or more.
+//! Only watched time counts: a source's mentions count once its stored history begins
+//! a week before the window, and the baseline is cut to the windows after the start of
+//! the history of the sources counted, so a first fetch is not compared with empty days.
+
+use std::collections::HashMap;
 
 use anyhow::Result;
 use chrono::{DateTime, Duration, Utc};
@@ -190,6 +195,11 @@ impl Evaluation<'_> {
         if s.enabled("keyword") {
             out.extend(self.keywords().await?);
         }
+        // One finding per condition: a second one (a crisis term listed twice, in another
+        // case) would open the same alert again, which the one-open-alert index refuses,
+        // and the whole evaluation would stand down as if another worker had written it.
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|f| seen.insert(f.condition_key.clone()));
         Ok(out)
     }
 
@@ -308,19 +318,42 @@ impl Evaluation<'_> {
         let baseline_days = i64::from(s.spike_baseline_days);
         let start = self.now - window;
         let base_from = start - Duration::days(baseline_days);
-        let times = self
-            .store
-            .negative_times(self.watch_id, base_from, self.now)
-            .await?;
         let w = window.num_milliseconds();
         let start_ms = start.timestamp_millis();
-        let observed = times.iter().filter(|&&t| t >= start_ms).count() as u64;
+        // Only what was watched is compared. A source counts once its stored history
+        // begins a week (and a window) before the window: a feed that keeps its last
+        // twenty items brings a day or two in its first fetch, and the days before it
+        // would look like quiet days. And the baseline is only the windows after the
+        // start of the history of every source counted.
+        let settled = w.max(Duration::days(7).num_milliseconds());
+        let history_start: HashMap<i64, (String, i64)> = self
+            .store
+            .history_starts(self.watch_id)
+            .await?
+            .into_iter()
+            .filter(|(_, _, first)| *first <= start_ms - settled)
+            .map(|(id, name, first)| (id, (name, first)))
+            .collect();
+        let negatives_at: Vec<(i64, i64)> = self
+            .store
+            .negative_times(self.watch_id, base_from, self.now)
+            .await?
+            .into_iter()
+            .filter(|(source, _)| history_start.contains_key(source))
+            .collect();
+        let observed = negatives_at.iter().filter(|(_, t)| *t >= start_ms).count() as u64;
         if observed < u64::from(s.spike_min_count) {
             return Ok(Vec::new());
         }
+        let watched_from = negatives_at
+            .iter()
+            .map(|(source, _)| history_start[source].1)
+            .max()
+            .unwrap_or(start_ms - settled);
         let n_windows = (Duration::days(baseline_days).num_milliseconds() / w).max(1) as usize;
+        let n_windows = n_windows.min(((start_ms - watched_from) / w) as usize);
         let mut counts = vec![0u64; n_windows];
-        for &t in times.iter().filter(|&&t| t < start_ms) {
+        for &(_, t) in negatives_at.iter().filter(|(_, t)| *t < start_ms) {
             let back = ((start_ms - 1 - t) / w) as usize;
             if back < n_windows {
                 counts[back] += 1;
@@ -342,8 +375,11 @@ impl Evaluation<'_> {
                 ..Default::default()
             })
             .await?;
+        negatives.retain(|m| history_start.values().any(|(name, _)| *name == m.source));
         negatives.sort_by_key(|m| std::cmp::Reverse(m.mention.engagement.total()));
         let hours = s.spike_window_hours;
+        // The days the baseline covers: fewer than `spike_baseline_days` for a young history.
+        let watched_days = n_windows as i64 * w / Duration::days(1).num_milliseconds();
         Ok(vec![NewAlert {
             rule: "negative_spike".into(),
             condition_key: "negative_spike".into(),
@@ -351,7 +387,7 @@ impl Evaluation<'_> {
             title: format!("{observed} negative mentions in {hours} h, {:.1}x the usual", observed as f64 / lambda),
             summary: format!(
                 "{observed} negative mentions in the last {hours} hours against about {lambda:.1} expected \
-                 from the {baseline_days} days before (chance under the usual rate: {p:.1e})."
+                 from the {watched_days} days before (chance under the usual rate: {p:.1e})."
             ),
             action: "Look for a shared cause (an outage, a release, a delivery problem), \
                      answer publicly once, and reply to the most visible posts."

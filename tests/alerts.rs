@@ -1129,3 +1129,311 @@ async fn author_names_cannot_add_lines_or_hide_in_an_alert() {
         assert!(text.contains(&format!(", {shown}")), "{text}");
     }
 }
+
+/// The Message-ID header of a received message (`None` when it has none).
+fn message_id(data: &str) -> Option<String> {
+    mail_parser::MessageParser::default()
+        .parse(data.as_bytes())
+        .expect("parses")
+        .message_id()
+        .map(String::from)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_dying_after_the_server_accepted_resends_the_same_message_id() {
+    use lettre::AsyncTransport;
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let smtp = SmtpServer::start().await;
+        let c = queue_one_alert(store, smtp.port).await;
+        // A sender claims the email, hands it to the server for lead@, and dies before
+        // recording that lead@ has it.
+        let claimed = store.claim_emails("dead-worker", 10, 50).await.unwrap();
+        assert_eq!(claimed.len(), 1, "{}", db.label);
+        let transport =
+            lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous("127.0.0.1")
+                .port(smtp.port)
+                .tls(lettre::transport::smtp::client::Tls::None)
+                .build();
+        let envelope = lettre::address::Envelope::new(
+            Some("alerts@acme.test".parse().unwrap()),
+            vec!["lead@acme.test".parse().unwrap()],
+        )
+        .unwrap();
+        transport
+            .send_raw(&envelope, claimed[0].message.as_bytes())
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(80)).await;
+        // Its lease ran out: another worker sends it to everyone it has no record of.
+        let mailer = Mailer::from_config(&c.email).unwrap();
+        assert_eq!(
+            notify::deliver_due(store, &mailer, "w2")
+                .await
+                .unwrap()
+                .sent,
+            1
+        );
+        let got = smtp.messages();
+        let to: Vec<&str> = got.iter().map(|m| m.to[0].as_str()).collect();
+        assert_eq!(
+            to,
+            ["lead@acme.test", "lead@acme.test", "support@acme.test"]
+        );
+        // lead@ has it twice, as the same message: a mail client shows it once.
+        let first = message_id(&got[0].data);
+        assert!(first.is_some(), "no Message-ID on {}", db.label);
+        assert_eq!(message_id(&got[1].data), first);
+        assert_eq!(message_id(&got[2].data), first);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crisis_term_listed_twice_opens_one_alert() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        // "Refund" and "refund" name the same condition (`keyword:refund`).
+        let c = config_with(
+            "\n[[watch]]\nname = \"Terms\"\nrecipients = [\"terms@acme.test\"]\n\
+             [watch.alerts]\ndisabled = [\"negative_spike\", \"sentiment_drop\", \"severe_mention\"]\n\
+             crisis_terms = [\"refund\", \"Refund\"]\n",
+        );
+        let src = source(store, &c, "Terms", "posts").await;
+        let t = now();
+        put(
+            store,
+            &src,
+            &[m(
+                "k1",
+                "still waiting for my refund",
+                None,
+                Label::Negative,
+                -0.6,
+                t - Duration::hours(1),
+            )],
+        )
+        .await;
+        let r = check_watch(store, &c, "Terms", t).await.unwrap();
+        assert!(!r.conflict, "the evaluation stood down on {}", db.label);
+        assert_eq!((r.opened, r.email_id.is_some()), (1, true), "{}", db.label);
+        assert_eq!(open_rules(store, "Terms").await, ["keyword:refund"]);
+    }
+}
+
+/// `n` negative mentions (ids `{prefix}0`, `{prefix}1`, ...), an hour apart, the newest an
+/// hour before `t`.
+fn negatives(prefix: &str, n: i64, t: DateTime<Utc>) -> Vec<M> {
+    (0..n)
+        .map(|i| {
+            m(
+                &format!("{prefix}{i}"),
+                "app is down again",
+                None,
+                Label::Negative,
+                -0.5,
+                t - Duration::hours(i + 1),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_fetch_without_history_is_not_a_spike() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let c = config_with("\n[[watch]]\nname = \"Shop\"\nrecipients = [\"shop@acme.test\"]\n");
+        let t = now();
+        let spike = |watch: &'static str| async move {
+            let w = store.watch_by_name(watch).await.unwrap().unwrap();
+            store
+                .open_alerts(w.id)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|a| a.rule == "negative_spike")
+        };
+        // A new watch's first source brings its feed: six negatives of the last hours,
+        // nothing older. Nothing says what is usual, so nothing says this is more.
+        let feed = source(store, &c, "Acme", "feed").await;
+        put(store, &feed, &negatives("f", 6, t)).await;
+        check_watch(store, &c, "Acme", t).await.unwrap();
+        assert_eq!(spike("Acme").await, None, "{}", db.label);
+
+        // "posts" has been watched for four weeks, one negative a day, when a new source
+        // brings six negatives of today in its first fetch: seven against one a day.
+        let posts = source(store, &c, "Shop", "posts").await;
+        let mut history: Vec<M> = (1..=28)
+            .map(|d| {
+                m(
+                    &format!("n{d}"),
+                    "meh, slow again",
+                    None,
+                    Label::Negative,
+                    -0.4,
+                    t - Duration::hours(24 * d + 5),
+                )
+            })
+            .collect();
+        history.extend(negatives("p", 1, t));
+        put(store, &posts, &history).await;
+        let reddit = source(store, &c, "Shop", "reddit").await;
+        put(store, &reddit, &negatives("r", 6, t)).await;
+        check_watch(store, &c, "Shop", t).await.unwrap();
+        assert_eq!(spike("Shop").await, None, "{}", db.label);
+        // The source with history is still watched: nine of its own today is a spike.
+        put(store, &posts, &negatives("q", 8, t - Duration::minutes(30))).await;
+        check_watch(store, &c, "Shop", t).await.unwrap();
+        let found = spike("Shop").await.expect("a spike on posts");
+        assert!(
+            found.title.starts_with("9 negative mentions in 24 h"),
+            "{} on {}",
+            found.title,
+            db.label
+        );
+
+        // A feed first fetched eight days ago: three negatives a day since, seven today.
+        // Against its eight days that is about twice the usual, not a spike; the twenty
+        // days before its first fetch are not quiet days.
+        let c = config_with("\n[[watch]]\nname = \"Blog\"\nrecipients = [\"blog@acme.test\"]\n");
+        let blog = source(store, &c, "Blog", "blog").await;
+        let mut week: Vec<M> = (1..=8)
+            .flat_map(|d| negatives(&format!("b{d}-"), 3, t - Duration::hours(24 * d + 1)))
+            .collect();
+        week.extend(negatives("b0-", 7, t));
+        put(store, &blog, &week).await;
+        check_watch(store, &c, "Blog", t).await.unwrap();
+        assert_eq!(spike("Blog").await, None, "{}", db.label);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rating_flapping_at_the_threshold_every_hour_sends_at_most_two_emails_a_day() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let c = config_with("");
+        let t = now();
+        // "flip" at 3 stars gives 4.1 (under 4.3), at 5 4.3 (clear): hourly, for 3 days.
+        let src = buyer_view_at_4_1(store, &c, t).await;
+        let mut sent = Vec::new();
+        for hour in 0..72 {
+            let stars = if hour % 2 == 0 { 3 } else { 5 };
+            put(store, &src, &[rated("flip", stars, t - Duration::days(1))]).await;
+            let r = check_watch(store, &c, "Quiet", t + Duration::hours(hour))
+                .await
+                .unwrap();
+            if let Some(id) = r.email_id {
+                let (subject, _) = queued_email(store, id).await;
+                let word = subject.split(' ').find(|w| w.ends_with(':')).unwrap();
+                sent.push((hour, word.to_string()));
+            }
+        }
+        // Announced, resolved; then quiet for the 24-hour cooldown, and once a day back
+        // and resolved again: never an email per crossing.
+        let expected: Vec<(i64, String)> = [
+            (0, "NEW:"),
+            (1, "RESOLVED:"),
+            (26, "BACK:"),
+            (27, "RESOLVED:"),
+            (52, "BACK:"),
+            (53, "RESOLVED:"),
+        ]
+        .map(|(h, w)| (h, w.to_string()))
+        .to_vec();
+        assert_eq!(sent, expected, "{}", db.label);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_reminding_and_resolving_at_once_send_each_once() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let c = config_with("");
+        let t = now();
+        let src = buyer_view_at_4_1(store, &c, t).await;
+        assert!(check_watch(store, &c, "Quiet", t)
+            .await
+            .unwrap()
+            .email_id
+            .is_some());
+        let other = Store::connect(&db.url, 2).await.unwrap();
+        // Both workers evaluate at once, a second apart as two machines' clocks are (the
+        // email's dedup key, which has the time, does not tell them apart): each day the
+        // reminder that is due, and at last the resolution. One email each time.
+        let mut at = t;
+        for day in 1..=8 {
+            at += Duration::hours(25);
+            if day == 8 {
+                put(store, &src, &[rated("flip", 5, t - Duration::days(1))]).await;
+            }
+            let (a, b) = tokio::join!(
+                check_watch(store, &c, "Quiet", at),
+                check_watch(&other, &c, "Quiet", at + Duration::seconds(1))
+            );
+            let (a, b) = (a.unwrap(), b.unwrap());
+            let emails = usize::from(a.email_id.is_some()) + usize::from(b.email_id.is_some());
+            assert_eq!(emails, 1, "day {day}: {a:?} {b:?} on {}", db.label);
+        }
+        assert_eq!(outbox_count(store), 9, "{}", db.label);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_delivering_at_once_send_each_email_once_to_each_recipient() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let smtp = SmtpServer::start().await;
+        let c = config_with(&format!(
+            "\n[email.smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n",
+            smtp.port
+        ));
+        let to = vec![
+            "lead@acme.test".to_string(),
+            "support@acme.test".to_string(),
+        ];
+        for i in 0..12 {
+            let subject = format!("email {i}");
+            let message = notify::compose(
+                &c.email.from,
+                &to,
+                &subject,
+                "text",
+                "<p>html</p>",
+                Vec::new(),
+            )
+            .unwrap();
+            let key = format!("test:{i}");
+            store
+                .enqueue_email(&zmot::store::NewEmail {
+                    kind: "alert",
+                    dedup_key: Some(&key),
+                    watch_id: None,
+                    recipients: &to,
+                    subject: &subject,
+                    message: &message,
+                })
+                .await
+                .unwrap();
+        }
+        let other = Store::connect(&db.url, 2).await.unwrap();
+        let mailer = Mailer::from_config(&c.email).unwrap();
+        let (a, b) = tokio::join!(
+            notify::deliver_due(store, &mailer, "w1"),
+            notify::deliver_due(&other, &mailer, "w2")
+        );
+        assert_eq!(a.unwrap().sent + b.unwrap().sent, 12, "{}", db.label);
+        let mut got: Vec<(String, String)> = smtp
+            .messages()
+            .iter()
+            .map(|m| {
+                let msg = mail_parser::MessageParser::default()
+                    .parse(m.data.as_bytes())
+                    .unwrap();
+                (msg.subject().unwrap().to_string(), m.to[0].clone())
+            })
+            .collect();
+        got.sort();
+        let before = got.len();
+        got.dedup();
+        assert_eq!((before, got.len()), (24, 24), "{}", db.label);
+    }
+}

@@ -180,15 +180,16 @@ impl Store {
         Ok(stats)
     }
 
-    /// Publication times (epoch ms) of negative mentions of a watch in `[from, to)`.
+    /// Negative mentions of a watch in `[from, to)`: each one's source id and publication
+    /// time (epoch ms), oldest first.
     pub async fn negative_times(
         &self,
         watch_id: i64,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-    ) -> Result<Vec<i64>> {
+    ) -> Result<Vec<(i64, i64)>> {
         let sql = format!(
-            "SELECT m.published_at FROM mentions m {latest}
+            "SELECT m.source_id, m.published_at FROM mentions m {latest}
              WHERE m.watch_id = $1 AND st.label = 'negative'
                AND m.published_at >= $2 AND m.published_at < $3
              ORDER BY m.published_at",
@@ -201,8 +202,31 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
-            .map(|r| Ok(r.try_get("published_at")?))
+            .map(|r| Ok((r.try_get("source_id")?, r.try_get("published_at")?)))
             .collect()
+    }
+
+    /// Where the stored history of each source of a watch begins: its name and the
+    /// publication time (epoch ms) of its oldest mention; sources without any are left out.
+    pub async fn history_starts(&self, watch_id: i64) -> Result<Vec<(i64, String, i64)>> {
+        // One index lookup per source (mentions_source_published), not a pass over all
+        // of the watch's mentions.
+        let rows = sqlx::query(
+            "SELECT s.id, s.name,
+                (SELECT MIN(m.published_at) FROM mentions m WHERE m.source_id = s.id)
+                    AS first_published
+             FROM sources s WHERE s.watch_id = $1",
+        )
+        .bind(watch_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut starts = Vec::new();
+        for r in &rows {
+            if let Some(first) = r.try_get::<Option<i64>, _>("first_published")? {
+                starts.push((r.try_get("id")?, r.try_get("name")?, first));
+            }
+        }
+        Ok(starts)
     }
 
     /// The average stars buyers saw on a source at `at`: those of its `n` most recent

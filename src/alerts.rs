@@ -21,7 +21,10 @@ use std::fmt::Write as _;
 
 use anyhow::Result;
 use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
 use html_escape::encode_text as esc;
+
+use crate::clock;
 
 use crate::config::{AlertSettings, Config};
 use crate::store::{
@@ -75,17 +78,20 @@ impl NoticeKind {
         }
     }
 
-    /// What follows the title in the body.
-    fn detail(&self) -> String {
+    /// What follows the title in the body, its times on the watch's clock (`tz`).
+    fn detail(&self, tz: Tz, now: DateTime<Utc>) -> String {
         match self {
             NoticeKind::New => String::new(),
             NoticeKind::Worse { was } => format!(" (was {})", was.to_uppercase()),
             NoticeKind::Back { resolved_at } => format!(
                 " (back after it was resolved on {})",
-                resolved_at.format("%Y-%m-%d")
+                clock::spoken(*resolved_at, tz, now)
             ),
             NoticeKind::Reminder { open_since } => {
-                format!(" (still open since {})", open_since.format("%Y-%m-%d"))
+                format!(
+                    " (still open since {})",
+                    clock::spoken(*open_since, tz, now)
+                )
             }
         }
     }
@@ -311,7 +317,8 @@ pub async fn check_watch(
         }
         None
     } else {
-        let (subject, text, html) = render(watch_name, &notices, now);
+        let tz = config.watch_zone(watch_name);
+        let (subject, text, html) = render(watch_name, &notices, tz, now);
         let message = crate::notify::compose(
             &config.email.from,
             recipients,
@@ -366,7 +373,7 @@ fn stars(r: u8) -> String {
     "★".repeat(r as usize) + &"☆".repeat(5usize.saturating_sub(r as usize))
 }
 
-fn evidence_text(out: &mut String, e: &Evidence) {
+fn evidence_text(out: &mut String, e: &Evidence, tz: Tz) {
     let _ = write!(out, "    - {}", e.source);
     if let Some(r) = e.rating {
         let _ = write!(out, ", {r}/5");
@@ -377,7 +384,7 @@ fn evidence_text(out: &mut String, e: &Evidence) {
     let _ = writeln!(
         out,
         ", {}: \"{}\"",
-        e.published_at.format("%Y-%m-%d"),
+        clock::date(e.published_at, tz),
         e.excerpt
     );
     if let Some(u) = &e.url {
@@ -385,7 +392,7 @@ fn evidence_text(out: &mut String, e: &Evidence) {
     }
 }
 
-fn evidence_html(out: &mut String, e: &Evidence) {
+fn evidence_html(out: &mut String, e: &Evidence, tz: Tz) {
     let _ = write!(
         out,
         "<li style=\"margin:0 0 8px 0\"><span style=\"color:#555\">{}",
@@ -400,7 +407,7 @@ fn evidence_html(out: &mut String, e: &Evidence) {
     let _ = write!(
         out,
         " · {}</span><br>“{}”",
-        e.published_at.format("%Y-%m-%d"),
+        clock::date(e.published_at, tz),
         esc(&e.excerpt)
     );
     if let Some(u) = e
@@ -417,8 +424,13 @@ fn evidence_html(out: &mut String, e: &Evidence) {
     out.push_str("</li>");
 }
 
-/// Subject, plain text and HTML of an alert email.
-fn render(watch: &str, notices: &[Notice<'_>], now: DateTime<Utc>) -> (String, String, String) {
+/// Subject, plain text and HTML of an alert email, its times on the watch's clock (`tz`).
+fn render(
+    watch: &str,
+    notices: &[Notice<'_>],
+    tz: Tz,
+    now: DateTime<Utc>,
+) -> (String, String, String) {
     // The subject leads with the worst open notice (by severity, then worse before new
     // before back before reminder), or the first resolution when nothing is open.
     let lead = notices
@@ -453,10 +465,8 @@ fn render(watch: &str, notices: &[Notice<'_>], now: DateTime<Utc>) -> (String, S
         }
     );
 
-    let mut text = format!(
-        "{watch}: alerts as of {} UTC\n\n",
-        now.format("%Y-%m-%d %H:%M")
-    );
+    let as_of = clock::spoken(now, tz, now);
+    let mut text = format!("{watch}: alerts as of {as_of}\n\n");
     let mut html = String::from(
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>zmot alert</title></head>\
          <body style=\"margin:0;padding:16px;font-family:Arial,Helvetica,sans-serif;color:#222;background:#f6f6f6\">\
@@ -464,8 +474,10 @@ fn render(watch: &str, notices: &[Notice<'_>], now: DateTime<Utc>) -> (String, S
     );
     let _ = write!(
         html,
-        "<h1 style=\"font-size:18px;margin:0 0 12px 0\">{}: alerts</h1>",
-        esc(watch)
+        "<h1 style=\"font-size:18px;margin:0 0 12px 0\">{}: alerts</h1>\
+         <div style=\"color:#666;margin:0 0 12px 0\">as of {}</div>",
+        esc(watch),
+        esc(&as_of)
     );
     for n in notices {
         let (tag, a_sev, title, summary, action, evidence, since) = match n {
@@ -476,7 +488,7 @@ fn render(watch: &str, notices: &[Notice<'_>], now: DateTime<Utc>) -> (String, S
                 &a.summary,
                 &a.action,
                 &a.evidence,
-                kind.detail(),
+                kind.detail(tz, now),
             ),
             Notice::Resolved(a, holds) => (
                 "RESOLVED".to_string(),
@@ -496,7 +508,7 @@ fn render(watch: &str, notices: &[Notice<'_>], now: DateTime<Utc>) -> (String, S
             if !evidence.is_empty() {
                 let _ = writeln!(text, "  Evidence:");
                 for e in evidence.iter() {
-                    evidence_text(&mut text, e);
+                    evidence_text(&mut text, e, tz);
                 }
             }
             text.push('\n');
@@ -522,7 +534,7 @@ fn render(watch: &str, notices: &[Notice<'_>], now: DateTime<Utc>) -> (String, S
             if !evidence.is_empty() {
                 html.push_str("<ul style=\"padding-left:18px;margin:8px 0\">");
                 for e in evidence.iter() {
-                    evidence_html(&mut html, e);
+                    evidence_html(&mut html, e, tz);
                 }
                 html.push_str("</ul>");
             }

@@ -1406,6 +1406,19 @@ impl Config {
             .iter()
             .find(|w| w.name.eq_ignore_ascii_case(name))
     }
+
+    /// The general time zone (UTC if it does not parse: validation reports that).
+    pub fn general_zone(&self) -> chrono_tz::Tz {
+        parse_timezone(&self.general.timezone).unwrap_or(chrono_tz::Tz::UTC)
+    }
+
+    /// The clock a watch's times are read on: its own zone, else the general one (also
+    /// for a watch no longer configured).
+    pub fn watch_zone(&self, name: &str) -> chrono_tz::Tz {
+        self.watch(name)
+            .and_then(|w| parse_timezone(w.timezone(&self.general)).ok())
+            .unwrap_or_else(|| self.general_zone())
+    }
 }
 
 /// The commented starter configuration written by `zmot init`.

@@ -8,6 +8,7 @@
 pub mod alerts;
 pub mod bench;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod digest;
 pub mod domain;

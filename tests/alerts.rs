@@ -497,7 +497,9 @@ async fn dedup_reminder_resolution_and_cooldown_over_days() {
             "[zmot] Acme AMBER, REMINDER: \"scam\" in 1 mention"
         );
         assert!(
-            text.contains("[REMINDER, AMBER] \"scam\" in 1 mention (still open since 2026-11-20)"),
+            text.contains(
+                "[REMINDER, AMBER] \"scam\" in 1 mention (still open since Fri 20 Nov 12:00 UTC)"
+            ),
             "{text}"
         );
         let r = check_watch(store, &c, "Acme", t0 + Duration::hours(26))
@@ -546,7 +548,7 @@ async fn dedup_reminder_resolution_and_cooldown_over_days() {
         assert_eq!(subject, "[zmot] Acme AMBER, BACK: \"scam\" in 1 mention");
         assert!(
             text.contains(
-                "[BACK, AMBER] \"scam\" in 1 mention (back after it was resolved on 2026-11-23)"
+                "[BACK, AMBER] \"scam\" in 1 mention (back after it was resolved on Mon 23 Nov 14:00 UTC)"
             ),
             "{text}"
         );
@@ -1435,5 +1437,75 @@ async fn two_workers_delivering_at_once_send_each_email_once_to_each_recipient()
         let before = got.len();
         got.dedup();
         assert_eq!((before, got.len()), (24, 24), "{}", db.label);
+    }
+}
+
+/// An alert email for a watch on New York time: every date and time on New York's clock,
+/// marked with the zone, not in UTC (03:30 UTC on 24 November is 22:30 on the 23rd there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_email_tells_times_on_the_watchs_clock() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let smtp = SmtpServer::start().await;
+        let c = config_with(&format!(
+            "\n[[watch]]\nname = \"Gotham\"\ntimezone = \"America/New_York\"\nrecipients = [\"ny@acme.test\"]\n\
+             [watch.alerts]\ndisabled = [\"negative_spike\", \"sentiment_drop\", \"severe_mention\"]\n\
+             \n[email.smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n",
+            smtp.port
+        ));
+        let src = source(store, &c, "Gotham", "posts").await;
+        let opened = Utc.with_ymd_and_hms(2026, 11, 24, 3, 30, 0).unwrap();
+        put(
+            store,
+            &src,
+            &[m(
+                "g1",
+                "A scam, plain and simple",
+                None,
+                Label::Negative,
+                -0.9,
+                opened - Duration::minutes(45),
+            )],
+        )
+        .await;
+        let r = check_watch(store, &c, "Gotham", opened).await.unwrap();
+        assert_eq!(r.opened, 1, "{}", db.label);
+        // A day and an hour later (04:30 UTC on the 25th, 23:30 on the 24th in New
+        // York): the reminder.
+        let r = check_watch(store, &c, "Gotham", opened + Duration::hours(25))
+            .await
+            .unwrap();
+        assert_eq!(r.reminded, 1, "{}", db.label);
+        let mailer = Mailer::from_config(&c.email).unwrap();
+        let report = notify::deliver_due(store, &mailer, "w1").await.unwrap();
+        assert_eq!(report.sent, 2, "{}", db.label);
+        let got = smtp.messages();
+        let reminder = got
+            .iter()
+            .map(|g| {
+                mail_parser::MessageParser::default()
+                    .parse(g.data.as_bytes())
+                    .expect("parses")
+            })
+            .find(|msg| msg.subject().unwrap_or_default().contains("REMINDER"))
+            .expect("the reminder was delivered");
+        let text = reminder.body_text(0).unwrap().to_string();
+        let html = reminder.body_html(0).unwrap().to_string();
+        for body in [&text, &html] {
+            assert!(
+                body.contains("still open since Mon 23 Nov 22:30 EST"),
+                "{}: {body}",
+                db.label
+            );
+            assert!(body.contains("as of Tue 24 Nov 23:30 EST"), "{body}");
+            assert!(!body.contains("UTC"), "{body}");
+            assert!(!body.contains("24 Nov 03:30"), "{body}");
+        }
+        // The evidence's publication day is New York's (02:45 UTC on the 24th).
+        assert!(
+            text.contains(", 2026-11-23: \"A scam, plain and simple\""),
+            "{text}"
+        );
+        assert!(html.contains(" · 2026-11-23</span>"), "{html}");
     }
 }

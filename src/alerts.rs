@@ -549,8 +549,9 @@ fn render(
     (subject, text, html)
 }
 
-/// `zmot alerts`: a one-line-per-alert table.
-pub fn format_table(alerts: &[AlertRow], tz: chrono_tz::Tz) -> String {
+/// `zmot alerts`: a one-line-per-alert table, each time on its watch's clock (`zone_of`)
+/// marked with the zone, as the alerts of several watches may be on different clocks.
+pub fn format_table(alerts: &[AlertRow], zone_of: impl Fn(&str) -> Tz) -> String {
     let mut out = String::new();
     if alerts.is_empty() {
         out.push_str("No open or recent alerts.\n");
@@ -559,11 +560,11 @@ pub fn format_table(alerts: &[AlertRow], tz: chrono_tz::Tz) -> String {
     for a in alerts {
         let _ = writeln!(
             out,
-            "{:<8} {:<6} {:<9} {:<16} {}",
+            "{:<8} {:<6} {:<9} {:<22} {}",
             a.status,
             a.severity,
             a.watch,
-            a.opened_at.with_timezone(&tz).format("%Y-%m-%d %H:%M"),
+            clock::minute_zoned(a.opened_at, zone_of(&a.watch)),
             a.title
         );
     }

@@ -697,8 +697,10 @@ async fn alerts(path: &Path, watch: Option<&str>, json: bool) -> Result<()> {
         }
         return Ok(());
     }
-    let tz = config::parse_timezone(&config.general.timezone).map_err(anyhow::Error::msg)?;
-    print!("{}", crate::alerts::format_table(&list, tz));
+    print!(
+        "{}",
+        crate::alerts::format_table(&list, |watch| config.watch_zone(watch))
+    );
     Ok(())
 }
 
@@ -1081,9 +1083,11 @@ async fn mentions(path: &Path, args: MentionsArgs) -> Result<()> {
         writeln!(out, "No mentions for {} yet.", watch.name)?;
         return Ok(());
     }
+    // On the watch's clock, each time marked with the zone then in force.
+    let tz = config.watch_zone(&watch.name);
     writeln!(
         out,
-        "{:<16} {:<12} {:<5} {:<9} TEXT",
+        "{:<22} {:<12} {:<5} {:<9} TEXT",
         "PUBLISHED", "SOURCE", "STARS", "SENTIMENT"
     )?;
     for m in &list {
@@ -1100,8 +1104,8 @@ async fn mentions(path: &Path, args: MentionsArgs) -> Result<()> {
         let short: String = text.chars().take(80).collect();
         writeln!(
             out,
-            "{:<16} {:<12} {:<5} {:<9} {}{}",
-            m.mention.published_at.format("%Y-%m-%d %H:%M"),
+            "{:<22} {:<12} {:<5} {:<9} {}{}",
+            crate::clock::minute_zoned(m.mention.published_at, tz),
             truncate(&m.source, 12),
             stars,
             sentiment,

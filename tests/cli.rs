@@ -709,3 +709,64 @@ fn status_lists_the_emails_that_missed_someone() {
     assert_eq!(states, ["failed", "queued", "sent"], "{v}");
     assert_eq!(emails[2]["refused"][0]["address"], "old@acme.test");
 }
+
+/// A watch on New York time: `zmot mentions` and `zmot alerts` show its times on New
+/// York's clock, marked with the zone, not in UTC (03:30 UTC on 24 November is 22:30 on
+/// the 23rd there) nor in the general zone.
+#[test]
+fn mentions_and_alerts_show_times_on_the_watchs_clock() {
+    use chrono::{Duration, Utc};
+    let dir = tempdir();
+    write_config(dir.path());
+    let path = dir.path().join("config/zmot.toml");
+    // The watch's zone; the general one stays UTC.
+    let config = std::fs::read_to_string(&path).unwrap().replacen(
+        "recipients = [\"marketing@example.com\"]\ntimezone = \"UTC\"\n",
+        "recipients = [\"marketing@example.com\"]\ntimezone = \"America/New_York\"\n",
+        1,
+    );
+    assert!(config.contains("America/New_York"), "{config}");
+    std::fs::write(&path, config).unwrap();
+    // A review an hour old with a crisis term, so that `zmot check` opens an alert now.
+    let recent = (Utc::now() - Duration::hours(1)).to_rfc3339();
+    std::fs::write(
+        dir.path().join("reviews.csv"),
+        format!(
+            "id,author,rating,date,text\n\
+             n1,Ann,2,2026-11-24T03:30:00Z,Late night order went missing\n\
+             n2,Bob,1,{recent},This is a scam\n"
+        ),
+    )
+    .unwrap();
+    let o = zmot(
+        dir.path(),
+        &["import", "reviews.csv", "--watch", "Example Notes"],
+        &[],
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+
+    let o = zmot(dir.path(), &["mentions", "--watch", "Example Notes"], &[]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("Late night order"))
+        .expect("listed");
+    assert!(line.starts_with("2026-11-23 22:30 EST "), "{out}");
+
+    let before = Utc::now();
+    let o = zmot(dir.path(), &["check", "--watch", "Example Notes"], &[]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let after = Utc::now();
+    let o = zmot(dir.path(), &["alerts"], &[]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let ny: chrono_tz::Tz = "America/New_York".parse().unwrap();
+    let shown =
+        |t: chrono::DateTime<Utc>| t.with_timezone(&ny).format("%Y-%m-%d %H:%M %Z").to_string();
+    let line = out.lines().find(|l| l.contains("scam")).expect("the alert");
+    assert!(
+        line.contains(&shown(before)) || line.contains(&shown(after)),
+        "{out}"
+    );
+}

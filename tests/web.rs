@@ -1217,3 +1217,102 @@ async fn a_forwarded_for_header_from_an_untrusted_peer_is_ignored() {
         }
     }
 }
+
+/// A watch on New York time, the general zone Paris: the pages show its times on New
+/// York's clock, marked with the zone (03:30 UTC on 24 November is 22:30 EST on the
+/// 23rd, 04:30 in Paris), read its date filters as New York days, and the API keeps RFC
+/// 3339 times in UTC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_show_times_on_the_watchs_clock_and_the_api_in_utc() {
+    use chrono::TimeZone;
+    for db in testutil::all().await.unwrap() {
+        let c = config::parse(
+            "[general]\ntimezone = \"Europe/Paris\"\n\n\
+             [[watch]]\nname = \"Gotham\"\ntimezone = \"America/New_York\"\n\n\
+             [[watch.source]]\nname = \"blog\"\nkind = \"feed\"\nparams = { url = \"https://gotham.test/feed.xml\" }\n",
+            "test.toml",
+            &[],
+        )
+        .unwrap();
+        db.store.sync_config(&c).await.unwrap();
+        let w = db.store.watch_by_name("Gotham").await.unwrap().unwrap();
+        let src = db.store.push_source(w.id, "store").await.unwrap();
+        let at = Utc.with_ymd_and_hms(2026, 11, 24, 3, 30, 0).unwrap();
+        db.store
+            .ingest(
+                &src,
+                &[scored(
+                    "n1",
+                    "Lid broke at night",
+                    1,
+                    Label::Negative,
+                    at,
+                    true,
+                )],
+                Some(("test", "1")),
+            )
+            .await
+            .unwrap();
+        let blog = db
+            .store
+            .sources(Some(w.id))
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|s| s.name == "blog")
+            .unwrap();
+        let before = Utc::now();
+        let run = db.store.start_fetch_run(blog.id, "w1").await.unwrap();
+        let after = Utc::now();
+        db.store
+            .fail_fetch(run, zmot::domain::FetchErrorKind::Blocked, "403")
+            .await
+            .unwrap();
+        let ny: chrono_tz::Tz = "America/New_York".parse().unwrap();
+        let run_shown = |page: &str| {
+            [before, after].iter().any(|t| {
+                page.contains(&t.with_timezone(&ny).format("%Y-%m-%d %H:%M %Z").to_string())
+            })
+        };
+        let s = Server::start(db.store.clone(), c, None, true).await;
+
+        let (status, page) = s.get("/mentions").await;
+        assert_eq!(status, 200, "{}", db.label);
+        assert!(
+            page.contains("2026-11-23 22:30 EST"),
+            "{}: {page}",
+            db.label
+        );
+        // The owner's reply two hours later: after midnight in New York.
+        assert!(page.contains("(2026-11-24 00:30 EST)"), "{page}");
+        assert!(
+            !page.contains("2026-11-24 04:30"),
+            "not on Paris's clock: {page}"
+        );
+        let (_, v) = s.json("/api/mentions?watch=Gotham").await;
+        let id = v["items"][0]["id"].as_i64().unwrap();
+        let (_, page) = s.get(&format!("/mentions/{id}")).await;
+        assert!(page.contains("2026-11-23 22:30 EST"), "{page}");
+        let (_, page) = s.get("/watch/Gotham").await;
+        assert!(page.contains("2026-11-23 22:30 EST"), "{page}");
+
+        // Days are New York's: the mention is on the 23rd there (the 24th in Paris).
+        for (query, found) in [
+            ("from=2026-11-24", "0–0 of 0 mentions"),
+            ("from=2026-11-23&to=2026-11-23", "1–1 of 1 mentions"),
+        ] {
+            let (_, page) = s.get(&format!("/mentions?watch=Gotham&{query}")).await;
+            assert!(page.contains(found), "{query}: {page}");
+        }
+        let (_, v) = s.json("/api/mentions?watch=Gotham&until=2026-11-23").await;
+        assert_eq!(v["items"].as_array().unwrap().len(), 1, "{v}");
+        // The API stays machine-readable: RFC 3339 in UTC.
+        assert_eq!(v["items"][0]["published_at"], "2026-11-24T03:30:00Z", "{v}");
+
+        // The fetch run, on the overview and the sources page, on New York's clock too.
+        let (_, page) = s.get("/").await;
+        assert!(run_shown(&page), "{page}");
+        let (_, page) = s.get("/sources").await;
+        assert!(run_shown(&page), "{page}");
+    }
+}

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::data;
-use super::params::{cursor_of, general_tz, resolve_watch, watch_settings, MentionParams};
+use super::params::{cursor_of, resolve_watch, watch_settings, MentionParams};
 use super::{json_error, Failure, WebState, MAX_API_LIMIT};
 use crate::store::{to_ms, TriageStatus, TriageUpdate, WatchRow};
 
@@ -151,7 +151,7 @@ pub async fn triage_summary(
 
 /// `GET /api/mentions?...`: keyset pages (`cursor` from `next_cursor`).
 pub async fn mentions(State(s): State<WebState>, Query(p): Query<MentionParams>) -> ApiResult {
-    let (filter, _) = p.filter(&s.store, general_tz(&s.config)).await?;
+    let (filter, _) = p.filter(&s.store, &s.config).await?;
     let limit = p.size(50, MAX_API_LIMIT)?;
     let mut items = s.store.find_mentions(&filter, 0, limit + 1).await?;
     let more = items.len() as i64 > limit;

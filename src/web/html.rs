@@ -149,8 +149,10 @@ pub fn error_page(status: StatusCode, message: &str) -> Response {
         .into_response()
 }
 
+/// A time on the clock of `tz` (the watch's), marked with the zone then in force, as a
+/// reader of the dashboard may be on another clock: `2026-11-23 22:30 EST`.
 pub fn fmt_time(t: DateTime<Utc>, tz: Tz) -> String {
-    t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string()
+    crate::clock::minute_zoned(t, tz)
 }
 
 pub fn fmt_pct(v: Option<f64>) -> String {

@@ -12,8 +12,7 @@ use super::charts::{self, Series};
 use super::data::{self, WatchSummary};
 use super::html::{self, esc, fmt_hours, fmt_pct, fmt_rating, fmt_time, form_fields, page, Nav};
 use super::params::{
-    general_tz, local_target, path_escape, query_escape, resolve_watch, watch_settings,
-    MentionParams,
+    local_target, path_escape, query_escape, resolve_watch, watch_settings, MentionParams, Zones,
 };
 use super::{same_secret, Failure, WebState, MAX_PAGE_SIZE, SESSION_COOKIE};
 use crate::domain::Label;
@@ -165,7 +164,7 @@ pub async fn overview(State(s): State<WebState>) -> PageResult {
         .filter(|w| w.active)
         .collect();
     let summaries = data::summaries(&s, &watches, now).await?;
-    let tz = general_tz(&s.config);
+    let zones = Zones::of_watches(&s.config, &watches);
     let mut body = String::from("<h1>Overview</h1>");
     if summaries.is_empty() {
         body.push_str(
@@ -185,7 +184,7 @@ pub async fn overview(State(s): State<WebState>) -> PageResult {
                 .map(|r| format!("<li>{}</li>", esc(r)))
                 .collect::<String>(),
             week_figures(w),
-            sources_table(w, tz)
+            sources_table(w, zones.of(&w.name))
         ));
     }
     body.push_str("</div>");
@@ -766,8 +765,7 @@ pub async fn mentions(
     Query(p): Query<MentionParams>,
     uri: axum::http::Uri,
 ) -> PageResult {
-    let tz = general_tz(&s.config);
-    let (filter, _) = p.filter(&s.store, tz).await?;
+    let (filter, _) = p.filter(&s.store, &s.config).await?;
     let page_no = p.page()?;
     let size = p.size(25, MAX_PAGE_SIZE)?;
     // Counted up to a cap: past it the page says "10000+" (and the pager goes on while
@@ -786,10 +784,10 @@ pub async fn mentions(
         .map(|pq| pq.as_str().to_string())
         .unwrap_or_else(|| "/mentions".into());
 
-    let watches: Vec<(String, String)> = s
-        .store
-        .watches()
-        .await?
+    let stored = s.store.watches().await?;
+    // The list may hold several watches' mentions: each is shown on its own clock.
+    let zones = Zones::of_watches(&s.config, &stored);
+    let watches: Vec<(String, String)> = stored
         .into_iter()
         .map(|w| (w.name.clone(), w.name))
         .collect();
@@ -852,7 +850,13 @@ pub async fn mentions(
         r#"<p class="muted result-count">{first}–{last} of {total}{plus} mentions</p>"#
     ));
     for m in &items {
-        body.push_str(&mention_html(m, tz, s.csrf_token(), &back, wants_triage(m)));
+        body.push_str(&mention_html(
+            m,
+            zones.of(&m.mention.watch),
+            s.csrf_token(),
+            &back,
+            wants_triage(m),
+        ));
     }
     let q = p.filter_query();
     let sep = if q.is_empty() { "" } else { "&amp;" };
@@ -889,7 +893,7 @@ pub async fn mention(State(s): State<WebState>, Path(id): Path<String>) -> PageR
         .triaged_mention(id)
         .await?
         .ok_or_else(|| Failure::NotFound("There is no such mention.".into()))?;
-    let tz = general_tz(&s.config);
+    let tz = Zones::load(&s.store, &s.config).await?.of(&m.mention.watch);
     let back = format!("/mentions/{id}");
     let mut body = format!("<h1>Mention #{id}</h1>");
     body.push_str(&mention_html(&m, tz, s.csrf_token(), &back, true));
@@ -916,13 +920,15 @@ pub async fn mention(State(s): State<WebState>, Path(id): Path<String>) -> PageR
 
 /// `/sources`: schedules, runs, next run, fetch now.
 pub async fn sources(State(s): State<WebState>) -> PageResult {
-    let tz = general_tz(&s.config);
+    let zones = Zones::load(&s.store, &s.config).await?;
     let status = s.store.source_status().await?;
     let csrf = s.csrf_token();
     let mut body = String::from(
         r#"<h1>Sources</h1><div class="scroll"><table class="sources"><thead><tr><th>Watch</th><th>Source</th><th>Schedule</th><th>Last run</th><th>Items</th><th>Next run</th><th>Mentions</th><th></th></tr></thead><tbody>"#,
     );
     for st in &status {
+        // A source runs on its watch's clock.
+        let tz = zones.of(&st.watch);
         let failed = st.last_run.as_ref().is_some_and(|r| r.status == "failed");
         let (last, items) = match &st.last_run {
             Some(r) => (

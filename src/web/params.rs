@@ -109,10 +109,11 @@ impl MentionParams {
 
     /// The store filter, resolving watch and source names. The watch found is returned
     /// too.
+    /// Dates are days on the clock of the watch asked for, else of the general zone.
     pub async fn filter(
         &self,
         store: &Store,
-        tz: Tz,
+        config: &Config,
     ) -> Result<(MentionFilter, Option<WatchRow>), Failure> {
         let mut f = MentionFilter::default();
         let watch = match self.watch() {
@@ -124,6 +125,10 @@ impl MentionParams {
             None => None,
         };
         f.watch_id = watch.as_ref().map(|w| w.id);
+        let tz = match &watch {
+            Some(w) => watch_zone(config, w),
+            None => general_tz(config),
+        };
         if let Some(src) = self.source() {
             let sources = store.sources(f.watch_id).await?;
             let found = match src.parse::<i64>() {
@@ -225,22 +230,57 @@ pub async fn resolve_watch(store: &Store, key: &str) -> anyhow::Result<Option<Wa
 /// A watch's time zone and alert settings, from the configuration (defaults for a
 /// watch no longer configured).
 pub fn watch_settings(config: &Config, watch: &WatchRow) -> (Tz, AlertSettings) {
-    let general: Tz = crate::config::parse_timezone(&config.general.timezone).unwrap_or(Tz::UTC);
+    let settings = match config.watch(&watch.name) {
+        Some(w) => w.alerts.clone(),
+        None => AlertSettings::default(),
+    };
+    (watch_zone(config, watch), settings)
+}
+
+/// A watch's clock: its configured zone, or for a watch no longer configured the zone
+/// it last had.
+pub fn watch_zone(config: &Config, watch: &WatchRow) -> Tz {
     match config.watch(&watch.name) {
-        Some(w) => (
-            crate::config::parse_timezone(w.timezone(&config.general)).unwrap_or(general),
-            w.alerts.clone(),
-        ),
-        None => (
-            crate::config::parse_timezone(&watch.timezone).unwrap_or(general),
-            AlertSettings::default(),
-        ),
+        Some(_) => config.watch_zone(&watch.name),
+        None => {
+            crate::config::parse_timezone(&watch.timezone).unwrap_or_else(|_| config.general_zone())
+        }
+    }
+}
+
+/// Every stored watch's clock by name, for pages that list several watches' times.
+pub struct Zones {
+    by_name: std::collections::HashMap<String, Tz>,
+    general: Tz,
+}
+
+impl Zones {
+    pub fn of_watches(config: &Config, watches: &[WatchRow]) -> Zones {
+        Zones {
+            by_name: watches
+                .iter()
+                .map(|w| (w.name.to_lowercase(), watch_zone(config, w)))
+                .collect(),
+            general: general_tz(config),
+        }
+    }
+
+    pub async fn load(store: &Store, config: &Config) -> anyhow::Result<Zones> {
+        Ok(Zones::of_watches(config, &store.watches().await?))
+    }
+
+    /// The clock of the watch named `watch` (the general one for a name not stored).
+    pub fn of(&self, watch: &str) -> Tz {
+        self.by_name
+            .get(&watch.to_lowercase())
+            .copied()
+            .unwrap_or(self.general)
     }
 }
 
 /// The configuration's general time zone.
 pub fn general_tz(config: &Config) -> Tz {
-    crate::config::parse_timezone(&config.general.timezone).unwrap_or(Tz::UTC)
+    config.general_zone()
 }
 
 /// Percent-encodes a path segment (everything but unreserved characters).

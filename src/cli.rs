@@ -1051,8 +1051,17 @@ async fn import_file(path: &Path, args: ImportArgs) -> Result<()> {
     Ok(())
 }
 
-fn parse_since(s: &str) -> Result<DateTime<Utc>> {
-    import::parse_plausible_time(s, Utc::now()).map_err(|e| anyhow::anyhow!("--since {e}"))
+/// `--since`: a day (`2026-11-23`) starts at midnight on the watch's clock (`tz`), the
+/// clock the list shows; a time is read as written.
+fn parse_since(s: &str, tz: chrono_tz::Tz) -> Result<DateTime<Utc>> {
+    let t =
+        import::parse_plausible_time(s, Utc::now()).map_err(|e| anyhow::anyhow!("--since {e}"))?;
+    Ok(
+        match chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d") {
+            Ok(day) => crate::trends::local_midnight(tz, day),
+            Err(_) => t,
+        },
+    )
 }
 
 async fn mentions(path: &Path, args: MentionsArgs) -> Result<()> {
@@ -1062,7 +1071,13 @@ async fn mentions(path: &Path, args: MentionsArgs) -> Result<()> {
         .watch_by_name(&args.watch)
         .await?
         .with_context(|| format!("no watch named `{}` in {}", args.watch, path.display()))?;
-    let since = args.since.as_deref().map(parse_since).transpose()?;
+    // On the watch's clock, each time marked with the zone then in force.
+    let tz = config.watch_zone(&watch.name);
+    let since = args
+        .since
+        .as_deref()
+        .map(|s| parse_since(s, tz))
+        .transpose()?;
     let list = store
         .mentions(&MentionQuery {
             watch_id: Some(watch.id),
@@ -1083,8 +1098,6 @@ async fn mentions(path: &Path, args: MentionsArgs) -> Result<()> {
         writeln!(out, "No mentions for {} yet.", watch.name)?;
         return Ok(());
     }
-    // On the watch's clock, each time marked with the zone then in force.
-    let tz = config.watch_zone(&watch.name);
     writeln!(
         out,
         "{:<22} {:<12} {:<5} {:<9} TEXT",

@@ -753,6 +753,21 @@ fn mentions_and_alerts_show_times_on_the_watchs_clock() {
         .find(|l| l.contains("Late night order"))
         .expect("listed");
     assert!(line.starts_with("2026-11-23 22:30 EST "), "{out}");
+    // A day given to --since is a New York day: the 24th there starts after it.
+    for (day, listed) in [("2026-11-24", false), ("2026-11-23", true)] {
+        let o = zmot(
+            dir.path(),
+            &["mentions", "--watch", "Example Notes", "--since", day],
+            &[],
+        );
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{err}");
+        assert_eq!(
+            out.contains("Late night order"),
+            listed,
+            "--since {day}: {out}"
+        );
+    }
 
     let before = Utc::now();
     let o = zmot(dir.path(), &["check", "--watch", "Example Notes"], &[]);

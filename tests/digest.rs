@@ -519,17 +519,17 @@ recipients = ["tokyo@acme.test"]
         assert_eq!(tokyo_row.mentions, 2, "Tokyo's own W45");
         let (_, text, html, _) = digest::report::render(&d);
         assert!(
-            text.contains("Monday 2026-11-02 to Sunday 2026-11-08"),
+            text.contains("Monday 2026-11-02 to Sunday 2026-11-08, America/New_York time"),
             "{text}"
         );
-        assert!(html.contains("Monday 2026-11-02 to Sunday 2026-11-08"));
+        assert!(html.contains("Monday 2026-11-02 to Sunday 2026-11-08, America/New_York time"));
 
         let tokyo_tz: chrono_tz::Tz = "Asia/Tokyo".parse().unwrap();
         let week = digest::report::week_by_label(tokyo_tz, now(), "2026-W47").unwrap();
         let d = digest::compute(store, &c, "Tokyo", week).await.unwrap();
         let (_, text, _, _) = digest::report::render(&d);
         assert!(
-            text.contains("Monday 2026-11-16 to Sunday 2026-11-22"),
+            text.contains("Monday 2026-11-16 to Sunday 2026-11-22, Asia/Tokyo time"),
             "{text}"
         );
     }

@@ -74,6 +74,8 @@ pub struct Digest {
     /// The week's Monday and Sunday in the watch's time zone, for the period line.
     pub first_day: NaiveDate,
     pub last_day: NaiveDate,
+    /// The watch's time zone (IANA name), which the period line names.
+    pub timezone: String,
     pub health: Health,
     pub reasons: Vec<String>,
     pub this_week: PeriodStats,
@@ -324,6 +326,7 @@ pub async fn compute(
         to,
         first_day,
         last_day,
+        timezone: tz.name().to_string(),
         health,
         reasons,
         this_week,
@@ -505,10 +508,13 @@ pub fn render(d: &Digest) -> (String, String, String, Vec<(String, Chart)>) {
             pct(t.negative_share())
         )
     };
+    // The days are the watch's: named, since a reader on another clock would take them
+    // for theirs.
     let period = format!(
-        "Monday {} to Sunday {}",
+        "Monday {} to Sunday {}, {} time",
         d.first_day.format("%Y-%m-%d"),
-        d.last_day.format("%Y-%m-%d")
+        d.last_day.format("%Y-%m-%d"),
+        d.timezone
     );
 
     let mut text = String::new();

@@ -355,7 +355,8 @@ fn openapi_document() -> Value {
     .collect();
     json!({
         "openapi": "3.0.3",
-        "info": { "title": "zmot API", "version": "1" },
+        "info": { "title": "zmot API", "version": "1",
+            "description": "Times are RFC 3339 in UTC. A day given to since/until is a day on the chosen watch's clock (else on the general time zone's)." },
         "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
             "schemas": {

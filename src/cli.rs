@@ -1162,7 +1162,10 @@ async fn status(path: &Path, json: bool) -> Result<()> {
     // Without sources there is still the outbox to show (emails queued before the
     // watches were removed).
     if list.is_empty() {
-        println!("No sources configured. Add watches to {}.", path.display());
+        println!(
+            "No sources configured. Add watches to {}. (Times below in {tz}.)",
+            path.display()
+        );
     } else {
         println!(
             "{:<16} {:<16} {:<10} {:<16} {:<8} {:>8} {:<16}  (times in {}, unless marked)",

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use url::Url;
 
-use super::cursor::{self, Gap, NewestFirst, Skips, Walk, Watermark, Window};
+use super::cursor::{self, Gap, NewestFirst, Skips, Walk, Window};
 use super::http::{Http, HttpOptions, Response};
 use super::text::{html_to_text, language_allowed};
 use super::{Connector, FetchContext, FetchError, Fetched, Params};
@@ -107,8 +107,8 @@ impl Connector for Mastodon {
             None => Some(Window::newest_first(None, ctx)),
             Some(c) => c.gap.clone().map(|gap| {
                 let cursor = NewestFirst {
-                    read: Watermark::default(),
                     gap: Some(gap),
+                    ..NewestFirst::default()
                 };
                 Window::newest_first(Some(cursor), ctx)
             }),

@@ -878,6 +878,25 @@ name = "Example Notes"
 }
 
 #[tokio::test]
+async fn googleplay_429_after_page_1_keeps_what_was_read_and_passes_on_its_retry_after() {
+    let srv = Server::start().await;
+    srv.on_when(
+        |s| s.path == PLAY_PATH && freq(s).contains(PLAY_PAGE2_TOKEN),
+        Reply::status(429, "Too Many Requests").header("retry-after", "3600"),
+    );
+    srv.on(PLAY_PATH, Reply::fixture("googleplay/page1.txt"));
+    let mut c = ctx();
+    c.first_run_since = t("2000-01-01T00:00:00Z");
+    let f = fetch("googleplay", &play_params(&srv), &c, None)
+        .await
+        .unwrap();
+    assert_eq!(f.mentions.len(), 2, "page 1 is kept");
+    assert_eq!(f.partial, Some(FetchErrorKind::RateLimited));
+    assert_eq!(f.retry_after, Some(Duration::from_secs(3600)));
+    assert_eq!(srv.hits(PLAY_PATH).len(), 2, "a long wait is not sat out");
+}
+
+#[tokio::test]
 async fn googleplay_throttling_answer_is_rate_limited() {
     let srv = Server::start().await;
     srv.on(PLAY_PATH, Reply::fixture("googleplay/throttled.txt"));
@@ -1581,6 +1600,11 @@ async fn mastodon_first_run_cut_by_a_429_reads_the_rest_of_the_look_back_next() 
         "page 1 is kept"
     );
     assert_eq!(first.partial, Some(FetchErrorKind::RateLimited));
+    assert_eq!(
+        first.retry_after,
+        Some(Duration::from_secs(300)),
+        "the 429's Retry-After goes to the scheduler"
+    );
     let note = first.note.clone().unwrap();
     assert!(
         note.contains("page 2") && note.contains("next run"),

@@ -331,6 +331,7 @@ impl Connector for Bluesky {
             skipped: skips.count,
             aggregate: None,
             partial: None,
+            retry_after: None,
         })
     }
 }

@@ -146,6 +146,7 @@ impl Connector for HackerNews {
             skipped: skips.count,
             aggregate: None,
             partial: None,
+            retry_after: None,
         })
     }
 }

@@ -32,6 +32,9 @@ pub struct FetchReport {
     pub run_id: i64,
     pub result: std::result::Result<IngestStats, FetchError>,
     pub skipped: u64,
+    /// Of a fetch that kept what it read before a page was rate limited, how long the
+    /// source asked to be left alone (a failed fetch carries it in its error).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 /// A name for this process: host name and process id.
@@ -123,6 +126,7 @@ impl Pipeline {
             run_id,
             result,
             skipped,
+            retry_after: None,
         };
 
         let defaults = sources::http::HttpOptions::from_config(&self.config.http);
@@ -152,8 +156,19 @@ impl Pipeline {
                 return Ok(report(Err(e), 0));
             }
         };
+        let note = sources::cursor::join_notes([
+            fetched.note,
+            fetched.retry_after.map(|wait| {
+                format!(
+                    "the source asks to wait {} s (Retry-After): its next scheduled run waits \
+                     at least {} s",
+                    wait.as_secs(),
+                    crate::scheduler::retry_wait(Some(wait)).num_seconds()
+                )
+            }),
+        ]);
         if let Some(kind) = fetched.partial {
-            tracing::warn!(watch = %source.watch_name, source = %source.name, kind = kind.as_str(), "fetch partial: {}", fetched.note.as_deref().unwrap_or(""));
+            tracing::warn!(watch = %source.watch_name, source = %source.name, kind = kind.as_str(), "fetch partial: {}", note.as_deref().unwrap_or(""));
         }
         let mut skipped = fetched.skipped;
         let mut valid = Vec::with_capacity(fetched.mentions.len());
@@ -178,7 +193,7 @@ impl Pipeline {
                             cursor: fetched.cursor.as_deref(),
                             skipped,
                             aggregate: fetched.aggregate,
-                            note: fetched.note.as_deref(),
+                            note: note.as_deref(),
                             partial: fetched.partial,
                         },
                     )
@@ -206,7 +221,10 @@ impl Pipeline {
             skipped,
             "fetched"
         );
-        Ok(report(Ok(stats), skipped))
+        Ok(FetchReport {
+            retry_after: fetched.retry_after,
+            ..report(Ok(stats), skipped)
+        })
     }
 
     /// Opens a fetch run, first closing runs of the source left by a stopped worker.

@@ -182,16 +182,41 @@ pub async fn plan(pipeline: &Pipeline) -> Result<Vec<Job>> {
     Ok(jobs)
 }
 
-/// How long a failed job's source asked to be left alone (nothing for other results).
-fn retry_after<T>(result: &Result<Result<T>, tokio::time::error::Elapsed>) -> chrono::Duration {
+/// What a job that ran reports.
+#[derive(Debug, Clone, Default)]
+pub struct JobDone {
+    pub summary: String,
+    /// How long the job's source asked to be left alone although the fetch kept what it
+    /// read (a page rate limited after others, with `Retry-After`).
+    pub retry_after: Option<Duration>,
+}
+
+impl From<String> for JobDone {
+    fn from(summary: String) -> Self {
+        JobDone {
+            summary,
+            retry_after: None,
+        }
+    }
+}
+
+/// How long a job's source asked to be left alone: a failed fetch's, or a partial
+/// one's (nothing for other results).
+fn retry_after(result: &Result<Result<JobDone>, tokio::time::error::Elapsed>) -> chrono::Duration {
     let asked = match result {
+        Ok(Ok(done)) => done.retry_after,
         Ok(Err(e)) => e
             .downcast_ref::<crate::sources::FetchError>()
             .and_then(|f| f.retry_after),
-        _ => None,
+        Err(_) => None,
     };
-    // A day at most: a server's mistaken "come back next year" must not silence a
-    // source for good without anyone changing the configuration.
+    retry_wait(asked)
+}
+
+/// How long the scheduler waits for a source that asked to be left alone for `asked`.
+/// A day at most: a server's mistaken "come back next year" must not silence a source
+/// for good without anyone changing the configuration.
+pub fn retry_wait(asked: Option<Duration>) -> chrono::Duration {
     asked
         .and_then(|d| chrono::Duration::from_std(d).ok())
         .unwrap_or_else(chrono::Duration::zero)
@@ -204,7 +229,7 @@ pub async fn run_job(
     mailer: &Mailer,
     job: &Job,
     metrics: &Metrics,
-) -> Result<String> {
+) -> Result<JobDone> {
     match &job.kind {
         JobKind::Fetch { source_id } => {
             let Some(source) = pipeline.store.source(*source_id).await? else {
@@ -234,7 +259,14 @@ pub async fn run_job(
                             r.opened, r.resolved
                         ));
                     }
-                    Ok(summary)
+                    if let Some(wait) = report.retry_after {
+                        summary
+                            .push_str(&format!("; the source asks to wait {} s", wait.as_secs()));
+                    }
+                    Ok(JobDone {
+                        summary,
+                        retry_after: report.retry_after,
+                    })
                 }
                 Err(e) => {
                     Metrics::add(&metrics.fetch_failures, 1);
@@ -250,7 +282,8 @@ pub async fn run_job(
             Ok(format!(
                 "{} sent, {} to retry, {} recipient(s) refused",
                 r.sent, r.retrying, r.refused
-            ))
+            )
+            .into())
         }
         JobKind::Check { watch } => {
             let r =
@@ -259,26 +292,27 @@ pub async fn run_job(
             Ok(format!(
                 "{} opened, {} reminded, {} resolved",
                 r.opened, r.reminded, r.resolved
-            ))
+            )
+            .into())
         }
         JobKind::Digest { watch } => {
             match crate::digest::queue(&pipeline.store, &pipeline.config, watch, None, Utc::now())
                 .await?
             {
                 crate::digest::Queued::Queued { email_id } => {
-                    Ok(format!("digest queued (outbox #{email_id})"))
+                    Ok(format!("digest queued (outbox #{email_id})").into())
                 }
-                crate::digest::Queued::AlreadySent => Ok("already queued this week".into()),
-                crate::digest::Queued::Skipped(why) => Ok(format!("skipped: {why}")),
+                crate::digest::Queued::AlreadySent => {
+                    Ok(String::from("already queued this week").into())
+                }
+                crate::digest::Queued::Skipped(why) => Ok(format!("skipped: {why}").into()),
             }
         }
         JobKind::Housekeeping => {
             let days = i64::from(pipeline.config.general.retention_days);
             let before = now_ms() - days * 86_400_000;
             let (runs, emails) = pipeline.store.prune(before).await?;
-            Ok(format!(
-                "removed {runs} old fetch runs and {emails} sent emails"
-            ))
+            Ok(format!("removed {runs} old fetch runs and {emails} sent emails").into())
         }
     }
 }
@@ -385,8 +419,8 @@ pub async fn run(
                 }
                 let asked_to_wait = retry_after(&result);
                 let (status, error) = match result {
-                    Ok(Ok(summary)) => {
-                        tracing::debug!(job = %j.name, "{summary}");
+                    Ok(Ok(done)) => {
+                        tracing::debug!(job = %j.name, "{}", done.summary);
                         ("ok", None)
                     }
                     Ok(Err(e)) => ("failed", Some(format!("{e:#}"))),

@@ -446,3 +446,150 @@ async fn a_source_that_asks_for_an_hour_is_not_asked_again_sooner() {
         );
     }
 }
+
+/// A Mastodon hashtag timeline whose first page (two statuses from the last hours, a
+/// `Link` to the next) is served and whose second answers 429, with `Retry-After: 3600`
+/// when `retry_after`; counts the requests.
+async fn serve_mastodon_limited_on_page_2(retry_after: bool) -> (String, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let now = Utc::now();
+    let status = |id: &str, hours: i64| {
+        serde_json::json!({
+            "id": id,
+            "created_at": (now - chrono::Duration::hours(hours)).to_rfc3339(),
+            "content": format!("<p>Example Notes status {id}</p>"),
+            "url": format!("https://mastodon.example/@user/{id}"),
+            "account": {"acct": "user"},
+            "language": "en",
+        })
+    };
+    let page1 = serde_json::json!([status("200", 1), status("100", 2)]).to_string();
+    let next =
+        format!("<{base}/api/v1/timelines/tag/ExampleNotes?limit=2&max_id=100>; rel=\"next\"");
+    let h = hits.clone();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let (h, page1, next) = (h.clone(), page1.clone(), next.clone());
+        async move {
+            h.fetch_add(1, Ordering::SeqCst);
+            let mut resp = if uri.query().unwrap_or_default().contains("max_id=") {
+                let mut r = axum::response::Response::new(axum::body::Body::from("{}"));
+                *r.status_mut() = axum::http::StatusCode::TOO_MANY_REQUESTS;
+                if retry_after {
+                    r.headers_mut()
+                        .insert("retry-after", "3600".parse().unwrap());
+                }
+                r
+            } else {
+                let mut r = axum::response::Response::new(axum::body::Body::from(page1));
+                r.headers_mut().insert("link", next.parse().unwrap());
+                r
+            };
+            resp.headers_mut()
+                .insert("content-type", "application/json".parse().unwrap());
+            resp
+        }
+    });
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (base, hits)
+}
+
+fn mastodon_config(base: &str, db_url: &str) -> String {
+    format!(
+        r#"
+[database]
+url = "{db_url}"
+
+[email]
+from = "zmot <alerts@acme.test>"
+
+[sentiment]
+model = "lexicon"
+
+[[watch]]
+name = "Acme Notes"
+recipients = ["lead@acme.test"]
+  [[watch.source]]
+  name = "mastodon"
+  kind = "mastodon"
+  schedule = "*/2 * * * * *"
+  params = {{ base_url = "{base}", tag = "ExampleNotes", page_size = 2, retries = 0, min_interval_ms = 0 }}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_fetch_whose_page_asks_for_an_hour_is_not_run_again_sooner() {
+    for retry_after in [true, false] {
+        // Fresh databases for each case, so the runs and the job state are its own.
+        for db in testutil::all().await.unwrap() {
+            let (base, hits) = serve_mastodon_limited_on_page_2(retry_after).await;
+            let text = mastodon_config(&base, &db.url);
+            let cfg = Arc::new(config::parse(&text, "test.toml", &[]).unwrap());
+            let outbox = tempfile::tempdir().unwrap();
+            let store = db.store.clone();
+            store.sync_config(&cfg).await.unwrap();
+            let w = start(
+                &store,
+                cfg.clone(),
+                "worker-a",
+                options(Duration::from_secs(30)),
+                outbox.path(),
+            )
+            .await;
+            // Every two seconds: at least two runs in these five without the wait.
+            tokio::time::sleep(Duration::from_millis(5000)).await;
+            w.stop.send(true).unwrap();
+            w.handle.await.unwrap().unwrap();
+            let source = store.sources(None).await.unwrap().remove(0);
+            let runs = store.fetch_runs(source.id, 100).await.unwrap();
+            let run = runs.last().unwrap();
+            assert_eq!(run.status, "partial", "{} {retry_after}", db.label);
+            assert_eq!(
+                store.count_mentions(None).await.unwrap(),
+                2,
+                "page 1 is kept"
+            );
+            let job = store
+                .jobs()
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|j| j.name.starts_with("fetch"))
+                .unwrap();
+            let wait = job.next_run_at.unwrap() - Utc::now();
+            let note = run.error.as_deref().unwrap_or_default();
+            if retry_after {
+                assert_eq!(hits.load(Ordering::SeqCst), 2, "one run, {}", db.label);
+                assert_eq!(runs.len(), 1);
+                assert_eq!(job.last_status.as_deref(), Some("ok"));
+                assert!(
+                    wait > chrono::Duration::seconds(3590)
+                        && wait < chrono::Duration::seconds(3610),
+                    "next run in {wait} on {}",
+                    db.label
+                );
+                assert!(
+                    note.contains("next scheduled run waits at least 3600 s"),
+                    "{note}"
+                );
+            } else {
+                assert!(runs.len() >= 2, "{runs:?}");
+                assert!(
+                    hits.load(Ordering::SeqCst) >= 3,
+                    "runs on its schedule: {} requests",
+                    hits.load(Ordering::SeqCst)
+                );
+                assert!(
+                    wait <= chrono::Duration::seconds(2),
+                    "next run in {wait} on {}",
+                    db.label
+                );
+                assert!(!note.contains("Retry-After"), "{note}");
+            }
+        }
+    }
+}

@@ -878,6 +878,25 @@ name = "Example Notes"
 }
 
 #[tokio::test]
+async fn googleplay_429_after_page_1_keeps_what_was_read_and_passes_on_its_retry_after() {
+    let srv = Server::start().await;
+    srv.on_when(
+        |s| s.path == PLAY_PATH && freq(s).contains(PLAY_PAGE2_TOKEN),
+        Reply::status(429, "Too Many Requests").header("retry-after", "3600"),
+    );
+    srv.on(PLAY_PATH, Reply::fixture("googleplay/page1.txt"));
+    let mut c = ctx();
+    c.first_run_since = t("2000-01-01T00:00:00Z");
+    let f = fetch("googleplay", &play_params(&srv), &c, None)
+        .await
+        .unwrap();
+    assert_eq!(f.mentions.len(), 2, "page 1 is kept");
+    assert_eq!(f.partial, Some(FetchErrorKind::RateLimited));
+    assert_eq!(f.retry_after, Some(Duration::from_secs(3600)));
+    assert_eq!(srv.hits(PLAY_PATH).len(), 2, "a long wait is not sat out");
+}
+
+#[tokio::test]
 async fn googleplay_throttling_answer_is_rate_limited() {
     let srv = Server::start().await;
     srv.on(PLAY_PATH, Reply::fixture("googleplay/throttled.txt"));
@@ -1581,6 +1600,11 @@ async fn mastodon_first_run_cut_by_a_429_reads_the_rest_of_the_look_back_next() 
         "page 1 is kept"
     );
     assert_eq!(first.partial, Some(FetchErrorKind::RateLimited));
+    assert_eq!(
+        first.retry_after,
+        Some(Duration::from_secs(300)),
+        "the 429's Retry-After goes to the scheduler"
+    );
     let note = first.note.clone().unwrap();
     assert!(
         note.contains("page 2") && note.contains("next run"),
@@ -1878,6 +1902,83 @@ async fn bluesky_busy_keyword_cut_by_the_page_limit_is_read_though_a_quiet_one_r
         (quiet[1].param("since").as_deref(), quiet[1].param("until")),
         (Some("2026-11-04T18:00:00.100Z"), None)
     );
+}
+
+#[tokio::test]
+async fn bluesky_a_keyword_added_later_reads_its_own_look_back_once() {
+    let srv = Server::start().await;
+    srv.on(CREATE, Reply::fixture("bluesky/create_session.json"));
+    // "Example Notes" has two posts on 4 November; "Inkpad", added after the first run,
+    // three from 1 to 3 November (within the week's look-back) and one of 20 October.
+    fake_bluesky_search(&srv, "bluesky/added_keyword.json");
+    let mut p = bluesky_params(&srv, "ZMOT_TEST_BSKY_PW_7");
+    p.remove("q");
+    p.insert("page_size".into(), 2.into());
+    p.insert("max_pages".into(), 1.into());
+    let mut c = ctx();
+    c.first_run_since = t("2026-10-29T00:00:00Z");
+    c.keywords = vec!["Example Notes".into()];
+
+    let first = fetch("bluesky", &p, &c, None).await.unwrap();
+    assert_eq!(first.mentions.len(), 2);
+    assert_eq!(cursor_json(&first)["at"], "2026-11-04T18:00:00.100Z");
+    let searched_before = srv.hits(SEARCH).len();
+
+    c.keywords.push("Inkpad".into());
+    let mut cursor = first.cursor;
+    let mut fetched = Vec::new();
+    let mut runs = 0;
+    loop {
+        let f = fetch("bluesky", &p, &c, cursor.as_deref()).await.unwrap();
+        fetched.extend(ids(&f).into_iter().map(str::to_string));
+        cursor = f.cursor;
+        runs += 1;
+        let json: Value = serde_json::from_str(cursor.as_deref().unwrap()).unwrap();
+        if json.get("added").is_none() || runs == 10 {
+            break;
+        }
+    }
+    assert!(runs < 10, "the added keyword never joined the others");
+    let mut sorted = fetched.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        [
+            "at://did:plc:rui000000000000000000000/app.bsky.feed.post/3lb3added0003",
+            "at://did:plc:sam000000000000000000000/app.bsky.feed.post/3lb2added0002",
+            "at://did:plc:tove00000000000000000000/app.bsky.feed.post/3lb1added0001",
+        ],
+        "the new keyword's posts within the look-back, each once, over {runs} runs"
+    );
+    for s in &srv.hits(SEARCH)[searched_before..] {
+        let since = s.param("since").unwrap();
+        if s.param("q").as_deref() == Some("Example Notes") {
+            assert_eq!(
+                (since.as_str(), s.param("until")),
+                ("2026-11-04T18:00:00.100Z", None),
+                "the keyword searched before is not searched further back"
+            );
+        } else {
+            assert!(t(&since) >= c.first_run_since, "{since}");
+        }
+    }
+    let inkpad = srv
+        .hits(SEARCH)
+        .into_iter()
+        .find(|s| s.param("q").as_deref() == Some("Inkpad"))
+        .unwrap();
+    assert_eq!(
+        inkpad.param("since").as_deref(),
+        Some("2026-10-29T00:00:00.000Z"),
+        "the new keyword's first walk reaches down to the look-back"
+    );
+    let last: Value = serde_json::from_str(cursor.as_deref().unwrap()).unwrap();
+    assert_eq!(last["at"], "2026-11-04T18:00:00.100Z");
+    assert_eq!(
+        last["queries"],
+        serde_json::json!(["Example Notes", "Inkpad"])
+    );
+    assert_eq!(last.get("gap"), None);
 }
 
 #[tokio::test]
@@ -2242,7 +2343,7 @@ name = "Example Notes"
     let cursor: Value = serde_json::from_str(&cursor).unwrap();
     assert_eq!(
         cursor,
-        serde_json::json!({"at": "2026-11-04T18:42:07Z", "ids": ["41262010"]}),
+        serde_json::json!({"at": "2026-11-04T18:42:07Z", "ids": ["41262010"], "queries": ["example notes"]}),
         "once the gap is read, the newest hit is the watermark"
     );
     let gap_queries: Vec<String> = srv
@@ -2385,7 +2486,7 @@ async fn hackernews_a_cut_page_of_unreadable_hits_still_moves_the_gap_on() {
     );
     assert_eq!(
         serde_json::from_str::<Value>(cursor.as_deref().unwrap()).unwrap(),
-        serde_json::json!({"at": "2026-11-04T19:30:00Z", "ids": ["41262400"]}),
+        serde_json::json!({"at": "2026-11-04T19:30:00Z", "ids": ["41262400"], "queries": ["example notes"]}),
         "the newest hit read, readable or not, is the watermark"
     );
     let first_gap = srv
@@ -2397,6 +2498,142 @@ async fn hackernews_a_cut_page_of_unreadable_hits_still_moves_the_gap_on() {
         first_gap.as_deref(),
         Some("created_at_i>=1793653780,created_at_i<=1793819100"),
         "the gap reaches down to the oldest unreadable hit on the cut page"
+    );
+}
+
+/// The lower end of a `numericFilters` value (`created_at_i>=N[,...]`).
+fn hn_since(filters: &str) -> i64 {
+    filters
+        .split(',')
+        .find_map(|f| f.strip_prefix("created_at_i>="))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn hackernews_a_keyword_added_later_reads_its_own_look_back_once() {
+    let srv = Server::start().await;
+    // "example notes" has two hits on 4 November by the first run and one more after;
+    // "inkpad", added after the first run, has one new hit and four older ones: three
+    // within the week's look-back (1 to 3 November), one of 20 October before it.
+    let clock = Arc::new(AtomicI64::new(t("2026-11-04T19:00:00Z").timestamp()));
+    fake_algolia(&srv, clock.clone(), "hackernews/added_keyword.json");
+    let mut p = hn_params(&srv, "max_pages = 1");
+    p.insert("page_size".into(), 2.into());
+    let mut c = ctx();
+    c.first_run_since = t("2026-10-29T00:00:00Z");
+    c.keywords = vec!["example notes".into()];
+
+    let first = fetch("hackernews", &p, &c, None).await.unwrap();
+    assert_eq!(ids(&first), ["41268000", "41267000"]);
+    let watermark = t("2026-11-04T18:00:00Z").timestamp();
+    assert_eq!(
+        cursor_json(&first),
+        serde_json::json!({"at": "2026-11-04T18:00:00Z", "ids": ["41268000"], "queries": ["example notes"]})
+    );
+    let searched_before = srv.hits(HN_PATH).len();
+
+    clock.store(t("2026-11-05T00:00:00Z").timestamp(), Ordering::SeqCst);
+    c.keywords.push("inkpad".into());
+    let mut cursor = first.cursor;
+    let mut fetched = Vec::new();
+    let mut runs = 0;
+    loop {
+        let f = fetch("hackernews", &p, &c, cursor.as_deref())
+            .await
+            .unwrap();
+        fetched.extend(ids(&f).into_iter().map(str::to_string));
+        cursor = f.cursor;
+        runs += 1;
+        let json: Value = serde_json::from_str(cursor.as_deref().unwrap()).unwrap();
+        if json.get("added").is_none() || runs == 10 {
+            break;
+        }
+    }
+    assert!(runs < 10, "the added keyword never joined the others");
+    let mut sorted = fetched.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        ["41263000", "41264000", "41265000", "41270400", "41270500"],
+        "the new keyword's hits within the look-back, each once (not the one of 20 \
+         October), and the other's new one, over {runs} runs: {fetched:?}"
+    );
+    assert!(
+        runs >= 3,
+        "one page a run: the added keyword's walk was cut and went on ({runs} runs)"
+    );
+    for s in &srv.hits(HN_PATH)[searched_before..] {
+        let filters = s.param("numericFilters").unwrap();
+        if s.param("query").as_deref() == Some("example notes") {
+            assert!(
+                hn_since(&filters) >= watermark && !filters.contains("<="),
+                "the keyword searched before is not searched further back: {filters}"
+            );
+        } else {
+            assert!(
+                hn_since(&filters) >= c.first_run_since.timestamp(),
+                "{filters}"
+            );
+        }
+    }
+    let inkpad_since: Vec<i64> = srv
+        .hits(HN_PATH)
+        .iter()
+        .filter(|s| s.param("query").as_deref() == Some("inkpad"))
+        .map(|s| hn_since(&s.param("numericFilters").unwrap()))
+        .collect();
+    assert_eq!(
+        inkpad_since[0],
+        c.first_run_since.timestamp(),
+        "the new keyword's first walk reaches down to the look-back"
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(cursor.as_deref().unwrap()).unwrap(),
+        serde_json::json!({
+            "at": "2026-11-04T21:00:00Z",
+            "ids": ["41270500"],
+            "queries": ["example notes", "inkpad"]
+        }),
+        "once both have read up to the present, one watermark for both"
+    );
+    let again = fetch("hackernews", &p, &c, cursor.as_deref())
+        .await
+        .unwrap();
+    assert!(again.mentions.is_empty(), "{:?}", ids(&again));
+
+    // A keyword removed leaves nothing behind in the cursor.
+    c.keywords = vec!["inkpad".into()];
+    let f = fetch("hackernews", &p, &c, cursor.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(
+        cursor_json(&f),
+        serde_json::json!({"at": "2026-11-04T21:00:00Z", "ids": ["41270500"], "queries": ["inkpad"]})
+    );
+
+    // A cursor written before the queries were kept covers the keywords configured now:
+    // neither searches the look-back again.
+    c.keywords = vec!["example notes".into(), "inkpad".into()];
+    let before = srv.hits(HN_PATH).len();
+    let old = r#"{"at":"2026-11-04T18:00:00Z","ids":["41268000"]}"#;
+    let f = fetch("hackernews", &p, &c, Some(old)).await.unwrap();
+    assert_eq!(ids(&f), ["41270500", "41270400"]);
+    let filters: Vec<String> = srv.hits(HN_PATH)[before..]
+        .iter()
+        .filter_map(|s| s.param("numericFilters"))
+        .collect();
+    assert_eq!(
+        filters,
+        [
+            format!("created_at_i>={watermark}"),
+            format!("created_at_i>={watermark}")
+        ]
+    );
+    assert_eq!(
+        cursor_json(&f)["queries"],
+        serde_json::json!(["example notes", "inkpad"])
     );
 }
 

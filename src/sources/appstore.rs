@@ -90,6 +90,7 @@ impl Connector for AppStore {
         let mut mentions = Vec::new();
         let mut stop_note = None;
         let mut partial = None;
+        let mut retry_after = None;
         let mut walk = Walk::Complete;
         let first = window
             .resume()
@@ -111,6 +112,7 @@ impl Connector for AppStore {
                         "stopped at page {page}: {e}; the next run goes on from that page"
                     ));
                     partial = Some(e.kind);
+                    retry_after = e.retry_after;
                     walk = Walk::Cut {
                         resume: Some(page.to_string()),
                     };
@@ -171,6 +173,7 @@ impl Connector for AppStore {
             note: cursor::join_notes([skips.note(), stop_note]),
             aggregate: None,
             partial,
+            retry_after,
         })
     }
 }

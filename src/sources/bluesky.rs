@@ -11,7 +11,8 @@
 //! A walk cut by `max_pages` leaves a gap in the cursor; the next run reads it first,
 //! with `until` just after the oldest post read, so nothing between is jumped over. With
 //! one search per keyword, only the keywords that were cut search the gap (see
-//! [`Window::end_query`]).
+//! [`super::cursor::Window::end_query`]); a keyword added later first walks back within
+//! the first-run look-back on its own (see [`Searches`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -22,7 +23,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use url::Url;
 
-use super::cursor::{self, NewestFirst, Skips, Walk, Window};
+use super::cursor::{self, NewestFirst, Searches, Skips};
 use super::http::{check_status, join, shown, Http, HttpOptions, Response};
 use super::text::language_allowed;
 use super::{Connector, FetchContext, FetchError, Fetched, Params};
@@ -211,24 +212,30 @@ impl Connector for Bluesky {
         let http = Http::new(&ctx.http, &self.http);
         let slot = session_slot(&self.base, &self.handle);
         let mut token = self.access(&http, &slot, ctx).await?;
-        let mut window = Window::newest_first(cursor::load::<NewestFirst>("bluesky", cursor), ctx);
-        let since = window
-            .lower_bound()
-            .to_rfc3339_opts(SecondsFormat::Millis, true);
-        // `until` is exclusive and in milliseconds: one past the oldest post read keeps
-        // the posts of that very millisecond not read yet.
-        let until = window.gap_top().map(|top| {
-            (top + chrono::Duration::milliseconds(1)).to_rfc3339_opts(SecondsFormat::Millis, true)
-        });
+        let mut searches = Searches::new(
+            cursor::load::<NewestFirst>("bluesky", cursor),
+            &queries,
+            ctx,
+        );
         let mut cut = false;
         let mut skips = Skips::default();
         let mut seen = HashSet::new();
         let mut mentions = Vec::new();
 
         for q in &queries {
+            let window = searches.window(q);
             if window.has_read_query(q) {
                 continue;
             }
+            let since = window
+                .lower_bound()
+                .to_rfc3339_opts(SecondsFormat::Millis, true);
+            // `until` is exclusive and in milliseconds: one past the oldest post read keeps
+            // the posts of that very millisecond not read yet.
+            let until = window.gap_top().map(|top| {
+                (top + chrono::Duration::milliseconds(1))
+                    .to_rfc3339_opts(SecondsFormat::Millis, true)
+            });
             let mut query_cut = false;
             let mut page_cursor: Option<String> = None;
             for page in 1..=self.max_pages {
@@ -314,21 +321,17 @@ impl Connector for Bluesky {
             cut |= query_cut;
         }
 
-        let walk = if cut {
-            Walk::Cut { resume: None }
-        } else {
-            Walk::Complete
-        };
         Ok(Fetched {
             mentions,
             note: cursor::join_notes([
                 skips.note(),
                 cut.then(|| cursor::page_limit_note(self.max_pages, "posts")),
             ]),
-            cursor: Some(cursor::save(&window.finish(walk))?),
+            cursor: Some(cursor::save(&searches.finish())?),
             skipped: skips.count,
             aggregate: None,
             partial: None,
+            retry_after: None,
         })
     }
 }

@@ -8,6 +8,11 @@
 //! walk stopped at its page limit (or at a failing page) before reaching the watermark,
 //! the [`Gap`] it left. The next run reads the gap first, so a busy day is fetched over
 //! several runs instead of its older part being jumped over.
+//!
+//! A source that runs one search per query (keyword) keeps the queries its cursor is
+//! about: a query added later has read nothing yet, so [`Searches`] gives it a walk of
+//! its own within the first-run look-back (a gap of its own when cut) until it has read
+//! everything up to the present together with the others, and then joins them.
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -66,6 +71,26 @@ impl Watermark {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NewestFirst {
     /// Everything newer than this has been read, except the gap.
+    #[serde(flatten)]
+    pub read: Watermark,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap: Option<Gap>,
+    /// Of a source that runs one search per query, the queries `read` and `gap` are
+    /// about. A cursor without the list (written before it was kept) is read as about
+    /// the queries configured now, so an upgrade does not read everything again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queries: Option<Vec<String>>,
+    /// Queries added after the cursor was made, each on a walk of its own until it can
+    /// join `queries`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub added: Vec<AddedQuery>,
+}
+
+/// A query added to a source that already has a cursor, with the cursor of its own walk
+/// (a first run's within the look-back, then newer; a gap when the page limit cut it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AddedQuery {
+    pub query: String,
     #[serde(flatten)]
     pub read: Watermark,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -136,11 +161,20 @@ pub struct Window {
     /// The queries that read everything down to the watermark: those of the gap, then
     /// the ones ended uncut by this fetch.
     complete: Vec<String>,
+    /// Whether the walk starts at the newest item (no gap to read first): when it is not
+    /// cut, it has read everything up to the present.
+    from_top: bool,
 }
 
 impl Window {
     pub fn new(prev: Option<Watermark>, ctx: &FetchContext) -> Self {
-        Window::newest_first(prev.map(|read| NewestFirst { read, gap: None }), ctx)
+        Window::newest_first(
+            prev.map(|read| NewestFirst {
+                read,
+                ..NewestFirst::default()
+            }),
+            ctx,
+        )
     }
 
     /// The window of a service read newest first, going on with the gap a cut walk left.
@@ -156,6 +190,7 @@ impl Window {
         let oldest = gap.as_ref().map(|g| g.below.clone()).unwrap_or_default();
         let complete = gap.as_ref().map(|g| g.complete.clone()).unwrap_or_default();
         Window {
+            from_top: gap.is_none(),
             prev,
             since: ctx.first_run_since,
             next,
@@ -252,6 +287,17 @@ impl Window {
         }
     }
 
+    /// Whether a query ended by [`Window::end_query`] was cut.
+    pub fn was_cut(&self) -> bool {
+        self.cut_bottom.is_some()
+    }
+
+    /// Whether this walk has read everything up to the present: it started at the newest
+    /// item (no gap first) and no query was cut.
+    fn read_to_now(&self) -> bool {
+        self.from_top && !self.was_cut()
+    }
+
     /// The cursor to save after a walk newest first: the new watermark when the walk is
     /// complete; else the old watermark and the gap still to read, down to the oldest
     /// item read by the queries that were cut (by the only query, for a source that
@@ -260,7 +306,7 @@ impl Window {
         match walk {
             Walk::Complete => NewestFirst {
                 read: self.next,
-                gap: None,
+                ..NewestFirst::default()
             },
             Walk::Cut { resume } => NewestFirst {
                 read: self.prev.unwrap_or_default(),
@@ -270,8 +316,116 @@ impl Window {
                     resume,
                     complete: self.complete,
                 }),
+                ..NewestFirst::default()
             },
         }
+    }
+}
+
+/// The windows of a source that runs one search per query: the cursor's own for the
+/// queries it is about, and one per query added since, which starts as a first run does
+/// (within the look-back, bounded by the page limit, leaving a gap when cut) and so
+/// reads the mentions of a new keyword published before it was added.
+///
+/// An added query joins the others once its walk and theirs have both read everything
+/// up to the present in the same fetch (neither read a gap first nor was cut): from then
+/// on everything newer than the later of the two watermarks has been read for all of
+/// them. Queries no longer configured are dropped, so a removed keyword leaves nothing.
+#[derive(Debug)]
+pub struct Searches {
+    /// The configured queries the cursor's watermark and gap are about.
+    covered: Vec<String>,
+    window: Window,
+    added: Vec<(String, Window)>,
+}
+
+impl Searches {
+    pub fn new(cursor: Option<NewestFirst>, queries: &[String], ctx: &FetchContext) -> Self {
+        let Some(mut cursor) = cursor else {
+            return Searches {
+                covered: queries.to_vec(),
+                window: Window::newest_first(None, ctx),
+                added: Vec::new(),
+            };
+        };
+        let known = cursor.queries.take().unwrap_or_else(|| queries.to_vec());
+        let mut walks = std::mem::take(&mut cursor.added);
+        let (covered, new): (Vec<String>, Vec<String>) =
+            queries.iter().cloned().partition(|q| known.contains(q));
+        let added = new
+            .into_iter()
+            .map(|q| {
+                let own = walks
+                    .iter()
+                    .position(|a| a.query == q)
+                    .map(|i| walks.swap_remove(i))
+                    .map(|a| NewestFirst {
+                        read: a.read,
+                        gap: a.gap,
+                        ..NewestFirst::default()
+                    });
+                let window = Window::newest_first(own, ctx);
+                (q, window)
+            })
+            .collect();
+        Searches {
+            covered,
+            window: Window::newest_first(Some(cursor), ctx),
+            added,
+        }
+    }
+
+    /// The window `query` is searched in; end its walk with [`Window::end_query`].
+    pub fn window(&mut self, query: &str) -> &mut Window {
+        match self.added.iter_mut().find(|(q, _)| q == query) {
+            Some((_, window)) => window,
+            None => &mut self.window,
+        }
+    }
+
+    /// The cursor to save: each window's walk is cut when one of its queries was.
+    pub fn finish(self) -> NewestFirst {
+        let walk = |w: &Window| {
+            if w.was_cut() {
+                Walk::Cut { resume: None }
+            } else {
+                Walk::Complete
+            }
+        };
+        let joinable = self.window.read_to_now();
+        let mut next = {
+            let walk = walk(&self.window);
+            self.window.finish(walk)
+        };
+        let mut covered = self.covered;
+        let mut added = Vec::new();
+        for (query, window) in self.added {
+            let join = joinable && window.read_to_now();
+            let own = {
+                let walk = walk(&window);
+                window.finish(walk)
+            };
+            if join {
+                if let Some(at) = own.read.at {
+                    for id in &own.read.ids {
+                        next.read.advance(at, id);
+                    }
+                }
+                covered.push(query);
+            } else {
+                added.push(AddedQuery {
+                    query,
+                    read: own.read,
+                    gap: own.gap,
+                });
+            }
+        }
+        if let Some(gap) = next.gap.as_mut() {
+            gap.complete.retain(|q| covered.contains(q));
+        }
+        next.queries = Some(covered);
+        next.added = added;
+        next
     }
 }
 
@@ -454,6 +608,74 @@ mod tests {
     }
 
     #[test]
+    fn an_added_query_joins_only_when_both_walks_read_up_to_the_present() {
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let ctx = FetchContext {
+            http: reqwest::Client::new(),
+            keywords: Vec::new(),
+            languages: Vec::new(),
+            first_run_since: t("2026-10-29T00:00:00Z"),
+            now: t("2026-11-05T00:00:00Z"),
+        };
+        let queries = vec!["old".to_string(), "new".to_string()];
+        // The old query's walk left a gap below 4 November 12:00, newest read at 18:00.
+        let (mut read, mut below, mut newest) = Default::default();
+        Watermark::advance(&mut read, t("2026-11-02T00:00:00Z"), "r");
+        Watermark::advance(&mut below, t("2026-11-04T12:00:00Z"), "b");
+        Watermark::advance(&mut newest, t("2026-11-04T18:00:00Z"), "n");
+        let cursor = NewestFirst {
+            read,
+            gap: Some(Gap {
+                below,
+                newest,
+                ..Gap::default()
+            }),
+            queries: Some(vec!["old".into(), "gone".into()]),
+            ..NewestFirst::default()
+        };
+        let mut searches = Searches::new(Some(cursor), &queries, &ctx);
+        let new = searches.window("new");
+        assert_eq!(
+            new.lower_bound(),
+            ctx.first_run_since,
+            "a first run's look-back"
+        );
+        assert_eq!(new.gap_top(), None);
+        new.saw(t("2026-11-04T20:00:00Z"), "new-1");
+        new.saw(t("2026-11-01T00:00:00Z"), "new-2");
+        new.end_query("new", false);
+        let old = searches.window("old");
+        assert_eq!(old.gap_top(), Some(t("2026-11-04T12:00:00Z")));
+        old.end_query("old", false);
+        // The old query read its gap, not what came after 18:00: the new one's watermark
+        // at 20:00 is not yet one for both.
+        let next = searches.finish();
+        assert_eq!(next.gap, None);
+        assert_eq!(next.read.at, Some(t("2026-11-04T18:00:00Z")));
+        assert_eq!(
+            next.queries,
+            Some(vec!["old".to_string()]),
+            "\"gone\" is dropped"
+        );
+        assert_eq!(next.added.len(), 1);
+        assert_eq!(next.added[0].read.at, Some(t("2026-11-04T20:00:00Z")));
+
+        // Next, both search from their watermarks up to the present, and join.
+        let mut searches = Searches::new(Some(next), &queries, &ctx);
+        assert_eq!(
+            searches.window("new").lower_bound(),
+            t("2026-11-04T20:00:00Z")
+        );
+        searches.window("new").end_query("new", false);
+        searches.window("old").end_query("old", false);
+        let next = searches.finish();
+        assert_eq!(next.read.at, Some(t("2026-11-04T20:00:00Z")));
+        assert_eq!(next.read.ids, vec!["new-1"]);
+        assert_eq!(next.queries, Some(queries));
+        assert!(next.added.is_empty());
+    }
+
+    #[test]
     fn a_gap_admits_only_what_its_walk_did_not_read() {
         let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
         let mut below = Watermark::default();
@@ -479,6 +701,7 @@ mod tests {
             Some(NewestFirst {
                 read,
                 gap: Some(gap),
+                ..NewestFirst::default()
             }),
             &ctx,
         );

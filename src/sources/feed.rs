@@ -234,6 +234,7 @@ impl Connector for Feed {
             note: skips.note(),
             aggregate: None,
             partial: None,
+            retry_after: None,
         })
     }
 }

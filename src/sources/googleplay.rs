@@ -116,6 +116,7 @@ impl Connector for GooglePlay {
         let mut walk = Walk::Complete;
         let mut stop_note = None;
         let mut partial = None;
+        let mut retry_after = None;
 
         for page in 1..=self.max_pages {
             let body = self.request_body(token.as_deref());
@@ -135,6 +136,7 @@ impl Connector for GooglePlay {
                         "stopped at page {page}: {e}; the next run goes on from that page"
                     ));
                     partial = Some(e.kind);
+                    retry_after = e.retry_after;
                     walk = Walk::Cut { resume: token };
                     break;
                 }
@@ -176,6 +178,7 @@ impl Connector for GooglePlay {
             note: cursor::join_notes([skips.note(), stop_note]),
             aggregate: None,
             partial,
+            retry_after,
         })
     }
 }

@@ -6,7 +6,9 @@
 //!
 //! The query is the source's `query`, or else each of the watch's keywords in turn; the
 //! gap is bounded by the oldest hit read by the queries that were cut, and only they
-//! search it: the others read down to the watermark already (see [`Window::end_query`]).
+//! search it: the others read down to the watermark already (see
+//! [`super::cursor::Window::end_query`]). A keyword added later first walks back within
+//! the first-run look-back on its own (see [`Searches`]).
 
 use std::collections::HashSet;
 
@@ -15,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use url::Url;
 
-use super::cursor::{self, NewestFirst, Skips, Walk, Window};
+use super::cursor::{self, NewestFirst, Searches, Skips};
 use super::http::{join, shown, Http, HttpOptions};
 use super::text::html_to_text;
 use super::{Connector, FetchContext, FetchError, Fetched, Params};
@@ -62,23 +64,27 @@ impl Connector for HackerNews {
             "query",
         )?;
         let http = Http::new(&ctx.http, &self.http);
-        let mut window =
-            Window::newest_first(cursor::load::<NewestFirst>("hackernews", cursor), ctx);
-        let since = window.lower_bound().timestamp();
-        // Inclusive at the top too: the gap's oldest second may hold hits not read yet.
-        let numeric_filters = match window.gap_top() {
-            Some(top) => format!("created_at_i>={since},created_at_i<={}", top.timestamp()),
-            None => format!("created_at_i>={since}"),
-        };
+        let mut searches = Searches::new(
+            cursor::load::<NewestFirst>("hackernews", cursor),
+            &queries,
+            ctx,
+        );
         let mut cut = false;
         let mut skips = Skips::default();
         let mut seen = HashSet::new();
         let mut mentions = Vec::new();
 
         for q in &queries {
+            let window = searches.window(q);
             if window.has_read_query(q) {
                 continue;
             }
+            let since = window.lower_bound().timestamp();
+            // Inclusive at the top too: the gap's oldest second may hold hits not read yet.
+            let numeric_filters = match window.gap_top() {
+                Some(top) => format!("created_at_i>={since},created_at_i<={}", top.timestamp()),
+                None => format!("created_at_i>={since}"),
+            };
             let mut query_cut = false;
             for page in 0..self.max_pages {
                 let mut url = join(&self.base, "search_by_date");
@@ -130,21 +136,17 @@ impl Connector for HackerNews {
             cut |= query_cut;
         }
 
-        let walk = if cut {
-            Walk::Cut { resume: None }
-        } else {
-            Walk::Complete
-        };
         Ok(Fetched {
             mentions,
             note: cursor::join_notes([
                 skips.note(),
                 cut.then(|| cursor::page_limit_note(self.max_pages, "hits")),
             ]),
-            cursor: Some(cursor::save(&window.finish(walk))?),
+            cursor: Some(cursor::save(&searches.finish())?),
             skipped: skips.count,
             aggregate: None,
             partial: None,
+            retry_after: None,
         })
     }
 }

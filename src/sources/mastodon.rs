@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use url::Url;
 
-use super::cursor::{self, Gap, NewestFirst, Skips, Walk, Watermark, Window};
+use super::cursor::{self, Gap, NewestFirst, Skips, Walk, Window};
 use super::http::{Http, HttpOptions, Response};
 use super::text::{html_to_text, language_allowed};
 use super::{Connector, FetchContext, FetchError, Fetched, Params};
@@ -107,8 +107,8 @@ impl Connector for Mastodon {
             None => Some(Window::newest_first(None, ctx)),
             Some(c) => c.gap.clone().map(|gap| {
                 let cursor = NewestFirst {
-                    read: Watermark::default(),
                     gap: Some(gap),
+                    ..NewestFirst::default()
                 };
                 Window::newest_first(Some(cursor), ctx)
             }),
@@ -131,6 +131,7 @@ impl Connector for Mastodon {
         let mut walk = Walk::Complete;
         let mut stop_note = None;
         let mut partial = None;
+        let mut retry_after = None;
         let goes_on = if forward {
             "the next run goes on from the newest status read"
         } else {
@@ -149,6 +150,7 @@ impl Connector for Mastodon {
                 Err(e) => {
                     stop_note = Some(format!("stopped at page {page}: {e}; {goes_on}"));
                     partial = Some(e.kind);
+                    retry_after = e.retry_after;
                     walk = Walk::Cut {
                         resume: oldest_id.clone(),
                     };
@@ -235,6 +237,7 @@ impl Connector for Mastodon {
             note: cursor::join_notes([skips.note(), stop_note]),
             aggregate: None,
             partial,
+            retry_after,
         })
     }
 }

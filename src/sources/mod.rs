@@ -58,6 +58,11 @@ pub struct Fetched {
     /// that failed after others were read, items the service no longer serves): the
     /// run is recorded as partial with this kind.
     pub partial: Option<FetchErrorKind>,
+    /// How long the source asked to be left alone when it rate-limited a page after
+    /// others were read (`Retry-After` of that page's 429 or 503): the fetch keeps what
+    /// was read, and the scheduler does not run the source again before this has passed,
+    /// as for a fetch that failed as a whole (see [`FetchError::retry_after`]).
+    pub retry_after: Option<std::time::Duration>,
     /// The source's own published rating, when it shows one.
     pub aggregate: Option<AggregateRating>,
 }

@@ -313,6 +313,7 @@ impl Connector for Page {
             note: skips.note(),
             aggregate: found.aggregate,
             partial: None,
+            retry_after: None,
         })
     }
 }

@@ -991,7 +991,8 @@ async fn import_file(path: &Path, args: ImportArgs) -> Result<()> {
         .unwrap_or_else(|| import::Format::from_path(&args.file));
     let file = std::fs::File::open(&args.file)
         .with_context(|| format!("cannot open {}", args.file.display()))?;
-    let mut parsed = import::parse_reader(file, format);
+    // Dates without a time are days on the watch's clock.
+    let mut parsed = import::parse_reader(file, format, config.watch_zone(&watch.name));
     for warning in &parsed.warnings {
         eprintln!("{}: warning: {warning}", args.file.display());
     }

@@ -5,6 +5,7 @@
 use std::io::BufRead;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
 use serde_json::{Map, Value};
 
 use crate::domain::{Engagement, Mention};
@@ -66,7 +67,10 @@ impl Format {
 }
 
 /// Reads a whole file's records.
-pub fn parse_reader(mut reader: impl std::io::Read, format: Format) -> Parsed {
+///
+/// `zone` is the watch's: a date written without a time (`2026-11-23`) is that day on
+/// its clock, as the export that wrote it meant it.
+pub fn parse_reader(mut reader: impl std::io::Read, format: Format, zone: Tz) -> Parsed {
     let mut bytes = Vec::new();
     if let Err(e) = reader.read_to_end(&mut bytes) {
         return Parsed {
@@ -90,12 +94,12 @@ pub fn parse_reader(mut reader: impl std::io::Read, format: Format) -> Parsed {
     // first record.
     let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
     match format {
-        Format::Csv => parse_csv(body),
-        Format::Jsonl => parse_jsonl(body),
+        Format::Csv => parse_csv(body, zone),
+        Format::Jsonl => parse_jsonl(body, zone),
     }
 }
 
-fn parse_jsonl(body: &[u8]) -> Parsed {
+fn parse_jsonl(body: &[u8], zone: Tz) -> Parsed {
     let mut out = Parsed::default();
     for (i, line) in body.lines().enumerate() {
         let line_no = i as u64 + 1;
@@ -115,7 +119,7 @@ fn parse_jsonl(body: &[u8]) -> Parsed {
         let result = serde_json::from_str::<Value>(&line)
             .map_err(|e| format!("not valid JSON: {e}"))
             .and_then(|v| match v {
-                Value::Object(map) => mention_from_map(&map),
+                Value::Object(map) => mention_from_map(&map, zone),
                 _ => Err("not a JSON object".to_string()),
             });
         match result {
@@ -158,7 +162,7 @@ impl LineCounter<'_> {
     }
 }
 
-fn parse_csv(body: &[u8]) -> Parsed {
+fn parse_csv(body: &[u8], zone: Tz) -> Parsed {
     let mut out = Parsed::default();
     let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(body);
     let headers: Vec<String> = match rdr.headers() {
@@ -187,7 +191,7 @@ fn parse_csv(body: &[u8]) -> Parsed {
                     .filter(|(_, v)| !v.trim().is_empty())
                     .map(|(h, v)| (h.clone(), Value::String(v.to_string())))
                     .collect();
-                match mention_from_map(&map) {
+                match mention_from_map(&map, zone) {
                     Ok(m) => out.mentions.push(m),
                     Err(error) => out.bad.push(BadRecord { line, error }),
                 }
@@ -279,6 +283,8 @@ fn integer(map: &Map<String, Value>, names: &[&str]) -> Result<Option<i64>, Stri
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reading {
     Text,
+    /// A calendar date without a time, read as midnight UTC.
+    Date,
     UnixSeconds,
     UnixMilliseconds,
 }
@@ -286,7 +292,7 @@ enum Reading {
 impl Reading {
     fn note(self) -> &'static str {
         match self {
-            Reading::Text => "",
+            Reading::Text | Reading::Date => "",
             Reading::UnixSeconds => " (read as Unix seconds)",
             Reading::UnixMilliseconds => " (read as Unix milliseconds)",
         }
@@ -323,7 +329,7 @@ fn read_time(s: &str) -> Option<(DateTime<Utc>, Reading)> {
     if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
         return Some((
             Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0)?),
-            Reading::Text,
+            Reading::Date,
         ));
     }
     from_unix(s.parse::<i64>().ok()?)
@@ -374,7 +380,11 @@ pub fn parse_plausible_time(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>
     }
 }
 
-fn time(map: &Map<String, Value>, names: &[&str]) -> Result<Option<DateTime<Utc>>, String> {
+/// A record's time as written (a date alone: midnight UTC) and how it was read.
+fn time(
+    map: &Map<String, Value>,
+    names: &[&str],
+) -> Result<Option<(DateTime<Utc>, Reading)>, String> {
     let Some((key, value)) = named_field(map, names) else {
         return Ok(None);
     };
@@ -395,11 +405,19 @@ fn time(map: &Map<String, Value>, names: &[&str]) -> Result<Option<DateTime<Utc>
         v => return Err(format!("{key} should be a date, not {v}")),
     };
     match implausible(t, Utc::now()) {
-        None => Ok(Some(t)),
+        None => Ok(Some((t, reading))),
         Some(why) => Err(format!(
             "{key} `{shown}`{}: {why}; use a date like 2026-11-23T14:05:00Z",
             reading.note()
         )),
+    }
+}
+
+/// A time as read, with a date alone moved to the start of that day on `zone`'s clock.
+fn on_the_clock(t: DateTime<Utc>, reading: Reading, zone: Tz) -> DateTime<Utc> {
+    match reading {
+        Reading::Date => crate::trends::local_midnight(zone, t.date_naive()),
+        _ => t,
     }
 }
 
@@ -442,10 +460,15 @@ const FIELDS: &[&[&str]] = &[
 /// `rating`/`stars`, `likes`, `replies`, `reposts`, `language`/`lang`,
 /// `published_at`/`date`/`created_at`, `owner_reply`/`reply`, `owner_reply_at`/`reply_at`.
 /// Without an id, one is derived from author, date and text so re-importing is idempotent.
-pub fn mention_from_map(map: &Map<String, Value>) -> Result<Mention, String> {
+///
+/// A date without a time is the start of that day on `zone`'s clock (the watch's), so a
+/// review dated 23 November counts on the 23rd there, not on the evening before.
+pub fn mention_from_map(map: &Map<String, Value>, zone: Tz) -> Result<Mention, String> {
     let text = string(map, TEXT).unwrap_or_default();
     let title = string(map, TITLE);
-    let published_at = time(map, PUBLISHED_AT)?.ok_or("published_at (or date) is missing")?;
+    let (as_written, reading) =
+        time(map, PUBLISHED_AT)?.ok_or("published_at (or date) is missing")?;
+    let published_at = on_the_clock(as_written, reading, zone);
     let rating = match integer(map, RATING)? {
         None => None,
         Some(r) if (1..=5).contains(&r) => Some(r as u8),
@@ -458,7 +481,9 @@ pub fn mention_from_map(map: &Map<String, Value>) -> Result<Mention, String> {
             let key = format!(
                 "{}|{}|{}",
                 author.as_deref().unwrap_or(""),
-                published_at.timestamp(),
+                // As written (a date alone at midnight UTC), as earlier versions derived
+                // it: re-importing a file gives its records the ids they have.
+                as_written.timestamp(),
                 text
             );
             format!(
@@ -489,7 +514,8 @@ pub fn mention_from_map(map: &Map<String, Value>) -> Result<Mention, String> {
         language: string(map, LANGUAGE),
         published_at,
         owner_reply: string(map, OWNER_REPLY),
-        owner_reply_at: time(map, OWNER_REPLY_AT)?,
+        owner_reply_at: time(map, OWNER_REPLY_AT)?
+            .map(|(t, reading)| on_the_clock(t, reading, zone)),
         extra: field(map, EXTRA).cloned(),
     };
     m.validate()?;
@@ -507,7 +533,7 @@ mod tests {
                    r2,Bob,9,2026-11-02,Broke after a week\n\
                    r3,Cy,2,yesterday,Meh\n\
                    r4,Di,1,2026-11-03T10:00:00Z,\"Leaks, \"\"badly\"\"\"\n";
-        let p = parse_reader(csv.as_bytes(), Format::Csv);
+        let p = parse_reader(csv.as_bytes(), Format::Csv, chrono_tz::UTC);
         assert_eq!(p.mentions.len(), 2);
         assert_eq!(p.mentions[1].text, "Leaks, \"badly\"");
         assert_eq!(p.bad.len(), 2);
@@ -524,7 +550,7 @@ mod tests {
                     \n\
                     [1,2]\n\
                     {\"text\":\"no id\",\"date\":1763000000,\"likes\":\"3\"}\n";
-        let p = parse_reader(data.as_bytes(), Format::Jsonl);
+        let p = parse_reader(data.as_bytes(), Format::Jsonl, chrono_tz::UTC);
         assert_eq!(p.mentions.len(), 2);
         assert!(p.mentions[1].external_id.starts_with("derived:"));
         assert_eq!(p.mentions[1].engagement.likes, 3);
@@ -535,8 +561,8 @@ mod tests {
     #[test]
     fn derived_ids_are_stable() {
         let data = "{\"text\":\"same\",\"date\":\"2026-11-01\",\"author\":\"x\"}\n";
-        let a = parse_reader(data.as_bytes(), Format::Jsonl);
-        let b = parse_reader(data.as_bytes(), Format::Jsonl);
+        let a = parse_reader(data.as_bytes(), Format::Jsonl, chrono_tz::UTC);
+        let b = parse_reader(data.as_bytes(), Format::Jsonl, chrono_tz::UTC);
         assert_eq!(a.mentions[0].external_id, b.mentions[0].external_id);
     }
 
@@ -546,7 +572,7 @@ mod tests {
             .enumerate()
             .map(|(i, d)| format!("{{\"id\":\"m{i}\",\"text\":\"t\",\"date\":{d}}}\n"))
             .collect();
-        parse_reader(data.as_bytes(), Format::Jsonl)
+        parse_reader(data.as_bytes(), Format::Jsonl, chrono_tz::UTC)
     }
 
     #[test]
@@ -598,7 +624,7 @@ mod tests {
     #[test]
     fn a_reply_date_is_checked_too() {
         let data = "{\"id\":\"a\",\"text\":\"t\",\"date\":\"2026-11-01\",\"reply_at\":2026}\n";
-        let p = parse_reader(data.as_bytes(), Format::Jsonl);
+        let p = parse_reader(data.as_bytes(), Format::Jsonl, chrono_tz::UTC);
         assert!(
             p.bad[0]
                 .error
@@ -626,11 +652,11 @@ mod tests {
     fn a_byte_order_mark_is_no_part_of_the_first_record() {
         let data = "\u{feff}{\"id\":\"a\",\"text\":\"first\",\"date\":\"2026-11-01\"}\n\
                     {\"id\":\"b\",\"text\":\"second\",\"date\":\"2026-11-02\"}\n";
-        let p = parse_reader(data.as_bytes(), Format::Jsonl);
+        let p = parse_reader(data.as_bytes(), Format::Jsonl, chrono_tz::UTC);
         assert!(p.bad.is_empty(), "{:?}", p.bad);
         assert_eq!(p.mentions.len(), 2);
         let csv = "\u{feff}id,date,text\nr1,2026-11-01,first\n";
-        let p = parse_reader(csv.as_bytes(), Format::Csv);
+        let p = parse_reader(csv.as_bytes(), Format::Csv, chrono_tz::UTC);
         assert_eq!(p.mentions[0].external_id, "r1");
         assert!(p.warnings.is_empty(), "{:?}", p.warnings);
     }
@@ -641,7 +667,7 @@ mod tests {
             .into_iter()
             .chain("id,date,text\n".encode_utf16().flat_map(u16::to_le_bytes))
             .collect();
-        let p = parse_reader(utf16.as_slice(), Format::Csv);
+        let p = parse_reader(utf16.as_slice(), Format::Csv, chrono_tz::UTC);
         assert!(p.mentions.is_empty());
         assert_eq!(p.bad.len(), 1);
         assert!(p.bad[0].error.contains("UTF-16"), "{:?}", p.bad);
@@ -663,10 +689,38 @@ mod tests {
         ];
         for end in ["\n", "\r\n"] {
             let data = rows.join(end) + end;
-            let p = parse_reader(data.as_bytes(), Format::Csv);
+            let p = parse_reader(data.as_bytes(), Format::Csv, chrono_tz::UTC);
             let lines: Vec<u64> = p.bad.iter().map(|b| b.line).collect();
             assert_eq!(lines, vec![2, 8, 10], "{end:?}: {:?}", p.bad);
             assert_eq!(p.mentions.len(), 2);
+        }
+    }
+
+    #[test]
+    fn a_date_alone_is_that_day_on_the_watch_s_clock_and_keeps_its_derived_id() {
+        let data = "{\"author\":\"Ann\",\"date\":\"2026-11-23\",\"text\":\"ok\",\"reply\":\"thanks\",\"reply_at\":\"2026-11-24\"}\n\
+                    {\"id\":\"r2\",\"date\":\"2026-11-23T14:05:00Z\",\"text\":\"ok\"}\n\
+                    {\"id\":\"r3\",\"date\":\"2026-11-23 14:05\",\"text\":\"ok\"}\n";
+        let utc = parse_reader(data.as_bytes(), Format::Jsonl, chrono_tz::UTC);
+        let ny = parse_reader(data.as_bytes(), Format::Jsonl, chrono_tz::America::New_York);
+        let tokyo = parse_reader(data.as_bytes(), Format::Jsonl, chrono_tz::Asia::Tokyo);
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        assert_eq!(utc.mentions[0].published_at, t("2026-11-23T00:00:00Z"));
+        // Midnight in New York (EST) and in Tokyo.
+        assert_eq!(ny.mentions[0].published_at, t("2026-11-23T05:00:00Z"));
+        assert_eq!(tokyo.mentions[0].published_at, t("2026-11-22T15:00:00Z"));
+        assert_eq!(
+            ny.mentions[0].owner_reply_at,
+            Some(t("2026-11-24T05:00:00Z"))
+        );
+        // A record without an id keeps the id earlier versions derived for it, whatever
+        // the zone, so a file imported before is not stored again.
+        assert_eq!(utc.mentions[0].external_id, ny.mentions[0].external_id);
+        assert_eq!(utc.mentions[0].external_id, tokyo.mentions[0].external_id);
+        // Times are read as written (with a zone, or UTC without one).
+        for p in [&utc, &ny, &tokyo] {
+            assert_eq!(p.mentions[1].published_at, t("2026-11-23T14:05:00Z"));
+            assert_eq!(p.mentions[2].published_at, t("2026-11-23T14:05:00Z"));
         }
     }
 
@@ -675,6 +729,7 @@ mod tests {
         let p = parse_reader(
             "id,date,text,Stars,sentiment,Notes\nr1,2026-11-01,ok,5,pos,x\n".as_bytes(),
             Format::Csv,
+            chrono_tz::UTC,
         );
         assert_eq!(
             p.warnings,
@@ -683,7 +738,11 @@ mod tests {
                  (see the accepted field names in the README)"
             ]
         );
-        let p = parse_reader("id;date;text\nr1;2026-11-01;ok\n".as_bytes(), Format::Csv);
+        let p = parse_reader(
+            "id;date;text\nr1;2026-11-01;ok\n".as_bytes(),
+            Format::Csv,
+            chrono_tz::UTC,
+        );
         assert_eq!(p.warnings.len(), 1);
         assert!(
             p.warnings[0].contains("separated by semicolons"),
@@ -693,6 +752,7 @@ mod tests {
         let p = parse_reader(
             "id\tdate\ttext\nr1\t2026-11-01\tok\n".as_bytes(),
             Format::Csv,
+            chrono_tz::UTC,
         );
         assert!(
             p.warnings[0].contains("separated by tabs"),
@@ -704,7 +764,7 @@ mod tests {
     #[test]
     fn repeated_ids_keep_the_last_and_are_counted() {
         let csv = "id,date,text\nr1,2026-11-01,old\nr2,2026-11-01,b\nr1,2026-11-02,new\nr1,2026-11-03,newest\n";
-        let mut p = parse_reader(csv.as_bytes(), Format::Csv);
+        let mut p = parse_reader(csv.as_bytes(), Format::Csv, chrono_tz::UTC);
         assert_eq!(p.keep_last_of_repeated(), 2);
         let texts: Vec<&str> = p.mentions.iter().map(|m| m.text.as_str()).collect();
         assert_eq!(texts, vec!["b", "newest"]);

@@ -133,11 +133,15 @@ async fn push(
         Ok(None) => return error(StatusCode::NOT_FOUND, format!("no watch named `{watch}`")),
         Err(e) => return store_failed(e),
     };
+    // Dates without a time are days on the watch's clock.
+    let zone = state.pipeline.config.watch_zone(watch);
     let mut mentions = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let parsed = match item.as_object() {
-            Some(map) => crate::import::mention_from_map(map).and_then(|m| m.validate().map(|_| m)),
+            Some(map) => {
+                crate::import::mention_from_map(map, zone).and_then(|m| m.validate().map(|_| m))
+            }
             None => Err("not a JSON object".to_string()),
         };
         match parsed {

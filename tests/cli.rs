@@ -785,3 +785,40 @@ fn mentions_and_alerts_show_times_on_the_watchs_clock() {
         "{out}"
     );
 }
+
+#[test]
+fn an_imported_date_without_a_time_is_that_day_on_the_watch_s_clock() {
+    let dir = tempdir();
+    write_config(dir.path());
+    let env = [("ZMOT__WATCH__0__TIMEZONE", "America/New_York")];
+    std::fs::write(
+        dir.path().join("r.csv"),
+        "id,author,rating,date,text\n\
+         r1,Ann,5,2026-11-22T23:30:00-05:00,Late on the 22nd\n\
+         r2,Bob,1,2026-11-23,Dated the 23rd\n",
+    )
+    .unwrap();
+    let o = zmot(
+        dir.path(),
+        &["import", "r.csv", "--watch", "Example Notes"],
+        &env,
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    let o = zmot(
+        dir.path(),
+        &[
+            "mentions",
+            "--watch",
+            "Example Notes",
+            "--since",
+            "2026-11-23",
+        ],
+        &env,
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    // The 23rd in New York, not 19:00 on the 22nd (midnight UTC).
+    assert!(out.contains("2026-11-23 00:00 EST"), "{out}");
+    assert!(out.contains("Dated the 23rd"), "{out}");
+    assert!(!out.contains("Late on the 22nd"), "{out}");
+}

@@ -160,8 +160,8 @@ impl Pipeline {
             fetched.note,
             fetched.retry_after.map(|wait| {
                 format!(
-                    "the source asks to wait {} s (Retry-After): its next scheduled run waits \
-                     at least {} s",
+                    "the source asks to wait {} s (Retry-After, or its rate limit's reset): \
+                     its next scheduled run waits at least {} s",
                     wait.as_secs(),
                     crate::scheduler::retry_wait(Some(wait)).num_seconds()
                 )

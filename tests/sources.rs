@@ -1486,12 +1486,15 @@ async fn mastodon_stops_paging_when_the_rate_limit_is_spent() {
         query_has(TAG_PATH, "max_id=113456300000000000"),
         Reply::fixture("mastodon/tag_page3.json"),
     );
+    // The limit resets in ten minutes.
+    let reset = (chrono::Utc::now() + chrono::Duration::minutes(10))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     srv.on(
         TAG_PATH,
         Reply::fixture("mastodon/tag_page1.json")
             .header("x-ratelimit-limit", "300")
             .header("x-ratelimit-remaining", "0")
-            .header("x-ratelimit-reset", "2026-11-05T00:05:00.000Z")
+            .header("x-ratelimit-reset", &reset)
             .header(
                 "link",
                 &link(&srv, &[("next", "limit=3&max_id=113456600000000000")]),
@@ -1515,10 +1518,12 @@ async fn mastodon_stops_paging_when_the_rate_limit_is_spent() {
     );
     let note = f.note.clone().unwrap();
     assert!(
-        note.contains("rate limit reached after page 1")
-            && note.contains("2026-11-05T00:05:00.000Z"),
+        note.contains("rate limit reached after page 1") && note.contains(&reset),
         "{note}"
     );
+    // The source's next run waits for the reset.
+    let wait = f.retry_after.expect("the wait until the reset").as_secs();
+    assert!((590..=600).contains(&wait), "{wait}");
     // The first run walks back from the newest status: the cursor keeps the gap below
     // the oldest status read, and the next runs read it before anything newer.
     assert!(note.contains("the next run goes on"), "{note}");

@@ -201,6 +201,15 @@ impl Connector for Mastodon {
                 stop_note = Some(format!(
                     "rate limit reached after page {page} (resets {reset}); {goes_on}"
                 ));
+                // The next run waits for the reset (an RFC 3339 time), as it would for
+                // a Retry-After: one sooner would only be refused.
+                retry_after = chrono::DateTime::parse_from_rfc3339(reset.trim())
+                    .ok()
+                    .and_then(|at| {
+                        (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
+                            .to_std()
+                            .ok()
+                    });
                 walk = Walk::Cut {
                     resume: oldest_id.clone(),
                 };

@@ -263,6 +263,20 @@ impl Evaluation<'_> {
             .await
     }
 
+    /// The sources whose stored history begins at or before `settled_ms` (epoch ms), by
+    /// id, with their name and where their history begins: the ones a rule comparing a
+    /// window with the time before it may count, since the time before was watched.
+    async fn watched_since(&self, settled_ms: i64) -> Result<HashMap<i64, (String, i64)>> {
+        Ok(self
+            .store
+            .history_starts(self.watch_id)
+            .await?
+            .into_iter()
+            .filter(|(_, _, first)| *first <= settled_ms)
+            .map(|(id, name, first)| (id, (name, first)))
+            .collect())
+    }
+
     /// Rule 1: the buyer's view of a rated source averages under the threshold.
     pub async fn buyer_view_rating(&self) -> Result<Vec<NewAlert>> {
         let s = self.settings;
@@ -326,14 +340,7 @@ impl Evaluation<'_> {
         // would look like quiet days. And the baseline is only the windows after the
         // start of the history of every source counted.
         let settled = w.max(Duration::days(7).num_milliseconds());
-        let history_start: HashMap<i64, (String, i64)> = self
-            .store
-            .history_starts(self.watch_id)
-            .await?
-            .into_iter()
-            .filter(|(_, _, first)| *first <= start_ms - settled)
-            .map(|(id, name, first)| (id, (name, first)))
-            .collect();
+        let history_start = self.watched_since(start_ms - settled).await?;
         let negatives_at: Vec<(i64, i64)> = self
             .store
             .negative_times(self.watch_id, base_from, self.now)
@@ -453,27 +460,36 @@ impl Evaluation<'_> {
         Ok(out)
     }
 
-    /// Rule 4: this week's mean sentiment well under the four weeks before.
+    /// Rule 4: this week's mean sentiment well under the four weeks before. Only watched
+    /// time counts, as for the spike: a source counts once its stored history begins a
+    /// week before this week, and the weeks before are cut to after the start of the
+    /// history of the sources counted; so a new source whose first fetch brings a bad
+    /// week is not compared with weeks nobody read it, nor a first fetch with a day or two.
     pub async fn sentiment_drop(&self) -> Result<Vec<NewAlert>> {
         let s = self.settings;
         let week_start = self.now - Duration::days(7);
+        let counted = self
+            .watched_since((week_start - Duration::days(7)).timestamp_millis())
+            .await?;
+        let sources: Vec<i64> = counted.keys().copied().collect();
+        let watched_from = counted
+            .values()
+            .map(|(_, first)| *first)
+            .max()
+            .and_then(DateTime::<Utc>::from_timestamp_millis);
+        let base_from = (week_start - Duration::days(28)).max(watched_from.unwrap_or(week_start));
         let this = self
             .store
-            .period_stats(
+            .period_stats_of_sources(
                 self.watch_id,
-                None,
+                &sources,
                 week_start,
                 self.now + Duration::minutes(1),
             )
             .await?;
         let before = self
             .store
-            .period_stats(
-                self.watch_id,
-                None,
-                week_start - Duration::days(28),
-                week_start,
-            )
+            .period_stats_of_sources(self.watch_id, &sources, base_from, week_start)
             .await?;
         let (Some(now_mean), Some(base_mean)) = (this.mean_sentiment, before.mean_sentiment) else {
             return Ok(Vec::new());
@@ -494,6 +510,7 @@ impl Evaluation<'_> {
             })
             .await?;
         let mut worst = worst;
+        worst.retain(|m| counted.values().any(|(name, _)| *name == m.source));
         worst.sort_by(|a, b| {
             let sa = a.sentiment.map(|x| x.score).unwrap_or(0.0);
             let sb = b.sentiment.map(|x| x.score).unwrap_or(0.0);
@@ -513,8 +530,9 @@ impl Evaluation<'_> {
             ),
             summary: format!(
                 "The mean sentiment of the last 7 days ({} mentions) is {now_mean:+.2}, against \
-                 {base_mean:+.2} over the four weeks before ({} mentions).",
+                 {base_mean:+.2} over the {} days before ({} mentions).",
                 this.scored(),
+                (week_start - base_from).num_days(),
                 before.scored()
             ),
             action:

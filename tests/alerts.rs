@@ -1437,3 +1437,88 @@ async fn two_workers_delivering_at_once_send_each_email_once_to_each_recipient()
         assert_eq!((before, got.len()), (24, 24), "{}", db.label);
     }
 }
+
+/// `n` mentions of `source` scored `score` (neutral, negative or positive by its sign),
+/// ids `{prefix}0`.., one every `every_hours` hours, the newest `newest_hours` before `t`.
+fn scored_run(prefix: &str, n: i64, score: f32, every_hours: i64, newest: DateTime<Utc>) -> Vec<M> {
+    let label = if score > 0.05 {
+        Label::Positive
+    } else if score < -0.05 {
+        Label::Negative
+    } else {
+        Label::Neutral
+    };
+    (0..n)
+        .map(|i| {
+            m(
+                &format!("{prefix}{i}"),
+                "it is what it is",
+                None,
+                label,
+                score,
+                newest - Duration::hours(every_hours * i),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_source_is_not_a_sentiment_drop() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let c = config_with(
+            "\n[[watch]]\nname = \"Shop\"\nrecipients = [\"shop@acme.test\"]\n[watch.alerts]\n\
+             disabled = [\"negative_spike\", \"keyword\", \"severe_mention\", \"buyer_view_rating\"]\n",
+        );
+        let t = now();
+        let drop = || async {
+            open_rules(store, "Shop")
+                .await
+                .contains(&"sentiment_drop".to_string())
+        };
+        // "posts": five weeks of mildly positive mentions, two a day, fourteen this week.
+        let posts = source(store, &c, "Shop", "posts").await;
+        put(
+            store,
+            &posts,
+            &scored_run("p", 70, 0.3, 12, t - Duration::hours(2)),
+        )
+        .await;
+        check_watch(store, &c, "Shop", t).await.unwrap();
+        assert!(!drop().await, "{}", db.label);
+        // A new source's first fetch: twelve negative mentions of this week. The week is
+        // worse than the four before only because nobody looked at reddit then.
+        let reddit = source(store, &c, "Shop", "reddit").await;
+        put(
+            store,
+            &reddit,
+            &scored_run("r", 12, -0.3, 12, t - Duration::hours(1)),
+        )
+        .await;
+        check_watch(store, &c, "Shop", t).await.unwrap();
+        assert!(!drop().await, "{}", db.label);
+        // The source with history is still watched: its own week turning negative is a drop.
+        put(
+            store,
+            &posts,
+            &scored_run("q", 12, -0.4, 12, t - Duration::hours(3)),
+        )
+        .await;
+        check_watch(store, &c, "Shop", t).await.unwrap();
+        assert!(drop().await, "a drop on posts, {}", db.label);
+
+        // A new watch's first fetch brings nine days: two good ones, then a bad week.
+        // Two days are not four weeks of what is usual.
+        let c = config_with(
+            "\n[[watch]]\nname = \"Blog\"\nrecipients = [\"blog@acme.test\"]\n[watch.alerts]\n\
+             disabled = [\"negative_spike\", \"keyword\", \"severe_mention\", \"buyer_view_rating\"]\n",
+        );
+        let blog = source(store, &c, "Blog", "blog").await;
+        let mut feed = scored_run("g", 4, 0.4, 12, t - Duration::days(7) - Duration::hours(1));
+        feed.extend(scored_run("b", 12, -0.3, 12, t - Duration::hours(1)));
+        put(store, &blog, &feed).await;
+        check_watch(store, &c, "Blog", t).await.unwrap();
+        let blog_open = open_rules(store, "Blog").await;
+        assert!(blog_open.is_empty(), "{blog_open:?} on {}", db.label);
+    }
+}

@@ -1634,3 +1634,35 @@ async fn a_drop_or_a_spike_back_just_under_its_threshold_stays_open_until_clearl
         assert!(!spiky().await, "recovered, {}", db.label);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_answers_nothing_is_given_up_within_the_timeout_not_the_lease() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        // A server on 127.0.0.1 that takes the connection and never says a word: the
+        // connection is made at once, so only a deadline on the whole send ends it.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                held.push(conn);
+            }
+        });
+        let c = queue_one_alert(store, port).await;
+        let mailer = Mailer::from_config(&c.email).unwrap();
+        let started = std::time::Instant::now();
+        let report = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            notify::deliver_due(store, &mailer, "w1"),
+        )
+        .await
+        .expect("the send ends by its 2-second timeout")
+        .unwrap();
+        let took = started.elapsed();
+        assert_eq!((report.sent, report.retrying), (0, 1), "{}", db.label);
+        assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+        assert_eq!(outbox_count(store), 1, "still queued for a retry");
+        silent.abort();
+    }
+}

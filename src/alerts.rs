@@ -3,7 +3,9 @@
 //!
 //! - A condition (same watch, same condition key) with an open alert is not announced
 //!   again while it persists; a reminder goes out at most every `reminder_hours`.
-//! - When it clears, the alert is resolved and one "resolved" line goes out.
+//! - When it clears, the alert is resolved and one "resolved" line goes out. A rule
+//!   clears an open condition only once its value is clearly back (the resolve margins
+//!   in `rules`), so a value hovering at a threshold keeps its alert open.
 //! - An alert acknowledged on the dashboard gets no more reminders (a worse severity is
 //!   still announced); a snoozed one stays quiet until its snooze ends.
 //! - After a notification (opened, reminder or resolved), the same condition is not
@@ -270,14 +272,16 @@ pub async fn check_watch(
         .watch(watch_name)
         .ok_or_else(|| anyhow::anyhow!("watch `{watch_name}` is not in the configuration"))?;
     let settings = &wcfg.alerts;
+    // The open alerts first: a condition with one clears only by its rule's margin.
+    let open = store.open_alerts(watch.id).await?;
     let evaluation = crate::rules::Evaluation {
         store,
         watch_id: watch.id,
         settings,
         now,
+        open: &open,
     };
     let findings = evaluation.findings().await?;
-    let open = store.open_alerts(watch.id).await?;
     let planned = plan(store, watch.id, settings, &open, &findings, now).await?;
     let mut report = CheckReport::default();
     let mut notices = Vec::new();

@@ -140,6 +140,8 @@ pub struct Smtp {
     /// Name of the environment variable that holds the password.
     #[serde(default = "default_password_env")]
     pub password_env: String,
+    /// The longest one recipient's send may take, from connecting to the server's
+    /// acceptance; at most `notify::MAX_SMTP_TIMEOUT_SECS`, within the email's lease.
     #[serde(default = "default_smtp_timeout")]
     pub timeout_secs: u64,
 }
@@ -1189,6 +1191,17 @@ fn validate(c: &Config) -> Vec<(Vec<Seg>, String)> {
         if smtp.host.trim().is_empty() {
             out.push((vec![k("email"), k("smtp"), k("host")], "is empty".into()));
         }
+        let most = crate::notify::MAX_SMTP_TIMEOUT_SECS;
+        if !(1..=most).contains(&smtp.timeout_secs) {
+            out.push((
+                vec![k("email"), k("smtp"), k("timeout_secs")],
+                format!(
+                    "must be between 1 and {most} seconds: a send must end within the \
+                     email's {}-minute lease, or another worker may send it again",
+                    crate::notify::EMAIL_LEASE_MS / 60_000
+                ),
+            ));
+        }
         if smtp.password_env.trim().is_empty() {
             out.push((
                 vec![k("email"), k("smtp"), k("password_env")],
@@ -1677,6 +1690,25 @@ params = { query = "acme" }
         // Different names usually land on different minutes; the same name always the same.
         assert_eq!(expr, s.cron_expression("w"));
         let _ = other.cron_expression("w");
+    }
+
+    #[test]
+    fn an_smtp_timeout_longer_than_the_lease_allows_is_refused_at_its_line() {
+        let text = |secs: u64| {
+            format!("[email]\nfrom = \"a@b.test\"\n\n[email.smtp]\nhost = \"mail.test\"\ntimeout_secs = {secs}\n")
+        };
+        let err = parse(&text(3600), "c.toml", &[]).unwrap_err();
+        let msgs: Vec<String> = err.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(msgs.len(), 1, "{msgs:?}");
+        assert!(
+            msgs[0].starts_with(
+                "c.toml:6: email.smtp.timeout_secs: must be between 1 and 240 seconds"
+            ),
+            "{msgs:?}"
+        );
+        assert!(parse(&text(0), "c.toml", &[]).is_err());
+        let c = parse(&text(240), "c.toml", &[]).unwrap();
+        assert_eq!(c.email.smtp.unwrap().timeout_secs, 240);
     }
 
     #[test]

@@ -79,6 +79,9 @@ pub enum Mailer {
     Smtp {
         transport: AsyncSmtpTransport<Tokio1Executor>,
         from: String,
+        /// The longest one envelope may take, connection to acceptance
+        /// (`email.smtp.timeout_secs`).
+        deadline: Duration,
     },
     /// No SMTP server configured: each message becomes a file.
     Folder(PathBuf),
@@ -110,6 +113,7 @@ impl Mailer {
         Ok(Mailer::Smtp {
             transport: builder.build(),
             from: email.from.clone(),
+            deadline: Duration::from_secs(smtp.timeout_secs),
         })
     }
 
@@ -132,7 +136,11 @@ impl Mailer {
 
     async fn deliver(&self, email: &OutboxEmail, to: &[String]) -> Result<String, Failure> {
         match self {
-            Mailer::Smtp { transport, from } => {
+            Mailer::Smtp {
+                transport,
+                from,
+                deadline,
+            } => {
                 let from: Mailbox = from.parse().map_err(|e| {
                     Failure::Unreachable(anyhow::anyhow!("bad sender address: {e}"))
                 })?;
@@ -146,10 +154,21 @@ impl Mailer {
                     .collect::<Result<Vec<_>, _>>()?;
                 let envelope = lettre::address::Envelope::new(Some(from.email), to)
                     .map_err(|e| Failure::Unreachable(e.into()))?;
-                match transport
-                    .send_raw(&envelope, email.message.as_bytes())
-                    .await
-                {
+                // lettre's timeout bounds only the connection: a server that takes it
+                // and then stalls would hold the send past the email's lease, and another
+                // worker would send the email again. The whole envelope gets the deadline.
+                let sent = tokio::time::timeout(
+                    *deadline,
+                    transport.send_raw(&envelope, email.message.as_bytes()),
+                )
+                .await
+                .map_err(|_| {
+                    Failure::Unreachable(anyhow::anyhow!(
+                        "the SMTP server did not take the email within {} s",
+                        deadline.as_secs()
+                    ))
+                })?;
+                match sent {
                     Ok(response) => {
                         Ok(format!("accepted by the SMTP server ({})", response.code()))
                     }
@@ -226,7 +245,13 @@ pub struct DeliveryReport {
 }
 
 /// How long a claimed email is a worker's, renewed before each recipient.
-const EMAIL_LEASE_MS: i64 = 5 * 60 * 1000;
+pub const EMAIL_LEASE_MS: i64 = 5 * 60 * 1000;
+
+/// The most `email.smtp.timeout_secs` may be. The lease is renewed before each
+/// recipient's envelope, so it must outlast one envelope (which the timeout bounds as a
+/// whole, see `Mailer::deliver`), the write recording it and the next renewal: four of
+/// its five minutes for the send leave one for the database.
+pub const MAX_SMTP_TIMEOUT_SECS: u64 = (EMAIL_LEASE_MS / 1000) as u64 - 60;
 
 /// Delay before the next attempt: 1 min, 2, 4, ... capped at 2 hours.
 pub fn backoff(attempts: i64) -> Duration {

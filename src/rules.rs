@@ -13,6 +13,16 @@
 //! Only watched time counts: a source's mentions count once its stored history begins
 //! a week before the window, and the baseline is cut to the windows after the start of
 //! the history of the sources counted, so a first fetch is not compared with empty days.
+//!
+//! Hysteresis: a condition that opened an alert clears only once its value is clearly
+//! back, so a value hovering at a threshold keeps one alert open (reminded as usual)
+//! instead of resolving and reopening at every crossing. While its alert is open, the
+//! buyer's view holds until it averages `RESOLVE_MARGIN_STARS` over the threshold, the
+//! drop until it is `RESOLVE_MARGIN_SENTIMENT` under `sentiment_drop`, and the spike until
+//! the window would not alert even at the next more sensitive level
+//! (`RESOLVE_SPIKE_LEVEL_FACTOR` times the chance) or holds fewer than `spike_min_count`
+//! minus `RESOLVE_MARGIN_SPIKE_COUNT` negatives. Severe mentions and crisis terms are
+//! about single mentions, which are answered or age out, not a value that hovers.
 
 use std::collections::HashMap;
 
@@ -23,6 +33,21 @@ use crate::config::AlertSettings;
 use crate::domain::Label;
 use crate::store::{AlertRow, Evidence, MentionQuery, NewAlert, Store, StoredMention};
 use crate::trends;
+
+/// Stars over `buyer_view_threshold` the buyer's view must reach to resolve its alert.
+pub const RESOLVE_MARGIN_STARS: f64 = 0.05;
+
+/// How far under `sentiment_drop` the drop must fall to resolve its alert.
+pub const RESOLVE_MARGIN_SENTIMENT: f64 = 0.05;
+
+/// An open spike holds while the window's chance under the usual rate is under this many
+/// times the sensitivity's level: the next more sensitive level (levels are a factor of
+/// ten apart).
+pub const RESOLVE_SPIKE_LEVEL_FACTOR: f64 = 10.0;
+
+/// An open spike holds while the window has at least `spike_min_count` minus this many
+/// negatives.
+pub const RESOLVE_MARGIN_SPIKE_COUNT: u32 = 1;
 
 /// Evidence items kept per alert.
 const MAX_EVIDENCE: usize = 5;
@@ -173,6 +198,8 @@ pub struct Evaluation<'a> {
     pub watch_id: i64,
     pub settings: &'a AlertSettings,
     pub now: DateTime<Utc>,
+    /// The watch's open alerts: their conditions clear only by the resolve margins.
+    pub open: &'a [AlertRow],
 }
 
 impl Evaluation<'_> {
@@ -244,12 +271,17 @@ impl Evaluation<'_> {
                 s.spike_window_hours
             ),
             "sentiment_drop" => format!(
-                "Sentiment back within {:.2} of the four weeks before",
-                s.sentiment_drop
+                "Sentiment back within {:.2} of the weeks before",
+                (f64::from(s.sentiment_drop) - RESOLVE_MARGIN_SENTIMENT).max(0.0)
             ),
             _ => format!("{}: no longer the case", alert.title),
         };
         Ok(holds)
+    }
+
+    /// Whether the condition has an open alert, which then clears only by its margin.
+    fn is_open(&self, condition_key: &str) -> bool {
+        self.open.iter().any(|a| a.condition_key == condition_key)
     }
 
     async fn recent(&self, days: i64) -> Result<Vec<StoredMention>> {
@@ -263,6 +295,20 @@ impl Evaluation<'_> {
             .await
     }
 
+    /// The sources whose stored history begins at or before `settled_ms` (epoch ms), by
+    /// id, with their name and where their history begins: the ones a rule comparing a
+    /// window with the time before it may count, since the time before was watched.
+    async fn watched_since(&self, settled_ms: i64) -> Result<HashMap<i64, (String, i64)>> {
+        Ok(self
+            .store
+            .history_starts(self.watch_id)
+            .await?
+            .into_iter()
+            .filter(|(_, _, first)| *first <= settled_ms)
+            .map(|(id, name, first)| (id, (name, first)))
+            .collect())
+    }
+
     /// Rule 1: the buyer's view of a rated source averages under the threshold.
     pub async fn buyer_view_rating(&self) -> Result<Vec<NewAlert>> {
         let s = self.settings;
@@ -271,7 +317,16 @@ impl Evaluation<'_> {
             let Some(avg) = view.average_rating else {
                 continue;
             };
-            if view.reviews.len() < s.buyer_view_min_reviews || avg >= s.buyer_view_threshold {
+            let condition_key = format!("buyer_view_rating:{}", view.source_id);
+            let threshold = s.buyer_view_threshold;
+            // An open alert resolves only once the view is clearly back (at most 5 stars,
+            // which a view can reach).
+            let clear_at = if self.is_open(&condition_key) {
+                (threshold + RESOLVE_MARGIN_STARS).min(5.0)
+            } else {
+                threshold
+            };
+            if view.reviews.len() < s.buyer_view_min_reviews || avg >= clear_at {
                 continue;
             }
             let low: Vec<&StoredMention> = view
@@ -284,23 +339,33 @@ impl Evaluation<'_> {
             } else {
                 "amber"
             };
+            let title = if avg < threshold {
+                format!(
+                    "{}: buyers now see {avg:.1} stars (under {threshold:.1})",
+                    view.source
+                )
+            } else {
+                format!(
+                    "{}: buyers now see {avg:.2} stars, not yet {clear_at:.2} again",
+                    view.source
+                )
+            };
             out.push(NewAlert {
                 rule: "buyer_view_rating".into(),
-                condition_key: format!("buyer_view_rating:{}", view.source_id),
+                condition_key,
                 severity: severity.into(),
-                title: format!(
-                    "{}: buyers now see {avg:.1} stars (under {:.1})",
-                    view.source, s.buyer_view_threshold
-                ),
+                title,
                 summary: format!(
-                    "The {} most recent reviews on {} average {avg:.1} stars; {} of them have 1 or 2 stars.{}",
+                    "The {} most recent reviews on {} average {avg:.1} stars; {} of them have 1 or 2 stars.{} \
+                     The alert resolves once they average {:.2} or more.",
                     view.reviews.len(),
                     view.source,
                     low.len(),
                     view.published
                         .as_ref()
                         .map(|p| format!(" The source shows {:.1} overall.", p.rating))
-                        .unwrap_or_default()
+                        .unwrap_or_default(),
+                    (threshold + RESOLVE_MARGIN_STARS).min(5.0)
                 ),
                 action: "Reply to the low-star reviews buyers see first, fix what they report, \
                          and invite recent happy customers to review."
@@ -326,14 +391,7 @@ impl Evaluation<'_> {
         // would look like quiet days. And the baseline is only the windows after the
         // start of the history of every source counted.
         let settled = w.max(Duration::days(7).num_milliseconds());
-        let history_start: HashMap<i64, (String, i64)> = self
-            .store
-            .history_starts(self.watch_id)
-            .await?
-            .into_iter()
-            .filter(|(_, _, first)| *first <= start_ms - settled)
-            .map(|(id, name, first)| (id, (name, first)))
-            .collect();
+        let history_start = self.watched_since(start_ms - settled).await?;
         let negatives_at: Vec<(i64, i64)> = self
             .store
             .negative_times(self.watch_id, base_from, self.now)
@@ -342,7 +400,19 @@ impl Evaluation<'_> {
             .filter(|(source, _)| history_start.contains_key(source))
             .collect();
         let observed = negatives_at.iter().filter(|(_, t)| *t >= start_ms).count() as u64;
-        if observed < u64::from(s.spike_min_count) {
+        // An open spike resolves only once the window is clearly back to the usual.
+        let open = self.is_open("negative_spike");
+        let (min_count, level) = if open {
+            (
+                s.spike_min_count
+                    .saturating_sub(RESOLVE_MARGIN_SPIKE_COUNT)
+                    .max(1),
+                s.spike_sensitivity.alpha() * RESOLVE_SPIKE_LEVEL_FACTOR,
+            )
+        } else {
+            (s.spike_min_count, s.spike_sensitivity.alpha())
+        };
+        if observed < u64::from(min_count) {
             return Ok(Vec::new());
         }
         let watched_from = negatives_at
@@ -362,7 +432,7 @@ impl Evaluation<'_> {
         let per_week = (Duration::days(7).num_milliseconds() / w) as usize;
         let lambda = spike_baseline(&counts, per_week);
         let p = poisson_tail(observed, lambda);
-        if p >= s.spike_sensitivity.alpha() {
+        if p >= level {
             return Ok(Vec::new());
         }
         let mut negatives: Vec<StoredMention> = self
@@ -453,35 +523,49 @@ impl Evaluation<'_> {
         Ok(out)
     }
 
-    /// Rule 4: this week's mean sentiment well under the four weeks before.
+    /// Rule 4: this week's mean sentiment well under the four weeks before. Only watched
+    /// time counts, as for the spike: a source counts once its stored history begins a
+    /// week before this week, and the weeks before are cut to after the start of the
+    /// history of the sources counted; so a new source whose first fetch brings a bad
+    /// week is not compared with weeks nobody read it, nor a first fetch with a day or two.
     pub async fn sentiment_drop(&self) -> Result<Vec<NewAlert>> {
         let s = self.settings;
         let week_start = self.now - Duration::days(7);
+        let counted = self
+            .watched_since((week_start - Duration::days(7)).timestamp_millis())
+            .await?;
+        let sources: Vec<i64> = counted.keys().copied().collect();
+        let watched_from = counted
+            .values()
+            .map(|(_, first)| *first)
+            .max()
+            .and_then(DateTime::<Utc>::from_timestamp_millis);
+        let base_from = (week_start - Duration::days(28)).max(watched_from.unwrap_or(week_start));
         let this = self
             .store
-            .period_stats(
+            .period_stats_of_sources(
                 self.watch_id,
-                None,
+                &sources,
                 week_start,
                 self.now + Duration::minutes(1),
             )
             .await?;
         let before = self
             .store
-            .period_stats(
-                self.watch_id,
-                None,
-                week_start - Duration::days(28),
-                week_start,
-            )
+            .period_stats_of_sources(self.watch_id, &sources, base_from, week_start)
             .await?;
         let (Some(now_mean), Some(base_mean)) = (this.mean_sentiment, before.mean_sentiment) else {
             return Ok(Vec::new());
         };
         let drop = base_mean - now_mean;
-        if this.scored() < i64::from(s.sentiment_drop_min_mentions)
-            || drop <= f64::from(s.sentiment_drop)
-        {
+        // An open alert resolves only once the drop is clearly under the threshold.
+        let threshold = f64::from(s.sentiment_drop);
+        let clear_at = if self.is_open("sentiment_drop") {
+            (threshold - RESOLVE_MARGIN_SENTIMENT).max(0.0)
+        } else {
+            threshold
+        };
+        if this.scored() < i64::from(s.sentiment_drop_min_mentions) || drop <= clear_at {
             return Ok(Vec::new());
         }
         let worst = self
@@ -494,6 +578,7 @@ impl Evaluation<'_> {
             })
             .await?;
         let mut worst = worst;
+        worst.retain(|m| counted.values().any(|(name, _)| *name == m.source));
         worst.sort_by(|a, b| {
             let sa = a.sentiment.map(|x| x.score).unwrap_or(0.0);
             let sb = b.sentiment.map(|x| x.score).unwrap_or(0.0);
@@ -513,8 +598,9 @@ impl Evaluation<'_> {
             ),
             summary: format!(
                 "The mean sentiment of the last 7 days ({} mentions) is {now_mean:+.2}, against \
-                 {base_mean:+.2} over the four weeks before ({} mentions).",
+                 {base_mean:+.2} over the {} days before ({} mentions).",
                 this.scored(),
+                (week_start - base_from).num_days(),
                 before.scored()
             ),
             action:

@@ -80,6 +80,22 @@ impl Store {
             .await
     }
 
+    /// [`Store::period_stats`] of the mentions of some of a watch's sources only (as
+    /// stored now): the rules compare only the sources whose history covers the periods.
+    pub async fn period_stats_of_sources(
+        &self,
+        watch_id: i64,
+        sources: &[i64],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<PeriodStats> {
+        if sources.is_empty() {
+            return Ok(PeriodStats::default());
+        }
+        self.period_stats_among(watch_id, None, Some(sources), from, to, None)
+            .await
+    }
+
     /// [`Store::period_stats`] with each mention as it stood at `as_of` (its stars, reply
     /// and sentiment then; see [`Version`]), and the sources that showed replies then;
     /// `None`: as stored now.
@@ -91,9 +107,35 @@ impl Store {
         to: DateTime<Utc>,
         as_of: Option<DateTime<Utc>>,
     ) -> Result<PeriodStats> {
+        self.period_stats_among(watch_id, source_id, None, from, to, as_of)
+            .await
+    }
+
+    /// The period statistics, of one source, of all, or (`among`, not empty) of those.
+    async fn period_stats_among(
+        &self,
+        watch_id: i64,
+        source_id: Option<i64>,
+        among: Option<&[i64]>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        as_of: Option<DateTime<Utc>>,
+    ) -> Result<PeriodStats> {
         let (version, replying) = match as_of {
             Some(_) => (Version::At("$7"), REPLYING_SOURCES_AT),
             None => (Version::Stored, REPLYING_SOURCES),
+        };
+        // The sources bound one by one after the fixed parameters (numbered on from $7,
+        // or $8 when $7 is the time: PostgreSQL wants every number up to the last used).
+        let first = if as_of.is_some() { 8 } else { 7 };
+        let among = among.unwrap_or_default();
+        let among_filter = if among.is_empty() {
+            String::new()
+        } else {
+            let placeholders: Vec<String> = (0..among.len())
+                .map(|i| format!("${}", first + i))
+                .collect();
+            format!(" AND m.source_id IN ({})", placeholders.join(", "))
         };
         let (label, rating, reply) = (version.label(), version.rating(), version.owner_reply());
         let sql = format!(
@@ -114,7 +156,7 @@ impl Store {
                     THEN 1 ELSE 0 END), 0) AS replied
              FROM mentions m {latest}
              WHERE m.watch_id = $1 AND ($2 = 0 OR m.source_id = $3)
-               AND m.published_at >= $4 AND m.published_at < $5",
+               AND m.published_at >= $4 AND m.published_at < $5{among_filter}",
             score = version.score(),
             latest = super::latest_sentiment(self.backend)
         );
@@ -127,6 +169,9 @@ impl Store {
             .bind(watch_id);
         if let Some(at) = as_of {
             query = query.bind(to_ms(at));
+        }
+        for source in among {
+            query = query.bind(*source);
         }
         let r = query.fetch_one(&self.pool).await?;
         // SUM of an integer CASE is BIGINT on both databases.
@@ -152,7 +197,7 @@ impl Store {
              WHERE m.watch_id = $1 AND ($2 = 0 OR m.source_id = $3)
                AND m.published_at >= $4 AND m.published_at < $5
                AND {reply} IS NOT NULL AND {reply_at} IS NOT NULL
-               AND m.source_id IN ({replying})",
+               AND m.source_id IN ({replying}){among_filter}",
             reply_at = version.owner_reply_at()
         );
         let rows = if stats.replied > 0 {
@@ -165,6 +210,9 @@ impl Store {
                 .bind(watch_id);
             if let Some(at) = as_of {
                 query = query.bind(to_ms(at));
+            }
+            for source in among {
+                query = query.bind(*source);
             }
             query.fetch_all(&self.pool).await?
         } else {

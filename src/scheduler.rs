@@ -382,7 +382,15 @@ pub async fn run(
         if *stop.borrow() {
             break;
         }
-        let states = store.jobs().await?;
+        // A database that is down or restarting fails this poll, not the scheduler: the
+        // running jobs go on, and the next poll tries again.
+        let states = match store.jobs().await {
+            Ok(states) => states,
+            Err(e) => {
+                tracing::warn!("cannot read the job table: {e:#}; trying again");
+                Vec::new()
+            }
+        };
         let now = now_ms();
         for job in &jobs {
             let due = states
@@ -397,11 +405,16 @@ pub async fn run(
                 break;
             };
             let lease_until = now + opts.lease.as_millis() as i64;
-            if !store
+            match store
                 .claim_job(&job.name, &pipeline.worker, now, lease_until)
-                .await?
+                .await
             {
-                continue;
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(job = %job.name, "cannot claim the job: {e:#}; trying again");
+                    continue;
+                }
             }
             let (p, m, j, timeout) = (
                 pipeline.clone(),

@@ -253,3 +253,37 @@ async fn missed_runs_after_downtime_run_once() {
         assert_eq!(m.job_runs.load(Ordering::Relaxed), 0, "{}", db.label);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_does_not_stop_the_scheduler() {
+    for db in testutil::all().await.unwrap() {
+        let store = db.store.clone();
+        let outbox = tempfile::tempdir().unwrap();
+        let w = start(
+            &store,
+            "w",
+            outbox.path(),
+            vec![deliver_job("* * * * * *")],
+            fast(),
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The job table is gone for a while (a restarting database answers errors the
+        // same way): the scheduler's queries fail.
+        sqlx::query("ALTER TABLE jobs RENAME TO jobs_away")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let stopped = w.handle.is_finished();
+        sqlx::query("ALTER TABLE jobs_away RENAME TO jobs")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        assert!(!stopped, "the scheduler gave up on {}", db.label);
+        // Back: the scheduler picks up where it was and delivers what arrives.
+        queue(&store, 2).await;
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert_eq!(eml_files(outbox.path()).len(), 2, "{}", db.label);
+        w.stop().await;
+    }
+}

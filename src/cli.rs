@@ -820,7 +820,12 @@ async fn run(path: &Path) -> Result<()> {
     });
     tokio::spawn(async move {
         shutdown_signal().await;
-        tracing::info!("stop requested");
+        tracing::info!(
+            "stop requested: letting running jobs finish (stop again to abandon them now)"
+        );
+        let _ = tx.send(true);
+        shutdown_signal().await;
+        tracing::warn!("stop requested again: abandoning running jobs");
         let _ = tx.send(true);
     });
     scheduler::run(

@@ -379,7 +379,8 @@ pub async fn run(
     let mut running = tokio::task::JoinSet::new();
     tracing::info!(jobs = jobs.len(), worker = %pipeline.worker, "scheduler started");
     loop {
-        if *stop.borrow() {
+        // Seen here, so only a later signal (a second stop) wakes the wait below.
+        if *stop.borrow_and_update() {
             break;
         }
         // A database that is down or restarting fails this poll, not the scheduler: the
@@ -481,9 +482,18 @@ pub async fn run(
         "stopping: waiting for running jobs"
     );
     let drain = async { while running.join_next().await.is_some() {} };
-    if tokio::time::timeout(opts.grace, drain).await.is_err() {
-        tracing::warn!("grace period over; abandoning running jobs (their leases will expire)");
+    // A second stop (another Ctrl-C or SIGTERM) ends the wait: the operator does not
+    // want to wait for the grace period.
+    let abandon = tokio::select! {
+        drained = tokio::time::timeout(opts.grace, drain) => drained.is_err(),
+        Ok(()) = stop.changed() => true,
+    };
+    if abandon {
+        // An abandoned job records nothing: it is not done, and its claim is released
+        // below so that it runs again at once rather than after its lease.
+        tracing::warn!(running = running.len(), "abandoning running jobs");
         running.abort_all();
+        while running.join_next().await.is_some() {}
     }
     store.release_jobs(&pipeline.worker).await?;
     Ok(())

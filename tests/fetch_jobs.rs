@@ -593,3 +593,75 @@ async fn a_partial_fetch_whose_page_asks_for_an_hour_is_not_run_again_sooner() {
         }
     }
 }
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_abandons_a_hanging_fetch_and_exits_at_once() {
+    // The fetch hangs far beyond the grace period.
+    let (base, hits) = serve(1, Duration::from_secs(120)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}/zmot.db", dir.path().display());
+    let path = dir.path().join("zmot.toml");
+    std::fs::write(
+        &path,
+        config(&base, &db_url, "* * * * * *", "shutdown_grace_secs = 60"),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_zmot"))
+        .current_dir(dir.path())
+        .arg("--config")
+        .arg(&path)
+        .arg("run")
+        .env_remove("ZMOT_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while hits.load(Ordering::SeqCst) == 0 && started.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "the fetch started");
+    let pid = child.id().to_string();
+    let term = || {
+        assert!(std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success())
+    };
+    term();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(child.try_wait().unwrap().is_none(), "waits for the fetch");
+    // The operator does not want to wait: a second signal stops now.
+    term();
+    let asked = std::time::Instant::now();
+    let (status, log) = tokio::task::spawn_blocking(move || {
+        let status = child.wait().unwrap();
+        let mut err = String::new();
+        use std::io::Read;
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        (status, err)
+    })
+    .await
+    .unwrap();
+    let took = asked.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "exited {took:?} after the second signal"
+    );
+    assert!(log.contains("stopped"), "{log}");
+    assert!(status.success(), "{log}");
+    // Nothing was recorded as done, and nothing stays claimed for a lease's length.
+    let store = Store::connect(&db_url, 1).await.unwrap();
+    assert_eq!(store.count_mentions(None).await.unwrap(), 0);
+    let jobs = store.jobs().await.unwrap();
+    assert!(jobs.iter().all(|j| j.lease_owner.is_none()), "{jobs:?}");
+    let fetch = jobs.iter().find(|j| j.name.starts_with("fetch:")).unwrap();
+    assert_eq!(fetch.last_status, None, "{jobs:?}");
+}

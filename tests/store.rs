@@ -749,3 +749,23 @@ async fn mentions_stored_before_the_search_column_are_found_after_reopening() {
     };
     assert_eq!(reopened.find_mentions(&f, 0, 10).await.unwrap().len(), 1);
 }
+
+/// Processes starting together on a new SQLite file (`zmot run` and `zmot serve` from
+/// one compose file) each find the schema missing: one creates it, the others wait
+/// for it instead of failing on `table watches already exists`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_opened_at_once_on_a_new_sqlite_file_all_start() {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/zmot.db", dir.path().display());
+        let (a, b, c) = tokio::join!(
+            Store::connect(&url, 2),
+            Store::connect(&url, 2),
+            Store::connect(&url, 2)
+        );
+        for s in [a, b, c] {
+            let s = s.unwrap();
+            assert!(s.jobs().await.unwrap().is_empty());
+        }
+    }
+}

@@ -226,6 +226,16 @@ impl Store {
                 )
             })?;
         let store = Store { pool, backend };
+        // PostgreSQL migrations hold an advisory lock; SQLite's take none, and processes
+        // starting together on a new file would each create the tables (the second
+        // failing on `table watches already exists`). A file lock beside the database
+        // makes them take turns.
+        let _migrating = match sqlite_file(&url) {
+            Some((path, _)) if backend == Backend::Sqlite && !path.starts_with(":memory:") => {
+                lock_file(&format!("{path}.migrate.lock")).await
+            }
+            _ => None,
+        };
         migrate::run(&store).await.with_context(|| {
             format!(
                 "cannot migrate the database {}",
@@ -582,6 +592,35 @@ pub fn sqlite_file(url: &str) -> Option<(&str, Option<&str>)> {
         Some((path, query)) => (path, Some(query)),
         None => (rest, None),
     })
+}
+
+/// Waits for an exclusive lock on `path` (created if missing), held until the file is
+/// dropped. None where no lock can be had (a read-only folder): the caller goes on
+/// without, as before there was one.
+async fn lock_file(path: &str) -> Option<std::fs::File> {
+    let path = path.to_string();
+    let locked = tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {path}"))?;
+        file.lock().with_context(|| format!("cannot lock {path}"))?;
+        anyhow::Ok(file)
+    })
+    .await;
+    match locked {
+        Ok(Ok(file)) => Some(file),
+        Ok(Err(e)) => {
+            tracing::debug!("migrating without a lock: {e:#}");
+            None
+        }
+        Err(e) => {
+            tracing::debug!("migrating without a lock: {e}");
+            None
+        }
+    }
 }
 
 fn sqlite_url(url: &str) -> Result<String> {

@@ -80,19 +80,21 @@ impl Store {
             .await
     }
 
-    /// [`Store::period_stats`] of the mentions of some of a watch's sources only (as
-    /// stored now): the rules compare only the sources whose history covers the periods.
+    /// [`Store::period_stats_as_of`] of the mentions of some of a watch's sources only:
+    /// a comparison with the weeks before counts only the sources whose history covers
+    /// them (see [`crate::trends::watched_comparison`]).
     pub async fn period_stats_of_sources(
         &self,
         watch_id: i64,
         sources: &[i64],
         from: DateTime<Utc>,
         to: DateTime<Utc>,
+        as_of: Option<DateTime<Utc>>,
     ) -> Result<PeriodStats> {
         if sources.is_empty() {
             return Ok(PeriodStats::default());
         }
-        self.period_stats_among(watch_id, None, Some(sources), from, to, None)
+        self.period_stats_among(watch_id, None, Some(sources), from, to, as_of)
             .await
     }
 

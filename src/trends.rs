@@ -232,15 +232,19 @@ pub async fn buyer_views(store: &Store, watch_id: i64, n: usize) -> Result<Vec<B
     buyer_views_at(store, watch_id, n, None).await
 }
 
-/// The buyer's views of every rated source of a watch as they stood at `at` (now when
-/// `None`); a source without a rated review by then is left out.
+/// The buyer's views of every source of a watch rated at `at` (now when `None`), as they
+/// stood then; a source without a rated review by then is left out, one whose stars were
+/// removed since is not.
 pub async fn buyer_views_at(
     store: &Store,
     watch_id: i64,
     n: usize,
     at: Option<DateTime<Utc>>,
 ) -> Result<Vec<BuyerView>> {
-    let rated = store.rated_sources(watch_id).await?;
+    let rated = match at {
+        Some(at) => store.rated_sources_at(watch_id, at).await?,
+        None => store.rated_sources(watch_id).await?,
+    };
     let mut out = Vec::new();
     for s in store.sources(Some(watch_id)).await? {
         if rated.contains(&s.id) {

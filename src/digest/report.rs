@@ -183,7 +183,9 @@ pub async fn compute(
         });
     }
     let sources = store.sources(Some(row.id)).await?;
-    let rated = store.rated_sources(row.id).await?;
+    // The sources rated at the end of the week: one added since adds no empty line, one
+    // whose stars were all removed since keeps its line.
+    let rated = store.rated_sources_at(row.id, to).await?;
     let mut ratings = Vec::new();
     let mut volume_by_source = Vec::new();
     for s in &sources {

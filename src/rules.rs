@@ -24,8 +24,6 @@
 //! minus `RESOLVE_MARGIN_SPIKE_COUNT` negatives. Severe mentions and crisis terms are
 //! about single mentions, which are answered or age out, not a value that hovers.
 
-use std::collections::HashMap;
-
 use anyhow::Result;
 use chrono::{DateTime, Duration, Utc};
 
@@ -295,20 +293,6 @@ impl Evaluation<'_> {
             .await
     }
 
-    /// The sources whose stored history begins at or before `settled_ms` (epoch ms), by
-    /// id, with their name and where their history begins: the ones a rule comparing a
-    /// window with the time before it may count, since the time before was watched.
-    async fn watched_since(&self, settled_ms: i64) -> Result<HashMap<i64, (String, i64)>> {
-        Ok(self
-            .store
-            .history_starts(self.watch_id)
-            .await?
-            .into_iter()
-            .filter(|(_, _, first)| *first <= settled_ms)
-            .map(|(id, name, first)| (id, (name, first)))
-            .collect())
-    }
-
     /// Rule 1: the buyer's view of a rated source averages under the threshold.
     pub async fn buyer_view_rating(&self) -> Result<Vec<NewAlert>> {
         let s = self.settings;
@@ -391,7 +375,12 @@ impl Evaluation<'_> {
         // would look like quiet days. And the baseline is only the windows after the
         // start of the history of every source counted.
         let settled = w.max(Duration::days(7).num_milliseconds());
-        let history_start = self.watched_since(start_ms - settled).await?;
+        let history_start = trends::watched_since(
+            self.store,
+            self.watch_id,
+            start - Duration::milliseconds(settled),
+        )
+        .await?;
         let negatives_at: Vec<(i64, i64)> = self
             .store
             .negative_times(self.watch_id, base_from, self.now)
@@ -531,29 +520,20 @@ impl Evaluation<'_> {
     pub async fn sentiment_drop(&self) -> Result<Vec<NewAlert>> {
         let s = self.settings;
         let week_start = self.now - Duration::days(7);
-        let counted = self
-            .watched_since((week_start - Duration::days(7)).timestamp_millis())
-            .await?;
-        let sources: Vec<i64> = counted.keys().copied().collect();
-        let watched_from = counted
-            .values()
-            .map(|(_, first)| *first)
-            .max()
-            .and_then(DateTime::<Utc>::from_timestamp_millis);
-        let base_from = (week_start - Duration::days(28)).max(watched_from.unwrap_or(week_start));
-        let this = self
-            .store
-            .period_stats_of_sources(
-                self.watch_id,
-                &sources,
-                week_start,
-                self.now + Duration::minutes(1),
-            )
-            .await?;
-        let before = self
-            .store
-            .period_stats_of_sources(self.watch_id, &sources, base_from, week_start)
-            .await?;
+        let trends::WatchedComparison {
+            sources: counted,
+            window: this,
+            before_from: base_from,
+            before,
+            ..
+        } = trends::watched_comparison(
+            self.store,
+            self.watch_id,
+            (week_start, self.now + Duration::minutes(1)),
+            week_start - Duration::days(28),
+            None,
+        )
+        .await?;
         let (Some(now_mean), Some(base_mean)) = (this.mean_sentiment, before.mean_sentiment) else {
             return Ok(Vec::new());
         };

@@ -10,6 +10,13 @@
 //!   more of this week's mentions are negative (at least 5), or the negative share rose
 //!   by 10 points or more against the four weeks before, or any alert is open;
 //! - **green** otherwise.
+//!
+//! The rise compares watched time only, as the alert rules do ([`watched_comparison`]):
+//! a source counts once its stored history begins a week before this week, and the weeks
+//! before are cut to after the start of the history of the sources counted, so a new
+//! source's first fetch (or a new watch's) is not compared with weeks nobody read it.
+
+use std::collections::HashMap;
 
 use anyhow::Result;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
@@ -225,15 +232,19 @@ pub async fn buyer_views(store: &Store, watch_id: i64, n: usize) -> Result<Vec<B
     buyer_views_at(store, watch_id, n, None).await
 }
 
-/// The buyer's views of every rated source of a watch as they stood at `at` (now when
-/// `None`); a source without a rated review by then is left out.
+/// The buyer's views of every source of a watch rated at `at` (now when `None`), as they
+/// stood then; a source without a rated review by then is left out, one whose stars were
+/// removed since is not.
 pub async fn buyer_views_at(
     store: &Store,
     watch_id: i64,
     n: usize,
     at: Option<DateTime<Utc>>,
 ) -> Result<Vec<BuyerView>> {
-    let rated = store.rated_sources(watch_id).await?;
+    let rated = match at {
+        Some(at) => store.rated_sources_at(watch_id, at).await?,
+        None => store.rated_sources(watch_id).await?,
+    };
     let mut out = Vec::new();
     for s in store.sources(Some(watch_id)).await? {
         if rated.contains(&s.id) {
@@ -246,11 +257,110 @@ pub async fn buyer_views_at(
     Ok(out)
 }
 
-/// Health colour and reasons from the figures and the open alerts' severities.
+/// The sources of a watch whose stored history (what its first fetch brought, then what
+/// was fetched since) begins at or before `settled`, by id, with their name and where
+/// their history begins (epoch ms): the ones a comparison of a window with the time
+/// before it may count, since that time was watched. A source added to a watch, or a new
+/// watch, would otherwise compare its first days with days nobody read it.
+pub async fn watched_since(
+    store: &Store,
+    watch_id: i64,
+    settled: DateTime<Utc>,
+) -> Result<HashMap<i64, (String, i64)>> {
+    let starts = store.history_starts(watch_id).await?;
+    Ok(split_by_history(starts, settled).0)
+}
+
+/// [`Store::history_starts`] split at `settled`: the sources whose history begins by
+/// then (id, name and start), and the names of the others, sorted.
+fn split_by_history(
+    starts: Vec<(i64, String, i64)>,
+    settled: DateTime<Utc>,
+) -> (HashMap<i64, (String, i64)>, Vec<String>) {
+    let settled_ms = settled.timestamp_millis();
+    let mut counted = HashMap::new();
+    let mut too_new = Vec::new();
+    for (id, name, first) in starts {
+        if first <= settled_ms {
+            counted.insert(id, (name, first));
+        } else {
+            too_new.push(name);
+        }
+    }
+    too_new.sort();
+    (counted, too_new)
+}
+
+/// A window's figures against the time before it, of watched time only (see
+/// [`watched_comparison`]).
+#[derive(Debug, Clone, Default)]
+pub struct WatchedComparison {
+    /// The sources counted: id, name and where their history begins (epoch ms).
+    pub sources: HashMap<i64, (String, i64)>,
+    /// The sources with a history left out because it begins too late, by name.
+    pub too_new: Vec<String>,
+    /// The window's figures, of the sources counted.
+    pub window: PeriodStats,
+    /// Where the window, and so the time before it, ends.
+    pub from: DateTime<Utc>,
+    /// Where the time before begins: as asked, or later if the history of a source
+    /// counted begins later.
+    pub before_from: DateTime<Utc>,
+    /// The figures of `[before_from, from)`, of the sources counted.
+    pub before: PeriodStats,
+}
+
+impl WatchedComparison {
+    /// The length of the time before, in days (rounded: a calendar span across a DST
+    /// change is an hour off).
+    pub fn before_days(&self) -> i64 {
+        ((self.from - self.before_from).num_minutes() + 720).div_euclid(1440)
+    }
+}
+
+/// The figures of `[from, to)` against `[before_from, from)`, each mention as it stood at
+/// `as_of` (`None`: as stored now), counting only watched time: a source counts once its
+/// stored history begins a week before `from`, and the time before is cut to after the
+/// start of the history of the sources counted. So a new source whose first fetch
+/// brings a bad week is not compared with weeks nobody read it, nor a new watch's first
+/// fetch with the day or two it brought before the window.
+pub async fn watched_comparison(
+    store: &Store,
+    watch_id: i64,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    before_from: DateTime<Utc>,
+    as_of: Option<DateTime<Utc>>,
+) -> Result<WatchedComparison> {
+    let starts = store.history_starts(watch_id).await?;
+    let (sources, too_new) = split_by_history(starts, from - Duration::days(7));
+    let ids: Vec<i64> = sources.keys().copied().collect();
+    let watched_from = sources
+        .values()
+        .map(|(_, first)| *first)
+        .max()
+        .and_then(DateTime::<Utc>::from_timestamp_millis);
+    let before_from = before_from.max(watched_from.unwrap_or(from));
+    let (window, before) = tokio::try_join!(
+        store.period_stats_of_sources(watch_id, &ids, from, to, as_of),
+        store.period_stats_of_sources(watch_id, &ids, before_from, from, as_of),
+    )?;
+    Ok(WatchedComparison {
+        sources,
+        too_new,
+        window,
+        from,
+        before_from,
+        before,
+    })
+}
+
+/// Health colour and reasons from this week's figures, its negative share against the
+/// weeks before (`rise`, of watched time only), the buyer's views and the open alerts'
+/// severities.
 pub fn health(
     settings: &AlertSettings,
     this_week: &PeriodStats,
-    baseline: &PeriodStats,
+    rise: &WatchedComparison,
     views: &[BuyerView],
     open_alert_severities: &[String],
 ) -> (Health, Vec<String>) {
@@ -302,13 +412,33 @@ pub fn health(
                 Health::Amber,
                 format!("{pct:.0}% of this week's mentions are negative"),
             );
-        } else if let Some(before) = baseline.negative_share() {
-            if share - before >= 0.10 {
+        } else if let (Some(now), Some(before)) = (
+            rise.window
+                .negative_share()
+                .filter(|_| rise.window.scored() >= 5),
+            rise.before.negative_share(),
+        ) {
+            if now - before >= 0.10 {
+                let span = match rise.before_days() {
+                    28 => "four weeks".to_string(),
+                    1 => "day".to_string(),
+                    days => format!("{days} days"),
+                };
+                // The sources left out say why the share differs from the week's figures.
+                let left_out = if rise.too_new.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " (not counting {}: read for less than a week before)",
+                        rise.too_new.join(", ")
+                    )
+                };
                 raise(
                     Health::Amber,
                     format!(
-                        "negative share up from {:.0}% to {pct:.0}% against the four weeks before",
-                        before * 100.0
+                        "negative share up from {:.0}% to {:.0}% against the {span} before{left_out}",
+                        before * 100.0,
+                        now * 100.0
                     ),
                 );
             }
@@ -391,15 +521,17 @@ pub async fn watch_trends_parts(
         Vec::new()
     };
     // Health looks at the last seven days against the 28 before, whatever the weekday.
-    let (weekly, daily, this_week, baseline) = tokio::try_join!(
+    let week_start = now - Duration::days(7);
+    let (weekly, daily, this_week, rise) = tokio::try_join!(
         periods(store, watch_id, None, &week_spans),
         periods(store, watch_id, None, &day_spans),
-        store.period_stats(watch_id, None, now - Duration::days(7), now),
-        store.period_stats(
+        store.period_stats(watch_id, None, week_start, now),
+        watched_comparison(
+            store,
             watch_id,
+            (week_start, now),
+            week_start - Duration::days(28),
             None,
-            now - Duration::days(35),
-            now - Duration::days(7),
         ),
     )?;
     let mut sources = Vec::new();
@@ -423,7 +555,7 @@ pub async fn watch_trends_parts(
         .into_iter()
         .map(|a| a.severity)
         .collect();
-    let (health, reasons) = health(settings, &this_week, &baseline, &views, &severities);
+    let (health, reasons) = health(settings, &this_week, &rise, &views, &severities);
     Ok(WatchTrends {
         watch: watch_name.to_string(),
         timezone: tz.name().to_string(),
@@ -470,23 +602,66 @@ mod tests {
         }
     }
 
+    /// This week against the four weeks before, every source counted.
+    fn rise(this_week: &PeriodStats, before: PeriodStats) -> WatchedComparison {
+        let from = Utc.with_ymd_and_hms(2026, 11, 18, 12, 0, 0).unwrap();
+        WatchedComparison {
+            window: this_week.clone(),
+            from,
+            before_from: from - Duration::days(28),
+            before,
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn health_follows_the_documented_thresholds() {
         let s = AlertSettings::default();
-        let (h, _) = health(&s, &stats(1, 5, 14), &stats(2, 10, 28), &[], &[]);
+        let h_of = |week: PeriodStats, before: PeriodStats, alerts: &[String]| {
+            health(&s, &week, &rise(&week, before), &[], alerts)
+        };
+        let (h, _) = h_of(stats(1, 5, 14), stats(2, 10, 28), &[]);
         assert_eq!(h, Health::Green);
-        let (h, why) = health(&s, &stats(6, 4, 10), &stats(2, 10, 28), &[], &[]);
+        let (h, why) = h_of(stats(6, 4, 10), stats(2, 10, 28), &[]);
         assert_eq!(h, Health::Amber);
         assert!(why[0].contains("30% of this week"), "{why:?}");
-        let (h, _) = health(&s, &stats(8, 4, 8), &stats(2, 10, 28), &[], &[]);
+        let (h, _) = h_of(stats(8, 4, 8), stats(2, 10, 28), &[]);
         assert_eq!(h, Health::Red);
         // Four mentions are too few to judge a share.
-        let (h, _) = health(&s, &stats(4, 0, 0), &stats(0, 0, 0), &[], &[]);
+        let (h, _) = h_of(stats(4, 0, 0), stats(0, 0, 0), &[]);
         assert_eq!(h, Health::Green);
         // A rise of ten points against the baseline is amber even under 25 %.
-        let (h, why) = health(&s, &stats(4, 6, 10), &stats(2, 18, 30), &[], &[]);
+        let (h, why) = h_of(stats(4, 6, 10), stats(2, 18, 30), &[]);
         assert_eq!(h, Health::Amber, "{why:?}");
-        let (h, _) = health(&s, &stats(0, 0, 10), &stats(0, 0, 0), &[], &["red".into()]);
+        assert_eq!(
+            why,
+            ["negative share up from 4% to 20% against the four weeks before"]
+        );
+        let (h, _) = h_of(stats(0, 0, 10), stats(0, 0, 0), &["red".into()]);
         assert_eq!(h, Health::Red);
+    }
+
+    #[test]
+    fn the_rise_counts_only_the_sources_watched_before() {
+        let s = AlertSettings::default();
+        // 4 of 20 negative this week, but only 1 of the 14 of the sources counted.
+        let week = stats(4, 6, 10);
+        let mut counted = rise(&stats(1, 4, 9), stats(2, 18, 30));
+        counted.too_new = vec!["reddit".into()];
+        let (h, why) = health(&s, &week, &counted, &[], &[]);
+        assert_eq!(h, Health::Green, "{why:?}");
+        // A rise of the sources counted is amber, and the sentence says who is left out
+        // and over how many days, when fewer than 28.
+        counted.window = stats(3, 4, 7);
+        counted.before_from = counted.from - Duration::days(12);
+        let (h, why) = health(&s, &week, &counted, &[], &[]);
+        assert_eq!(h, Health::Amber);
+        assert_eq!(
+            why,
+            [
+                "negative share up from 4% to 21% against the 12 days before \
+              (not counting reddit: read for less than a week before)"
+            ]
+        );
     }
 }

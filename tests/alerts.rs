@@ -1738,3 +1738,87 @@ async fn a_server_that_answers_nothing_is_given_up_within_the_timeout_not_the_le
         silent.abort();
     }
 }
+
+/// The health of a watch at `t` as `zmot trends` and the dashboard compute it, and as the
+/// digest of the week ending at `t` (a Monday, 00:00 UTC: the same 7 days and 28 before)
+/// does; they must agree.
+async fn health_at(
+    store: &Store,
+    c: &Config,
+    watch: &str,
+    t: DateTime<Utc>,
+) -> (zmot::trends::Health, Vec<String>) {
+    let w = store.watch_by_name(watch).await.unwrap().unwrap();
+    let settings = c.watch(watch).unwrap().alerts.clone();
+    let trends = zmot::trends::watch_trends(store, w.id, watch, chrono_tz::UTC, &settings, 6, t)
+        .await
+        .unwrap();
+    let week = zmot::digest::report::last_full_week(chrono_tz::UTC, t);
+    assert_eq!((week.1, week.2), (t - Duration::days(7), t));
+    let digest = zmot::digest::compute(store, c, watch, week).await.unwrap();
+    assert_eq!(
+        (digest.health, &digest.reasons),
+        (trends.health, &trends.reasons)
+    );
+    (trends.health, trends.reasons)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_source_does_not_turn_health_amber() {
+    use zmot::trends::Health;
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let c = config_with("\n[[watch]]\nname = \"Shop\"\nrecipients = [\"shop@acme.test\"]\n");
+        // Monday 23 November 2026: the week that ended is 16 to 22 November.
+        let t = Utc.with_ymd_and_hms(2026, 11, 23, 0, 0, 0).unwrap();
+        // "posts": five weeks, 4 of 60 mentions negative in the four weeks before (7 %),
+        // 1 of 14 in the last seven days (7 %).
+        let posts = source(store, &c, "Shop", "posts").await;
+        let mut history = scored_run("p", 56, 0.3, 12, t - Duration::days(7) - Duration::hours(1));
+        history.extend(scored_run(
+            "pn",
+            4,
+            -0.4,
+            168,
+            t - Duration::days(7) - Duration::hours(2),
+        ));
+        history.extend(scored_run("w", 13, 0.3, 12, t - Duration::hours(2)));
+        history.extend(scored_run("wn", 1, -0.4, 12, t - Duration::hours(3)));
+        put(store, &posts, &history).await;
+        let (h, why) = health_at(store, &c, "Shop", t).await;
+        assert_eq!(h, Health::Green, "{why:?} on {}", db.label);
+        // A new source's first fetch: 3 negative and 3 positive mentions of this week.
+        // Together 4 of 20 are negative (20 %), 13 points over the weeks before, but only
+        // because nobody read reddit then.
+        let reddit = source(store, &c, "Shop", "reddit").await;
+        let mut first = scored_run("r", 3, -0.4, 12, t - Duration::hours(1));
+        first.extend(scored_run("rp", 3, 0.3, 12, t - Duration::hours(4)));
+        put(store, &reddit, &first).await;
+        let (h, why) = health_at(store, &c, "Shop", t).await;
+        assert_eq!(h, Health::Green, "{why:?} on {}", db.label);
+        // The source with history is still watched: 4 of its 23 mentions negative this
+        // week (17 %, 24 % of all) is a rise of 10 points on its own weeks before.
+        let mut worse = scored_run("x", 3, -0.4, 12, t - Duration::hours(5));
+        worse.extend(scored_run("u", 6, 0.0, 12, t - Duration::hours(6)));
+        put(store, &posts, &worse).await;
+        let (h, why) = health_at(store, &c, "Shop", t).await;
+        assert_eq!(h, Health::Amber, "{why:?} on {}", db.label);
+        assert!(
+            why.iter()
+                .any(|r| r.starts_with("negative share up from 7% to 17%")),
+            "{why:?} on {}",
+            db.label
+        );
+
+        // A new watch's first fetch brings nine days: two good ones, then a week with
+        // 2 negative of 10. Two days are not four weeks of what is usual.
+        let c = config_with("\n[[watch]]\nname = \"Blog\"\nrecipients = [\"blog@acme.test\"]\n");
+        let blog = source(store, &c, "Blog", "blog").await;
+        let mut feed = scored_run("g", 4, 0.4, 12, t - Duration::days(7) - Duration::hours(1));
+        feed.extend(scored_run("b", 2, -0.3, 12, t - Duration::hours(1)));
+        feed.extend(scored_run("n", 8, 0.4, 12, t - Duration::hours(2)));
+        put(store, &blog, &feed).await;
+        let (h, why) = health_at(store, &c, "Blog", t).await;
+        assert_eq!(h, Health::Green, "{why:?} on {}", db.label);
+    }
+}

@@ -1001,3 +1001,93 @@ async fn versions_replaced_before_migration_11_keep_the_best_known_sentiment() {
         upgraded.close().await;
     }
 }
+
+#[tokio::test]
+async fn a_past_weeks_rating_chart_and_buyers_views_have_the_sources_rated_then() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let c = config("");
+        store.sync_config(&c).await.unwrap();
+        let acme = store.watch_by_name("Acme").await.unwrap().unwrap();
+        let shop = store.push_source(acme.id, "store").await.unwrap();
+        let forum = store.push_source(acme.id, "forum").await.unwrap();
+        let tz = chrono_tz::UTC;
+        // Edits and new sources come after last week (by the real clock).
+        let week = digest::report::last_full_week(tz, Utc::now());
+        let (_, from, _) = week.clone();
+        let at = |h: i64| from + Duration::hours(h);
+        let model = Some(("test", "1"));
+        let stars = |prefix: &str, n: i64, stars: u8| -> Vec<ScoredMention> {
+            (0..n)
+                .map(|i| {
+                    review(
+                        &format!("{prefix}{i}"),
+                        "Good kettle.",
+                        stars,
+                        0.6,
+                        at(10 * i + 1),
+                    )
+                })
+                .collect()
+        };
+        store.ingest(&shop, &stars("s", 6, 5), model).await.unwrap();
+        store
+            .ingest(&forum, &stars("f", 5, 4), model)
+            .await
+            .unwrap();
+        let names = |d: &digest::Digest| {
+            let lines: Vec<String> = d.ratings.iter().map(|r| r.source.clone()).collect();
+            let views: Vec<String> = d.buyer_views.iter().map(|v| v.source.clone()).collect();
+            (lines, views)
+        };
+        let first = digest::compute(store, &c, "Acme", week.clone())
+            .await
+            .unwrap();
+        let both = vec!["forum".to_string(), "store".to_string()];
+        assert_eq!(names(&first), (both.clone(), both.clone()), "{}", db.label);
+
+        // After the week: forum's reviews all lose their stars, and a new rated source
+        // gets its first reviews this week.
+        let unrated: Vec<ScoredMention> = stars("f", 5, 4)
+            .into_iter()
+            .map(|mut r| {
+                r.mention.rating = None;
+                r
+            })
+            .collect();
+        let stats = store.ingest(&forum, &unrated, model).await.unwrap();
+        assert_eq!(stats.updated, 5, "{}", db.label);
+        let shop2 = store.push_source(acme.id, "shop").await.unwrap();
+        let current = zmot::trends::iso_weeks(tz, Utc::now(), 1).remove(0);
+        let fresh_at = current.1 + (Utc::now() - current.1) / 2;
+        store
+            .ingest(
+                &shop2,
+                &[review("n1", "Lovely kettle.", 5, 0.8, fresh_at)],
+                model,
+            )
+            .await
+            .unwrap();
+
+        // Last week's digest again: the same lines and views, and so the same figures.
+        let again = digest::compute(store, &c, "Acme", week.clone())
+            .await
+            .unwrap();
+        assert_eq!(names(&again), (both.clone(), both), "{}", db.label);
+        assert_eq!(
+            serde_json::to_value(&again).unwrap(),
+            serde_json::to_value(&first).unwrap(),
+            "{}",
+            db.label
+        );
+        // This week's: the new source has its line and view, forum has no stars now.
+        let now_digest = digest::compute(store, &c, "Acme", current).await.unwrap();
+        let now_sources = vec!["shop".to_string(), "store".to_string()];
+        assert_eq!(
+            names(&now_digest),
+            (now_sources.clone(), now_sources),
+            "{}",
+            db.label
+        );
+    }
+}

@@ -183,7 +183,9 @@ pub async fn compute(
         });
     }
     let sources = store.sources(Some(row.id)).await?;
-    let rated = store.rated_sources(row.id).await?;
+    // The sources rated at the end of the week: one added since adds no empty line, one
+    // whose stars were all removed since keeps its line.
+    let rated = store.rated_sources_at(row.id, to).await?;
     let mut ratings = Vec::new();
     let mut volume_by_source = Vec::new();
     for s in &sources {
@@ -213,16 +215,17 @@ pub async fn compute(
     // show today's buyer's view or today's open alerts.
     let views =
         trends::buyer_views_at(store, row.id, wcfg.alerts.buyer_view_size, Some(to)).await?;
-    let baseline = store
-        .period_stats_as_of(row.id, None, baseline_from, from, as_of)
-        .await?;
+    // The negative share's rise against the four weeks before, of watched time only, as
+    // on the dashboard and in `zmot trends`: a source whose stored history begins less
+    // than a week before this week is left out of the comparison.
+    let rise = trends::watched_comparison(store, row.id, (from, to), baseline_from, as_of).await?;
     let alerts = store.alerts_as_of(row.id, from, to).await?;
     let open: Vec<String> = alerts
         .iter()
         .filter(|a| a.open())
         .map(|a| a.severity.clone())
         .collect();
-    let (health, reasons) = trends::health(&wcfg.alerts, &this_week, &baseline, &views, &open);
+    let (health, reasons) = trends::health(&wcfg.alerts, &this_week, &rise, &views, &open);
     let buyer_views = views
         .iter()
         .map(|v| ViewRow {

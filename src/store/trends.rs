@@ -13,21 +13,25 @@ use super::{to_ms, Store, Version};
 pub(super) const REPLYING_SOURCES: &str = "SELECT s.id FROM sources s WHERE s.watch_id = $6
     AND EXISTS (SELECT 1 FROM mentions r WHERE r.source_id = s.id AND r.owner_reply IS NOT NULL)";
 
-/// The sources of the watch bound to `$6` that showed owner replies at the time bound to
-/// `$7`: a reply on a mention published by then, in the version it showed then (see
-/// [`Version`]). First those whose reply has stood since then (the partial index
-/// `mentions_source_replied` again); only for a source with none, the versions replaced
-/// after then, found by their time (`mention_revisions_recorded`) and few for a recent
-/// week.
-const REPLYING_SOURCES_AT: &str = "SELECT s.id FROM sources s WHERE s.watch_id = $6
-    AND (EXISTS (SELECT 1 FROM mentions r WHERE r.source_id = s.id AND r.owner_reply IS NOT NULL
-                 AND r.published_at < $7 AND (r.updated_at <= $7 OR r.revision = 1))
+/// The sources of the watch bound to `watch` that showed `column` (`owner_reply`,
+/// `rating`) on a mention published by the time bound to `at`, in the version it showed
+/// then (see [`Version`]). First those whose value has stood since then (the partial
+/// indexes `mentions_source_replied` and `mentions_source_rated` again); only for a
+/// source with none, the versions replaced after then, found by their time
+/// (`mention_revisions_recorded`) and few for a recent week.
+fn sources_showing_at(column: &str, watch: &str, at: &str) -> String {
+    format!(
+        "SELECT s.id FROM sources s WHERE s.watch_id = {watch}
+    AND (EXISTS (SELECT 1 FROM mentions r WHERE r.source_id = s.id AND r.{column} IS NOT NULL
+                 AND r.published_at < {at} AND (r.updated_at <= {at} OR r.revision = 1))
          OR EXISTS (SELECT 1 FROM mention_revisions v CROSS JOIN mentions r
-                    WHERE v.recorded_at > $7 AND v.owner_reply IS NOT NULL
-                      AND r.id = v.mention_id AND r.source_id = s.id AND r.published_at < $7
+                    WHERE v.recorded_at > {at} AND v.{column} IS NOT NULL
+                      AND r.id = v.mention_id AND r.source_id = s.id AND r.published_at < {at}
                       AND v.revision = (SELECT MIN(v2.revision) FROM mention_revisions v2
                                         WHERE v2.mention_id = v.mention_id
-                                          AND v2.recorded_at > $7)))";
+                                          AND v2.recorded_at > {at})))"
+    )
+}
 
 /// Figures for one period of one watch (optionally one source).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
@@ -80,19 +84,21 @@ impl Store {
             .await
     }
 
-    /// [`Store::period_stats`] of the mentions of some of a watch's sources only (as
-    /// stored now): the rules compare only the sources whose history covers the periods.
+    /// [`Store::period_stats_as_of`] of the mentions of some of a watch's sources only:
+    /// a comparison with the weeks before counts only the sources whose history covers
+    /// them (see [`crate::trends::watched_comparison`]).
     pub async fn period_stats_of_sources(
         &self,
         watch_id: i64,
         sources: &[i64],
         from: DateTime<Utc>,
         to: DateTime<Utc>,
+        as_of: Option<DateTime<Utc>>,
     ) -> Result<PeriodStats> {
         if sources.is_empty() {
             return Ok(PeriodStats::default());
         }
-        self.period_stats_among(watch_id, None, Some(sources), from, to, None)
+        self.period_stats_among(watch_id, None, Some(sources), from, to, as_of)
             .await
     }
 
@@ -122,8 +128,11 @@ impl Store {
         as_of: Option<DateTime<Utc>>,
     ) -> Result<PeriodStats> {
         let (version, replying) = match as_of {
-            Some(_) => (Version::At("$7"), REPLYING_SOURCES_AT),
-            None => (Version::Stored, REPLYING_SOURCES),
+            Some(_) => (
+                Version::At("$7"),
+                sources_showing_at("owner_reply", "$6", "$7"),
+            ),
+            None => (Version::Stored, REPLYING_SOURCES.to_string()),
         };
         // The sources bound one by one after the fixed parameters (numbered on from $7,
         // or $8 when $7 is the time: PostgreSQL wants every number up to the last used).
@@ -301,6 +310,19 @@ impl Store {
             .fetch_one(&self.pool)
             .await?;
         Ok(row.try_get("avg")?)
+    }
+
+    /// Sources of a watch that had rated mentions at `at`: published before then, with
+    /// stars then (a source added later has none; one whose stars were all removed
+    /// since still had them). A digest of a past week draws these in its rating chart.
+    pub async fn rated_sources_at(&self, watch_id: i64, at: DateTime<Utc>) -> Result<Vec<i64>> {
+        let sql = format!("{} ORDER BY s.id", sources_showing_at("rating", "$1", "$2"));
+        let rows = sqlx::query(&sql)
+            .bind(watch_id)
+            .bind(to_ms(at))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
     }
 
     /// Sources of a watch that have rated mentions: the ones a buyer sees stars on.

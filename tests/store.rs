@@ -769,3 +769,111 @@ async fn stores_opened_at_once_on_a_new_sqlite_file_all_start() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_renamed_source_or_watch_keeps_its_row_and_mentions() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let reviews = setup(store).await;
+        store
+            .ingest(
+                &reviews,
+                &[mention("a", "Lovely kettle", Some(5), 1)],
+                Some(("test", "1")),
+            )
+            .await
+            .unwrap();
+        let ids = |sources: &[SourceRow]| -> Vec<(String, i64, bool)> {
+            let mut v: Vec<_> = sources
+                .iter()
+                .map(|s| (s.name.clone(), s.id, s.enabled))
+                .collect();
+            v.sort();
+            v
+        };
+        let before = store.sources(None).await.unwrap();
+        let hn_id = before.iter().find(|s| s.name == "hn").unwrap().id;
+
+        // The feed renamed (same kind and parameters), "hn" written in capitals, and the
+        // watch renamed: the same rows, under the new names.
+        let renamed = CONFIG
+            .replace("name = \"reviews\"", "name = \"acme-feed\"")
+            .replace("name = \"hn\"", "name = \"HN\"")
+            .replace("name = \"Acme Kettle\"", "name = \"Acme Kettle Pro\"");
+        let c = config::parse(&renamed, "test.toml", &[]).unwrap();
+        store.sync_config(&c).await.unwrap();
+        let after = store.sources(None).await.unwrap();
+        assert_eq!(
+            ids(&after),
+            [
+                ("HN".to_string(), hn_id, true),
+                ("acme-feed".to_string(), reviews.id, true)
+            ],
+            "{}",
+            db.label
+        );
+        assert!(after.iter().all(|s| s.watch_name == "Acme Kettle Pro"));
+        let watch = store
+            .watch_by_name("Acme Kettle Pro")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(watch.id, reviews.watch_id, "{}", db.label);
+        assert!(store.watch_by_name("Acme Kettle").await.unwrap().is_none());
+        let kept = store
+            .mentions(&MentionQuery {
+                watch_id: Some(watch.id),
+                limit: Some(10),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(kept.len(), 1, "{}", db.label);
+        assert_eq!(
+            (kept[0].source.as_str(), kept[0].watch.as_str()),
+            ("acme-feed", "Acme Kettle Pro")
+        );
+
+        // A new name with other parameters is another place: a new row, the old one off.
+        let moved = renamed.replace("http://127.0.0.1:9/feed", "http://127.0.0.1:9/other");
+        let c = config::parse(
+            &moved.replace("name = \"acme-feed\"", "name = \"other-feed\""),
+            "test.toml",
+            &[],
+        )
+        .unwrap();
+        store.sync_config(&c).await.unwrap();
+        let after = store.sources(None).await.unwrap();
+        let old = after.iter().find(|s| s.id == reviews.id).unwrap();
+        assert_eq!((old.name.as_str(), old.enabled), ("acme-feed", false));
+        let new = after.iter().find(|s| s.name == "other-feed").unwrap();
+        assert!(new.enabled && new.id != reviews.id, "{}", db.label);
+    }
+}
+
+#[tokio::test]
+async fn a_rename_that_could_be_either_of_two_is_not_guessed() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        // Two watches read the same feed; both leave the file and one new watch reads it.
+        let two = "[[watch]]\nname = \"A\"\n[[watch.source]]\nname = \"f\"\nkind = \"feed\"\nparams = { url = \"http://127.0.0.1:9/feed\" }\n\
+                   [[watch]]\nname = \"B\"\n[[watch.source]]\nname = \"f\"\nkind = \"feed\"\nparams = { url = \"http://127.0.0.1:9/feed\" }\n";
+        store
+            .sync_config(&config::parse(two, "t.toml", &[]).unwrap())
+            .await
+            .unwrap();
+        let one = "[[watch]]\nname = \"C\"\n[[watch.source]]\nname = \"f\"\nkind = \"feed\"\nparams = { url = \"http://127.0.0.1:9/feed\" }\n";
+        store
+            .sync_config(&config::parse(one, "t.toml", &[]).unwrap())
+            .await
+            .unwrap();
+        let names: Vec<String> = store
+            .watches()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|w| w.name)
+            .collect();
+        assert_eq!(names, ["A", "B", "C"], "{}", db.label);
+    }
+}

@@ -26,7 +26,7 @@ pub use triage::{
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, ConnectOptions, Row};
+use sqlx::{Any, AnyPool, ConnectOptions, Row, Transaction};
 
 use crate::config::Config;
 use crate::domain::{Engagement, Label, Mention, Sentiment};
@@ -269,7 +269,15 @@ impl Store {
     /// Makes the watches and sources tables match the configuration. Nothing is deleted:
     /// a watch or source removed from the file is marked inactive/disabled and its
     /// mentions stay.
+    ///
+    /// A watch or source renamed in the file keeps its row (its mentions, cursor, alerts
+    /// and history) instead of starting a new one that would fetch its mentions again and
+    /// count them twice in the watch's figures: a source is renamed when a row of the
+    /// watch no longer in the file has the same kind and parameters (or the same name in
+    /// another case), a watch when exactly one watch no longer in the file has the same
+    /// name in another case or a source of the same kind and parameters.
     pub async fn sync_config(&self, config: &Config) -> Result<()> {
+        let watch_names: Vec<&str> = config.watches.iter().map(|w| w.name.as_str()).collect();
         let mut tx = self.pool.begin().await?;
         let now = now_ms();
         sqlx::query("UPDATE watches SET active = 0")
@@ -282,16 +290,21 @@ impl Store {
             .await?;
         for w in &config.watches {
             let tz = w.timezone(&config.general).to_string();
-            let existing = sqlx::query("SELECT id FROM watches WHERE name = $1")
+            let existing = match sqlx::query("SELECT id FROM watches WHERE name = $1")
                 .bind(&w.name)
                 .fetch_optional(&mut *tx)
-                .await?;
+                .await?
+            {
+                Some(row) => Some(row.try_get::<i64, _>("id")?),
+                None => renamed_watch(&mut tx, w, &watch_names).await?,
+            };
             let watch_id: i64 = match existing {
-                Some(row) => {
-                    let id: i64 = row.try_get("id")?;
+                Some(id) => {
                     sqlx::query(
-                        "UPDATE watches SET competitors = $1, timezone = $2, active = 1 WHERE id = $3",
+                        "UPDATE watches SET name = $1, competitors = $2, timezone = $3, active = 1
+                         WHERE id = $4",
                     )
+                    .bind(&w.name)
                     .bind(w.competitors.clone())
                     .bind(&tz)
                     .bind(id)
@@ -311,6 +324,7 @@ impl Store {
                 .await?
                 .try_get("id")?,
             };
+            let source_names: Vec<&str> = w.sources.iter().map(|s| s.name.as_str()).collect();
             for s in &w.sources {
                 let params = serde_json::to_string(&s.params)?;
                 let schedule = s.cron_expression(&w.name);
@@ -321,16 +335,20 @@ impl Store {
                         .bind(&s.name)
                         .fetch_optional(&mut *tx)
                         .await?;
+                let existing = match existing {
+                    Some(row) => Some((row.try_get::<i64, _>("id")?, row.try_get("kind")?)),
+                    None => renamed_source(&mut tx, watch_id, s, &params, &source_names).await?,
+                };
                 match existing {
-                    Some(row) => {
-                        let id: i64 = row.try_get("id")?;
-                        let kind: String = row.try_get("kind")?;
+                    Some((id, kind)) => {
+                        let kind: String = kind;
                         // A source that changed kind is a different place: its cursor
                         // means nothing any more.
                         let reset_cursor = i64::from(kind != s.kind);
                         sqlx::query(
-                            "UPDATE sources SET kind = $1, params = $2, schedule = $3, enabled = $4,
-                             cursor = CASE WHEN $5 = 1 THEN NULL ELSE cursor END WHERE id = $6",
+                            "UPDATE sources SET name = $7, kind = $1, params = $2, schedule = $3,
+                                enabled = $4, cursor = CASE WHEN $5 = 1 THEN NULL ELSE cursor END
+                             WHERE id = $6",
                         )
                         .bind(&s.kind)
                         .bind(&params)
@@ -338,6 +356,7 @@ impl Store {
                         .bind(enabled)
                         .bind(reset_cursor)
                         .bind(id)
+                        .bind(&s.name)
                         .execute(&mut *tx)
                         .await?;
                     }
@@ -668,6 +687,103 @@ fn source_row(r: &AnyRow) -> Result<SourceRow> {
         enabled: r.try_get::<i64, _>("enabled")? != 0,
         cursor: r.try_get("cursor")?,
     })
+}
+
+/// The row of a watch renamed in the file: the one watch no longer in the file
+/// (`configured` lists the names that are) with `w`'s name in another case, or else with
+/// a source of the same kind and parameters as one of `w`'s; `None` when there is none,
+/// or more than one (a guess could merge two products' histories).
+async fn renamed_watch(
+    tx: &mut Transaction<'static, Any>,
+    w: &crate::config::Watch,
+    configured: &[&str],
+) -> Result<Option<i64>> {
+    let gone = |name: &str| !configured.contains(&name);
+    let by_case = sqlx::query("SELECT id, name FROM watches WHERE lower(name) = lower($1)")
+        .bind(&w.name)
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut candidates: Vec<(i64, String)> = Vec::new();
+    for row in &by_case {
+        let name: String = row.try_get("name")?;
+        if gone(&name) {
+            candidates.push((row.try_get("id")?, name));
+        }
+    }
+    if candidates.is_empty() {
+        for s in &w.sources {
+            let rows = sqlx::query(
+                "SELECT DISTINCT w.id, w.name FROM sources s JOIN watches w ON w.id = s.watch_id
+                 WHERE s.kind = $1 AND s.params = $2 AND s.kind <> $3",
+            )
+            .bind(&s.kind)
+            .bind(serde_json::to_string(&s.params)?)
+            .bind(PUSH_KIND)
+            .fetch_all(&mut **tx)
+            .await?;
+            for row in &rows {
+                let (id, name): (i64, String) = (row.try_get("id")?, row.try_get("name")?);
+                if gone(&name) && !candidates.iter().any(|(c, _)| *c == id) {
+                    candidates.push((id, name));
+                }
+            }
+        }
+    }
+    match candidates.as_slice() {
+        [(id, old)] => {
+            tracing::info!(
+                "watch `{old}` is now `{}`: its mentions, sources and alerts are kept",
+                w.name
+            );
+            Ok(Some(*id))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The row of a source renamed in the file: the one source of the watch no longer in the
+/// file (`configured` lists the names that are) with `s`'s name in another case, or else
+/// with its kind and parameters (`params`, as stored); with its kind.
+async fn renamed_source(
+    tx: &mut Transaction<'static, Any>,
+    watch_id: i64,
+    s: &crate::config::Source,
+    params: &str,
+    configured: &[&str],
+) -> Result<Option<(i64, String)>> {
+    for same_name in [true, false] {
+        let query = if same_name {
+            sqlx::query_as::<_, (i64, String, String)>(concat!(
+                "SELECT id, name, kind FROM sources WHERE watch_id = $1 AND kind <> $2",
+                " AND lower(name) = lower($3)"
+            ))
+            .bind(watch_id)
+            .bind(PUSH_KIND)
+            .bind(&s.name)
+        } else {
+            sqlx::query_as(concat!(
+                "SELECT id, name, kind FROM sources WHERE watch_id = $1 AND kind <> $2",
+                " AND kind = $3 AND params = $4"
+            ))
+            .bind(watch_id)
+            .bind(PUSH_KIND)
+            .bind(&s.kind)
+            .bind(params)
+        };
+        let rows = query.fetch_all(&mut **tx).await?;
+        let gone: Vec<_> = rows
+            .into_iter()
+            .filter(|(_, name, _)| !configured.contains(&name.as_str()))
+            .collect();
+        if let [(id, old, kind)] = gone.as_slice() {
+            tracing::info!(
+                "source `{old}` is now `{}`: its mentions and cursor are kept",
+                s.name
+            );
+            return Ok(Some((*id, kind.clone())));
+        }
+    }
+    Ok(None)
 }
 
 /// Which version of each mention `m` a query reads: the stored one, or the one it showed

@@ -436,6 +436,73 @@ async fn triage_through_the_page_changes_status_and_the_watch_page_shows_it() {
     }
 }
 
+/// Two people editing one mention at once, each a different field (one assigns, one
+/// notes, one sets the status): every change succeeds and none undoes another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_triage_edits_all_succeed_and_none_is_lost() {
+    for db in testutil::all().await.unwrap() {
+        let c = config();
+        seed(&db.store, &c).await;
+        let s = Server::start(db.store.clone(), c, None, true).await;
+        let ids = negative_ids(&s).await;
+        for round in 0..4 {
+            let mut edits = Vec::new();
+            for &id in &ids {
+                for body in [
+                    serde_json::json!({"assignee": format!("ann-{round}")}),
+                    serde_json::json!({"note": format!("called back {round}")}),
+                    serde_json::json!({"status": if round % 2 == 0 { "replied" } else { "resolved" }}),
+                ] {
+                    let (http, url) = (s.http.clone(), s.url(&format!("/api/mentions/{id}")));
+                    edits.push(tokio::spawn(async move {
+                        let r = http.patch(url).json(&body).send().await.unwrap();
+                        (r.status(), r.text().await.unwrap())
+                    }));
+                }
+            }
+            for e in edits {
+                let (status, text) = e.await.unwrap();
+                assert_eq!(status, 200, "{}: {text}", db.label);
+            }
+            for &id in &ids {
+                let (_, v) = s.json(&format!("/api/mentions/{id}")).await;
+                let t = &v["triage"];
+                assert_eq!(
+                    (
+                        t["assignee"].as_str(),
+                        t["note"].as_str(),
+                        t["status"].as_str()
+                    ),
+                    (
+                        Some(format!("ann-{round}").as_str()),
+                        Some(format!("called back {round}").as_str()),
+                        Some(if round % 2 == 0 {
+                            "replied"
+                        } else {
+                            "resolved"
+                        })
+                    ),
+                    "{}: mention {id} after round {round}",
+                    db.label
+                );
+                // The history's last entry is the state now.
+                let last = v["triage_history"]
+                    .as_array()
+                    .unwrap()
+                    .last()
+                    .unwrap()
+                    .clone();
+                assert_eq!(
+                    (&last["assignee"], &last["note"], &last["status"]),
+                    (&t["assignee"], &t["note"], &t["status"]),
+                    "{}",
+                    db.label
+                );
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerts_are_acknowledged_and_snoozed_and_fetch_now_is_recorded() {
     for db in testutil::all().await.unwrap() {

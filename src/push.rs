@@ -24,6 +24,8 @@ use crate::pipeline::Pipeline;
 
 /// Mentions accepted in one request, at most.
 pub const MAX_MENTIONS: usize = 5_000;
+/// The longest source name a request may give, in characters.
+pub const MAX_SOURCE_NAME: usize = 200;
 /// Largest request body.
 pub const MAX_BODY: usize = 10 * 1024 * 1024;
 
@@ -114,7 +116,26 @@ async fn push(
             "\"watch\" (the watch's name) is required",
         );
     };
-    let source_name = doc.get("source").and_then(Value::as_str).unwrap_or("push");
+    // The sender's mistakes in `source` are 400s: a 5xx would have a relay retry them.
+    let source_name = match doc.get("source") {
+        None | Some(Value::Null) => "push",
+        Some(Value::String(s)) if s.trim().is_empty() => {
+            return error(StatusCode::BAD_REQUEST, "\"source\" is empty");
+        }
+        Some(Value::String(s)) if s.trim().chars().count() > MAX_SOURCE_NAME => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("\"source\" is longer than {MAX_SOURCE_NAME} characters"),
+            );
+        }
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "\"source\" must be a string (the source's name)",
+            )
+        }
+    };
     let Some(items) = doc.get("mentions").and_then(Value::as_array) else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -151,7 +172,10 @@ async fn push(
     }
     let source = match store.push_source(watch_row.id, source_name).await {
         Ok(s) => s,
-        Err(e) => return store_failed(e),
+        Err(e) => match e.downcast_ref::<crate::store::NotAPushSource>() {
+            Some(taken) => return error(StatusCode::BAD_REQUEST, taken.to_string()),
+            None => return store_failed(e),
+        },
     };
     let note = (!rejected.is_empty())
         .then(|| format!("{} record(s) rejected by the push API", rejected.len()));

@@ -9,8 +9,9 @@
 //!   "rating": 2, "published_at": "2026-11-23T10:00:00Z"}]}
 //! ```
 //!
-//! The answer counts what was new, updated and unchanged, and lists the records that
-//! were rejected with their index and why; the good ones are kept. Without a configured
+//! The answer counts what was new, updated and unchanged, lists the records that gave
+//! way to a later one with the same id, and those that were rejected with their index
+//! and why; the good ones are kept. Without a configured
 //! token the endpoint is off (403), so nothing can write into the store unauthenticated.
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -156,7 +157,7 @@ async fn push(
     };
     // Dates without a time are days on the watch's clock.
     let zone = state.pipeline.config.watch_zone(watch);
-    let mut mentions = Vec::with_capacity(items.len());
+    let mut accepted = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let parsed = match item.as_object() {
@@ -166,8 +167,23 @@ async fn push(
             None => Err("not a JSON object".to_string()),
         };
         match parsed {
-            Ok(m) => mentions.push(m),
+            Ok(m) => accepted.push((i, m)),
             Err(why) => rejected.push(json!({"index": i, "error": why})),
+        }
+    }
+    // A record whose id comes again later gives way to the later one (the freshest, and
+    // the only one the store would keep), as in `zmot import`; it is listed so that every
+    // record sent is accounted for. Ids compared as the store keeps them.
+    let id_of =
+        |m: &crate::domain::Mention| crate::domain::without_controls(&m.external_id).into_owned();
+    let last: std::collections::HashMap<String, usize> =
+        accepted.iter().map(|(i, m)| (id_of(m), *i)).collect();
+    let mut repeated = Vec::new();
+    let mut mentions = Vec::with_capacity(accepted.len());
+    for (i, m) in accepted {
+        match last[&id_of(&m)] {
+            kept if kept == i => mentions.push(m),
+            kept => repeated.push(json!({"index": i, "kept": kept})),
         }
     }
     let source = match store.push_source(watch_row.id, source_name).await {
@@ -190,6 +206,7 @@ async fn push(
             "new": stats.new,
             "updated": stats.updated,
             "unchanged": stats.unchanged,
+            "repeated": repeated,
             "rejected": rejected,
         }))
         .into_response(),

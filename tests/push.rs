@@ -349,3 +349,49 @@ params = { url = "https://acme.test/feed.xml" }
         );
     }
 }
+
+/// A record whose id comes again later in the same request gives way to the later one,
+/// as in `zmot import`, and the answer says so: every record sent is accounted for.
+#[tokio::test]
+async fn repeats_within_a_request_are_reported_and_the_last_is_kept() {
+    for db in testutil::all().await.unwrap() {
+        let cfg = Arc::new(config::parse(CONFIG, "test.toml", &[]).unwrap());
+        db.store.sync_config(&cfg).await.unwrap();
+        let url = serve(
+            Pipeline::new(db.store.clone(), cfg, None).unwrap(),
+            Some("tok"),
+        )
+        .await;
+        let body = serde_json::json!({"watch": "Acme", "mentions": [
+            {"id": "a", "text": "first draft", "published_at": "2026-11-23T10:00:00Z"},
+            {"id": "b", "text": "other", "published_at": "2026-11-23T10:00:00Z"},
+            {"id": "a", "text": "final words", "published_at": "2026-11-23T10:00:00Z"},
+            {"id": "c", "rating": 9, "text": "bad", "published_at": "2026-11-23T10:00:00Z"}
+        ]});
+        let v: serde_json::Value = reqwest::Client::new()
+            .post(&url)
+            .bearer_auth("tok")
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["new"], 2, "{}: {v}", db.label);
+        assert_eq!(
+            v["repeated"],
+            serde_json::json!([{"index": 0, "kept": 2}]),
+            "{v}"
+        );
+        assert_eq!(v["rejected"].as_array().unwrap().len(), 1, "{v}");
+        let stored: String = sqlx::Row::get(
+            &sqlx::query("SELECT body FROM mentions WHERE external_id = 'a'")
+                .fetch_one(db.store.pool())
+                .await
+                .unwrap(),
+            "body",
+        );
+        assert_eq!(stored, "final words");
+    }
+}

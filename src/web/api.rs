@@ -374,7 +374,7 @@ fn openapi_document() -> Value {
             "/api/mentions": { "get": { "summary": "Mentions, newest first; next page with cursor=next_cursor",
                 "parameters": mention_params, "responses": { "200": { "description": "{items, next_cursor}" }, "400": { "description": "bad filter" } } },
                 "post": { "summary": "Push ingest: {watch, source?, mentions: [{id, text, title?, rating?, published_at, ...}]} (off without a token)",
-                    "responses": { "200": { "description": "{watch, source, new, updated, unchanged, rejected: [{index, error}]}" },
+                    "responses": { "200": { "description": "{watch, source, new, updated, unchanged, repeated: [{index, kept}], rejected: [{index, error}]}" },
                         "400": { "description": "bad body" }, "401": { "description": "missing or wrong token" },
                         "403": { "description": "no token configured: push is off" }, "404": { "description": "no such watch" },
                         "413": { "description": "too many mentions" }, "503": { "description": "not stored" } } } },

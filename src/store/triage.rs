@@ -494,11 +494,12 @@ impl Store {
         }))
     }
 
-    /// A mention's triage changes, oldest first.
+    /// A mention's triage changes in the order they were applied (the id's: a change
+    /// that waited for another one's lock carries the earlier time it was asked at).
     pub async fn triage_history(&self, mention_id: i64) -> Result<Vec<TriageEvent>> {
         let rows = sqlx::query(
             "SELECT status, assignee, note, changed_at, changed_by FROM mention_triage_history
-             WHERE mention_id = $1 ORDER BY changed_at, id",
+             WHERE mention_id = $1 ORDER BY id",
         )
         .bind(mention_id)
         .fetch_all(&self.pool)

@@ -9,8 +9,9 @@
 //!   "rating": 2, "published_at": "2026-11-23T10:00:00Z"}]}
 //! ```
 //!
-//! The answer counts what was new, updated and unchanged, and lists the records that
-//! were rejected with their index and why; the good ones are kept. Without a configured
+//! The answer counts what was new, updated and unchanged, lists the records that gave
+//! way to a later one with the same id, and those that were rejected with their index
+//! and why; the good ones are kept. Without a configured
 //! token the endpoint is off (403), so nothing can write into the store unauthenticated.
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -24,6 +25,8 @@ use crate::pipeline::Pipeline;
 
 /// Mentions accepted in one request, at most.
 pub const MAX_MENTIONS: usize = 5_000;
+/// The longest source name a request may give, in characters.
+pub const MAX_SOURCE_NAME: usize = 200;
 /// Largest request body.
 pub const MAX_BODY: usize = 10 * 1024 * 1024;
 
@@ -114,7 +117,26 @@ async fn push(
             "\"watch\" (the watch's name) is required",
         );
     };
-    let source_name = doc.get("source").and_then(Value::as_str).unwrap_or("push");
+    // The sender's mistakes in `source` are 400s: a 5xx would have a relay retry them.
+    let source_name = match doc.get("source") {
+        None | Some(Value::Null) => "push",
+        Some(Value::String(s)) if s.trim().is_empty() => {
+            return error(StatusCode::BAD_REQUEST, "\"source\" is empty");
+        }
+        Some(Value::String(s)) if s.trim().chars().count() > MAX_SOURCE_NAME => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("\"source\" is longer than {MAX_SOURCE_NAME} characters"),
+            );
+        }
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "\"source\" must be a string (the source's name)",
+            )
+        }
+    };
     let Some(items) = doc.get("mentions").and_then(Value::as_array) else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -135,7 +157,7 @@ async fn push(
     };
     // Dates without a time are days on the watch's clock.
     let zone = state.pipeline.config.watch_zone(watch);
-    let mut mentions = Vec::with_capacity(items.len());
+    let mut accepted = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let parsed = match item.as_object() {
@@ -145,13 +167,31 @@ async fn push(
             None => Err("not a JSON object".to_string()),
         };
         match parsed {
-            Ok(m) => mentions.push(m),
+            Ok(m) => accepted.push((i, m)),
             Err(why) => rejected.push(json!({"index": i, "error": why})),
+        }
+    }
+    // A record whose id comes again later gives way to the later one (the freshest, and
+    // the only one the store would keep), as in `zmot import`; it is listed so that every
+    // record sent is accounted for. Ids compared as the store keeps them.
+    let id_of =
+        |m: &crate::domain::Mention| crate::domain::without_controls(&m.external_id).into_owned();
+    let last: std::collections::HashMap<String, usize> =
+        accepted.iter().map(|(i, m)| (id_of(m), *i)).collect();
+    let mut repeated = Vec::new();
+    let mut mentions = Vec::with_capacity(accepted.len());
+    for (i, m) in accepted {
+        match last[&id_of(&m)] {
+            kept if kept == i => mentions.push(m),
+            kept => repeated.push(json!({"index": i, "kept": kept})),
         }
     }
     let source = match store.push_source(watch_row.id, source_name).await {
         Ok(s) => s,
-        Err(e) => return store_failed(e),
+        Err(e) => match e.downcast_ref::<crate::store::NotAPushSource>() {
+            Some(taken) => return error(StatusCode::BAD_REQUEST, taken.to_string()),
+            None => return store_failed(e),
+        },
     };
     let note = (!rejected.is_empty())
         .then(|| format!("{} record(s) rejected by the push API", rejected.len()));
@@ -166,6 +206,7 @@ async fn push(
             "new": stats.new,
             "updated": stats.updated,
             "unchanged": stats.unchanged,
+            "repeated": repeated,
             "rejected": rejected,
         }))
         .into_response(),

@@ -276,3 +276,122 @@ async fn a_nul_in_pushed_text_is_dropped_and_store_errors_are_not_echoed() {
     let runs = db.store.fetch_runs(src.id, 5).await.unwrap();
     assert_eq!(runs[0].status, "failed");
 }
+
+/// A bad `source` is the sender's mistake, answered with a 400 that says so (a 503 would
+/// tell a webhook relay to retry the same request forever), and stores nothing.
+#[tokio::test]
+async fn a_bad_source_name_is_a_400_not_a_store_failure() {
+    const WITH_FEED: &str = r#"
+[[watch]]
+name = "Acme"
+
+[[watch.source]]
+name = "blog"
+kind = "feed"
+params = { url = "https://acme.test/feed.xml" }
+"#;
+    for db in testutil::all().await.unwrap() {
+        let cfg = Arc::new(config::parse(WITH_FEED, "test.toml", &[]).unwrap());
+        db.store.sync_config(&cfg).await.unwrap();
+        let url = serve(
+            Pipeline::new(db.store.clone(), cfg, None).unwrap(),
+            Some("tok"),
+        )
+        .await;
+        let client = reqwest::Client::new();
+        let too_long = "s".repeat(201);
+        for (source, expected) in [
+            (serde_json::json!(""), "empty"),
+            (serde_json::json!("  "), "empty"),
+            (serde_json::json!("BLOG"), "configured feed source"),
+            (serde_json::json!(5), "must be a string"),
+            (serde_json::json!(too_long), "longer than 200"),
+        ] {
+            let r = client
+                .post(&url)
+                .bearer_auth("tok")
+                .json(
+                    &serde_json::json!({"watch": "Acme", "source": source, "mentions": [
+                        {"id": "a", "text": "fine", "published_at": "2026-11-23T10:00:00Z"}
+                    ]}),
+                )
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let v: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(status, 400, "{}: {source}: {v}", db.label);
+            assert_eq!(v["error"]["code"], "bad_request", "{v}");
+            let message = v["error"]["message"].as_str().unwrap();
+            assert!(message.contains(expected), "{source}: {message}");
+        }
+        assert_eq!(db.store.count_mentions(None).await.unwrap(), 0);
+        let w = db.store.watch_by_name("Acme").await.unwrap().unwrap();
+        let sources = db.store.sources(Some(w.id)).await.unwrap();
+        assert_eq!(sources.len(), 1, "no source was added: {sources:?}");
+        // Without `source` (or null) the mentions go to the source named "push".
+        let r = client
+            .post(&url)
+            .bearer_auth("tok")
+            .json(
+                &serde_json::json!({"watch": "Acme", "source": null, "mentions": [
+                    {"id": "a", "text": "fine", "published_at": "2026-11-23T10:00:00Z"}
+                ]}),
+            )
+            .send()
+            .await
+            .unwrap();
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(
+            (v["source"].as_str(), v["new"].as_i64()),
+            (Some("push"), Some(1)),
+            "{v}"
+        );
+    }
+}
+
+/// A record whose id comes again later in the same request gives way to the later one,
+/// as in `zmot import`, and the answer says so: every record sent is accounted for.
+#[tokio::test]
+async fn repeats_within_a_request_are_reported_and_the_last_is_kept() {
+    for db in testutil::all().await.unwrap() {
+        let cfg = Arc::new(config::parse(CONFIG, "test.toml", &[]).unwrap());
+        db.store.sync_config(&cfg).await.unwrap();
+        let url = serve(
+            Pipeline::new(db.store.clone(), cfg, None).unwrap(),
+            Some("tok"),
+        )
+        .await;
+        let body = serde_json::json!({"watch": "Acme", "mentions": [
+            {"id": "a", "text": "first draft", "published_at": "2026-11-23T10:00:00Z"},
+            {"id": "b", "text": "other", "published_at": "2026-11-23T10:00:00Z"},
+            {"id": "a", "text": "final words", "published_at": "2026-11-23T10:00:00Z"},
+            {"id": "c", "rating": 9, "text": "bad", "published_at": "2026-11-23T10:00:00Z"}
+        ]});
+        let v: serde_json::Value = reqwest::Client::new()
+            .post(&url)
+            .bearer_auth("tok")
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["new"], 2, "{}: {v}", db.label);
+        assert_eq!(
+            v["repeated"],
+            serde_json::json!([{"index": 0, "kept": 2}]),
+            "{v}"
+        );
+        assert_eq!(v["rejected"].as_array().unwrap().len(), 1, "{v}");
+        let stored: String = sqlx::Row::get(
+            &sqlx::query("SELECT body FROM mentions WHERE external_id = 'a'")
+                .fetch_one(db.store.pool())
+                .await
+                .unwrap(),
+            "body",
+        );
+        assert_eq!(stored, "final words");
+    }
+}

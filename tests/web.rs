@@ -273,6 +273,65 @@ async fn unknown_watch_is_404_on_pages_and_api() {
     assert_eq!(s.get("/mentions/99999").await.0, 404);
 }
 
+/// Requests the handlers cannot even read (a parameter given twice, an alert id that is
+/// not a number) are answered in the route's own dialect: JSON errors on the API, a page
+/// on the dashboard, not axum's plain text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_parameters_get_the_apis_json_and_the_pages_html() {
+    let db = testutil::sqlite().await.unwrap();
+    let c = config();
+    seed(&db.store, &c).await;
+    let s = Server::start(db.store.clone(), c, None, true).await;
+    for path in [
+        "/api/mentions?watch=Acme+Kettle&watch=Rival",
+        "/api/alerts?days=1&days=2",
+        "/api/watches/Rival/trends?weeks=1&weeks=2",
+        "/api/watches/Rival/triage?days=1&days=2",
+    ] {
+        let r = s.http.get(s.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{path}");
+        assert_eq!(r.headers()["content-type"], "application/json", "{path}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "bad_request", "{path}: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("duplicate"),
+            "{v}"
+        );
+    }
+    for path in [
+        "/mentions?watch=Acme+Kettle&watch=Rival",
+        "/login?next=/&next=/x",
+    ] {
+        let r = s.http.get(s.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{path}");
+        assert!(r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        assert!(
+            r.text().await.unwrap().contains(r#"class="error""#),
+            "{path}"
+        );
+    }
+    let (_, page) = s.get("/sources").await;
+    let csrf = csrf_of(&page);
+    for path in [
+        "/alerts/abc/acknowledge",
+        "/alerts/99999999999999999999/snooze",
+        "/sources/x/fetch",
+    ] {
+        let r = s.post_form(path, &[("csrf", csrf.as_str())]).await;
+        assert_eq!(r.status(), 404, "{path}");
+        assert!(r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mention_filters_and_pagination() {
     for db in testutil::all().await.unwrap() {
@@ -433,6 +492,73 @@ async fn triage_through_the_page_changes_status_and_the_watch_page_shows_it() {
             "kept when not sent"
         );
         assert_eq!(v["triage_history"].as_array().unwrap().len(), 2);
+    }
+}
+
+/// Two people editing one mention at once, each a different field (one assigns, one
+/// notes, one sets the status): every change succeeds and none undoes another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_triage_edits_all_succeed_and_none_is_lost() {
+    for db in testutil::all().await.unwrap() {
+        let c = config();
+        seed(&db.store, &c).await;
+        let s = Server::start(db.store.clone(), c, None, true).await;
+        let ids = negative_ids(&s).await;
+        for round in 0..4 {
+            let mut edits = Vec::new();
+            for &id in &ids {
+                for body in [
+                    serde_json::json!({"assignee": format!("ann-{round}")}),
+                    serde_json::json!({"note": format!("called back {round}")}),
+                    serde_json::json!({"status": if round % 2 == 0 { "replied" } else { "resolved" }}),
+                ] {
+                    let (http, url) = (s.http.clone(), s.url(&format!("/api/mentions/{id}")));
+                    edits.push(tokio::spawn(async move {
+                        let r = http.patch(url).json(&body).send().await.unwrap();
+                        (r.status(), r.text().await.unwrap())
+                    }));
+                }
+            }
+            for e in edits {
+                let (status, text) = e.await.unwrap();
+                assert_eq!(status, 200, "{}: {text}", db.label);
+            }
+            for &id in &ids {
+                let (_, v) = s.json(&format!("/api/mentions/{id}")).await;
+                let t = &v["triage"];
+                assert_eq!(
+                    (
+                        t["assignee"].as_str(),
+                        t["note"].as_str(),
+                        t["status"].as_str()
+                    ),
+                    (
+                        Some(format!("ann-{round}").as_str()),
+                        Some(format!("called back {round}").as_str()),
+                        Some(if round % 2 == 0 {
+                            "replied"
+                        } else {
+                            "resolved"
+                        })
+                    ),
+                    "{}: mention {id} after round {round}",
+                    db.label
+                );
+                // The history's last entry is the state now.
+                let last = v["triage_history"]
+                    .as_array()
+                    .unwrap()
+                    .last()
+                    .unwrap()
+                    .clone();
+                assert_eq!(
+                    (&last["assignee"], &last["note"], &last["status"]),
+                    (&t["assignee"], &t["note"], &t["status"]),
+                    "{}",
+                    db.label
+                );
+            }
+        }
     }
 }
 

@@ -34,6 +34,26 @@ use crate::domain::{Engagement, Label, Mention, Sentiment};
 /// The kind of sources that receive pushed mentions instead of polling.
 pub const PUSH_KIND: &str = "push";
 
+/// Mentions cannot be pushed or imported into a source of another kind (a configured
+/// feed, say): the sender's mistake, told apart from the store failing.
+#[derive(Debug)]
+pub struct NotAPushSource {
+    pub name: String,
+    pub kind: String,
+}
+
+impl std::fmt::Display for NotAPushSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "`{}` is a configured {} source; import into another source name",
+            self.name, self.kind
+        )
+    }
+}
+
+impl std::error::Error for NotAPushSource {}
+
 const LATEST_SENTIMENT: &str = "LEFT JOIN sentiments st ON st.mention_id = m.id
     AND st.scored_at = (SELECT MAX(s2.scored_at) FROM sentiments s2 WHERE s2.mention_id = m.id)";
 
@@ -462,9 +482,11 @@ impl Store {
             Some(row) => {
                 let kind: String = row.try_get("kind")?;
                 if kind != PUSH_KIND {
-                    bail!(
-                        "`{name}` is a configured {kind} source; import into another source name"
-                    );
+                    return Err(NotAPushSource {
+                        name: name.to_string(),
+                        kind,
+                    }
+                    .into());
                 }
                 row.try_get("id")?
             }

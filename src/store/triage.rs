@@ -421,72 +421,56 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Option<TriageState>> {
         let now = to_ms(now);
-        let mut tx = self.pool.begin().await?;
-        let exists = sqlx::query("SELECT id FROM mentions WHERE id = $1")
-            .bind(mention_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_none() {
-            return Ok(None);
-        }
-        let current = sqlx::query(
-            "SELECT status, assignee, note, first_action_at FROM mention_triage WHERE mention_id = $1",
-        )
-        .bind(mention_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let (status, assignee, note, first) = match &current {
-            Some(r) => (
-                TriageStatus::parse(&r.try_get::<String, _>("status")?)
-                    .unwrap_or(TriageStatus::Open),
-                r.try_get::<Option<String>, _>("assignee")?,
-                r.try_get::<Option<String>, _>("note")?,
-                r.try_get::<i64, _>("first_action_at")?,
-            ),
-            None => (TriageStatus::Open, None, None, now),
+        // Control characters never reach the database (see `ingest`); an empty value
+        // clears the field.
+        let clean = |v: &Option<String>| {
+            v.as_deref()
+                .map(|s| Some(without_controls(s).trim().to_string()).filter(|s| !s.is_empty()))
         };
-        // Control characters never reach the database (see `ingest`).
-        let clean = |v: &Option<String>, old: Option<String>| match v {
-            None => old,
-            Some(s) => Some(without_controls(s).trim().to_string()).filter(|s| !s.is_empty()),
-        };
-        let status = change.status.unwrap_or(status);
-        let assignee = clean(&change.assignee, assignee);
-        let note = clean(&change.note, note);
+        let (assignee, note) = (clean(&change.assignee), clean(&change.note));
         let by = by
             .map(without_controls)
             .as_deref()
             .map(str::trim)
             .filter(|b| !b.is_empty())
             .map(str::to_string);
-        if current.is_some() {
-            sqlx::query(
-                "UPDATE mention_triage SET status = $1, assignee = $2, note = $3, updated_at = $4,
-                    updated_by = $5 WHERE mention_id = $6",
-            )
-            .bind(status.as_str())
-            .bind(assignee.clone())
-            .bind(note.clone())
-            .bind(now)
-            .bind(by.clone())
-            .bind(mention_id)
-            .execute(&mut *tx)
-            .await?;
-        } else {
-            sqlx::query(
-                "INSERT INTO mention_triage (mention_id, status, assignee, note, first_action_at,
-                    updated_at, updated_by) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(mention_id)
-            .bind(status.as_str())
-            .bind(assignee.clone())
-            .bind(note.clone())
-            .bind(first)
-            .bind(now)
-            .bind(by.clone())
-            .execute(&mut *tx)
-            .await?;
-        }
+        let mut tx = self.pool.begin().await?;
+        // One statement changes only the fields given, on the row as it is when written
+        // (not as read earlier), so that two people editing different fields at once both
+        // keep their change, and the first change of a mention cannot collide with
+        // another. Being the transaction's first statement, a write, it also takes
+        // SQLite's write lock up front (a read first would fail to upgrade it when
+        // another writer went in between).
+        let row = sqlx::query(
+            "INSERT INTO mention_triage (mention_id, status, assignee, note, first_action_at,
+                updated_at, updated_by)
+             SELECT m.id, COALESCE($2, 'open'), $4, $6, $7, $7, $8 FROM mentions m WHERE m.id = $1
+             ON CONFLICT (mention_id) DO UPDATE SET
+                status = COALESCE($2, mention_triage.status),
+                assignee = CASE WHEN $3 = 1 THEN $4 ELSE mention_triage.assignee END,
+                note = CASE WHEN $5 = 1 THEN $6 ELSE mention_triage.note END,
+                updated_at = $7, updated_by = $8
+             RETURNING status, assignee, note, first_action_at",
+        )
+        .bind(mention_id)
+        .bind(change.status.map(|s| s.as_str()))
+        .bind(i64::from(assignee.is_some()))
+        .bind(assignee.flatten())
+        .bind(i64::from(note.is_some()))
+        .bind(note.flatten())
+        .bind(now)
+        .bind(by.clone())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            // No such mention.
+            return Ok(None);
+        };
+        let status =
+            TriageStatus::parse(&row.try_get::<String, _>("status")?).unwrap_or(TriageStatus::Open);
+        let assignee: Option<String> = row.try_get("assignee")?;
+        let note: Option<String> = row.try_get("note")?;
+        let first: i64 = row.try_get("first_action_at")?;
         sqlx::query(
             "INSERT INTO mention_triage_history (mention_id, status, assignee, note, changed_at,
                 changed_by) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -510,11 +494,12 @@ impl Store {
         }))
     }
 
-    /// A mention's triage changes, oldest first.
+    /// A mention's triage changes in the order they were applied (the id's: a change
+    /// that waited for another one's lock carries the earlier time it was asked at).
     pub async fn triage_history(&self, mention_id: i64) -> Result<Vec<TriageEvent>> {
         let rows = sqlx::query(
             "SELECT status, assignee, note, changed_at, changed_by FROM mention_triage_history
-             WHERE mention_id = $1 ORDER BY changed_at, id",
+             WHERE mention_id = $1 ORDER BY id",
         )
         .bind(mention_id)
         .fetch_all(&self.pool)

@@ -1,7 +1,7 @@
 //! `/api/...`: the dashboard's data as JSON. Errors are
 //! `{"error": {"code": "...", "message": "..."}}` with a matching status code.
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::data;
-use super::params::{cursor_of, resolve_watch, watch_settings, MentionParams};
+use super::params::{cursor_of, query, resolve_watch, watch_settings, MentionParams};
 use super::{json_error, Failure, WebState, MAX_API_LIMIT};
 use crate::store::{to_ms, TriageStatus, TriageUpdate, WatchRow};
 
@@ -90,8 +90,9 @@ pub struct WeeksParam {
 pub async fn trends(
     State(s): State<WebState>,
     Path(key): Path<String>,
-    Query(q): Query<WeeksParam>,
+    q: Result<Query<WeeksParam>, QueryRejection>,
 ) -> ApiResult {
+    let q = query(q)?;
     let weeks = match q.weeks.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
         None => 12,
         Some(v) => v
@@ -133,8 +134,9 @@ pub async fn buyers_view(State(s): State<WebState>, Path(key): Path<String>) -> 
 pub async fn triage_summary(
     State(s): State<WebState>,
     Path(key): Path<String>,
-    Query(q): Query<DaysParam>,
+    q: Result<Query<DaysParam>, QueryRejection>,
 ) -> ApiResult {
+    let q = query(q)?;
     let w = the_watch(&s, &key).await?;
     let days = q.days()?;
     let summary = s
@@ -150,7 +152,11 @@ pub async fn triage_summary(
 }
 
 /// `GET /api/mentions?...`: keyset pages (`cursor` from `next_cursor`).
-pub async fn mentions(State(s): State<WebState>, Query(p): Query<MentionParams>) -> ApiResult {
+pub async fn mentions(
+    State(s): State<WebState>,
+    p: Result<Query<MentionParams>, QueryRejection>,
+) -> ApiResult {
+    let p = query(p)?;
     let (filter, _) = p.filter(&s.store, &s.config).await?;
     let limit = p.size(50, MAX_API_LIMIT)?;
     let mut items = s.store.find_mentions(&filter, 0, limit + 1).await?;
@@ -262,7 +268,11 @@ impl DaysParam {
 }
 
 /// `GET /api/alerts?watch=&days=`: open alerts and those seen in the last days.
-pub async fn alerts(State(s): State<WebState>, Query(q): Query<DaysParam>) -> ApiResult {
+pub async fn alerts(
+    State(s): State<WebState>,
+    q: Result<Query<DaysParam>, QueryRejection>,
+) -> ApiResult {
+    let q = query(q)?;
     let days = q.days()?;
     let watch_id = match q.watch.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
         Some(w) => Some(the_watch(&s, w).await?.id),
@@ -374,7 +384,7 @@ fn openapi_document() -> Value {
             "/api/mentions": { "get": { "summary": "Mentions, newest first; next page with cursor=next_cursor",
                 "parameters": mention_params, "responses": { "200": { "description": "{items, next_cursor}" }, "400": { "description": "bad filter" } } },
                 "post": { "summary": "Push ingest: {watch, source?, mentions: [{id, text, title?, rating?, published_at, ...}]} (off without a token)",
-                    "responses": { "200": { "description": "{watch, source, new, updated, unchanged, rejected: [{index, error}]}" },
+                    "responses": { "200": { "description": "{watch, source, new, updated, unchanged, repeated: [{index, kept}], rejected: [{index, error}]}" },
                         "400": { "description": "bad body" }, "401": { "description": "missing or wrong token" },
                         "403": { "description": "no token configured: push is off" }, "404": { "description": "no such watch" },
                         "413": { "description": "too many mentions" }, "503": { "description": "not stored" } } } },

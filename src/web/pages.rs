@@ -1,5 +1,6 @@
 //! The HTML pages and their forms (POST, then a redirect back: POST-redirect-GET).
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -12,7 +13,8 @@ use super::charts::{self, Series};
 use super::data::{self, WatchSummary};
 use super::html::{self, esc, fmt_hours, fmt_pct, fmt_rating, fmt_time, form_fields, page, Nav};
 use super::params::{
-    local_target, path_escape, query_escape, resolve_watch, watch_settings, MentionParams, Zones,
+    local_target, path_escape, query, query_escape, resolve_watch, watch_settings, MentionParams,
+    Zones,
 };
 use super::{same_secret, Failure, WebState, MAX_PAGE_SIZE, SESSION_COOKIE};
 use crate::domain::Label;
@@ -762,9 +764,10 @@ fn select(name: &str, current: Option<&str>, options: &[(String, String)]) -> St
 /// `/mentions`: the filterable, paginated list.
 pub async fn mentions(
     State(s): State<WebState>,
-    Query(p): Query<MentionParams>,
+    p: Result<Query<MentionParams>, QueryRejection>,
     uri: axum::http::Uri,
 ) -> PageResult {
+    let p = query(p)?;
     let (filter, _) = p.filter(&s.store, &s.config).await?;
     let page_no = p.page()?;
     let size = p.size(25, MAX_PAGE_SIZE)?;
@@ -1020,6 +1023,13 @@ fn check_csrf(s: &WebState, token: &str) -> Result<(), PageError> {
     }
 }
 
+/// The id in a form's path; any other text names nothing there is (a 404 page, not
+/// axum's plain-text 400).
+fn page_id(id: &str, missing: &str) -> Result<i64, PageError> {
+    id.parse()
+        .map_err(|_| Failure::NotFound(missing.to_string()).into())
+}
+
 fn see_other(back: Option<&str>) -> Response {
     Redirect::to(&local_target(back)).into_response()
 }
@@ -1083,10 +1093,11 @@ pub struct SimpleForm {
 
 pub async fn acknowledge_alert(
     State(s): State<WebState>,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
     Form(f): Form<SimpleForm>,
 ) -> PageResult {
     check_csrf(&s, &f.csrf)?;
+    let id = page_id(&id, "There is no such alert.")?;
     if !s.store.acknowledge_alert(id, Utc::now()).await? {
         return Err(Failure::NotFound("There is no such alert.".into()).into());
     }
@@ -1095,10 +1106,11 @@ pub async fn acknowledge_alert(
 
 pub async fn snooze_alert(
     State(s): State<WebState>,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
     Form(f): Form<SimpleForm>,
 ) -> PageResult {
     check_csrf(&s, &f.csrf)?;
+    let id = page_id(&id, "There is no such alert.")?;
     let hours: i64 = f
         .hours
         .as_deref()
@@ -1117,10 +1129,11 @@ pub async fn snooze_alert(
 
 pub async fn fetch_now(
     State(s): State<WebState>,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
     Form(f): Form<SimpleForm>,
 ) -> PageResult {
     check_csrf(&s, &f.csrf)?;
+    let id = page_id(&id, "There is no such source.")?;
     if !s.store.request_fetch(id, Utc::now()).await? {
         return Err(Failure::BadRequest(
             "That source is unknown, disabled or pushed; nothing polls it.".into(),
@@ -1137,7 +1150,11 @@ pub struct NextParam {
     next: Option<String>,
 }
 
-pub async fn login_form(State(s): State<WebState>, Query(q): Query<NextParam>) -> PageResult {
+pub async fn login_form(
+    State(s): State<WebState>,
+    q: Result<Query<NextParam>, QueryRejection>,
+) -> PageResult {
+    let q = query(q)?;
     let next = local_target(q.next.as_deref());
     if s.security.token.is_none() {
         return Ok(Redirect::to(&next).into_response());

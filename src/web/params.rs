@@ -1,6 +1,8 @@
 //! Query parameters shared by the pages and the API, parsed into store filters. Empty
 //! values (what a GET form sends for an untouched field) count as absent.
 
+use axum::extract::rejection::QueryRejection;
+use axum::extract::Query;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 use serde::Deserialize;
@@ -27,6 +29,13 @@ pub struct MentionParams {
     pub per_page: Option<String>,
     pub cursor: Option<String>,
     pub limit: Option<String>,
+}
+
+/// A query string's parameters, or a 400 (in the route's dialect, unlike axum's plain
+/// text) when they cannot be read, such as a parameter given twice.
+pub fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, Failure> {
+    q.map(|Query(v)| v)
+        .map_err(|e| Failure::BadRequest(e.body_text()))
 }
 
 fn given(v: &Option<String>) -> Option<&str> {

@@ -6,6 +6,17 @@
 use chrono::{DateTime, Datelike, Utc};
 use chrono_tz::Tz;
 
+/// A stored watch's clock: its configured zone, or for a watch no longer configured the
+/// zone it last had.
+pub fn watch_zone(config: &crate::config::Config, watch: &crate::store::WatchRow) -> Tz {
+    match config.watch(&watch.name) {
+        Some(_) => config.watch_zone(&watch.name),
+        None => {
+            crate::config::parse_timezone(&watch.timezone).unwrap_or_else(|_| config.general_zone())
+        }
+    }
+}
+
 /// The calendar day of `t` on the clock of `tz` (`2026-11-23`).
 pub fn date(t: DateTime<Utc>, tz: Tz) -> String {
     t.with_timezone(&tz).format("%Y-%m-%d").to_string()

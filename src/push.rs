@@ -46,8 +46,13 @@ pub fn router(pipeline: Pipeline, token: Option<String>) -> Router {
 }
 
 /// The token configured for the API, read from the variable `server.token_env` names.
+/// Surrounding whitespace is not part of it (a value set from a file often ends in a
+/// line break), as it is not of the token a client sends.
 pub fn token_from_env(var: &str) -> Option<String> {
-    std::env::var(var).ok().filter(|t| !t.trim().is_empty())
+    std::env::var(var)
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
 }
 
 /// The API's error shape, `{"error": {"code", "message"}}`, the code named after the
@@ -156,7 +161,7 @@ async fn push(
         Err(e) => return store_failed(e),
     };
     // Dates without a time are days on the watch's clock.
-    let zone = state.pipeline.config.watch_zone(watch);
+    let zone = crate::clock::watch_zone(&state.pipeline.config, &watch_row);
     let mut accepted = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
     for (i, item) in items.iter().enumerate() {
@@ -211,5 +216,19 @@ async fn push(
         }))
         .into_response(),
         Err(e) => store_failed(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_token_from_the_environment_is_read_without_surrounding_whitespace() {
+        let var = "ZMOT_TEST_PUSH_TOKEN_TRIM";
+        std::env::set_var(var, "s3cret-token\n");
+        assert_eq!(super::token_from_env(var).as_deref(), Some("s3cret-token"));
+        std::env::set_var(var, "  \n");
+        assert_eq!(super::token_from_env(var), None);
+        std::env::remove_var(var);
+        assert_eq!(super::token_from_env(var), None);
     }
 }

@@ -395,3 +395,53 @@ async fn repeats_within_a_request_are_reported_and_the_last_is_kept() {
         assert_eq!(stored, "final words");
     }
 }
+
+#[tokio::test]
+async fn a_pushed_date_without_a_time_is_a_day_on_the_watch_s_clock() {
+    for db in testutil::all().await.unwrap() {
+        // Acme watched on New York time, then taken out of the file: pushes to it still
+        // read a bare date on the clock it last had; one configured watch on Tokyo's.
+        let first = "[[watch]]\nname = \"Acme\"\ntimezone = \"America/New_York\"\n";
+        db.store
+            .sync_config(&config::parse(first, "t.toml", &[]).unwrap())
+            .await
+            .unwrap();
+        let now = "[[watch]]\nname = \"Tokyo Shop\"\ntimezone = \"Asia/Tokyo\"\n";
+        let cfg = Arc::new(config::parse(now, "t.toml", &[]).unwrap());
+        db.store.sync_config(&cfg).await.unwrap();
+        let pipeline = Pipeline::new(db.store.clone(), cfg, None).unwrap();
+        let url = serve(pipeline, Some("tok")).await;
+        let client = reqwest::Client::new();
+        for (watch, id, expected) in [
+            ("acme", "a-1", "2026-11-23T05:00:00+00:00"),
+            ("Tokyo Shop", "t-1", "2026-11-22T15:00:00+00:00"),
+        ] {
+            let body = serde_json::json!({"watch": watch, "mentions": [
+                {"id": id, "text": "Dated the 23rd", "published_at": "2026-11-23"}
+            ]});
+            let r = client
+                .post(&url)
+                .bearer_auth("tok")
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{watch} {}", db.label);
+            let stored = db
+                .store
+                .mentions(&zmot::store::MentionQuery::default())
+                .await
+                .unwrap();
+            let m = stored
+                .iter()
+                .find(|m| m.mention.external_id == id)
+                .unwrap_or_else(|| panic!("{id} not stored"));
+            assert_eq!(
+                m.mention.published_at.to_rfc3339(),
+                expected,
+                "{watch} {}",
+                db.label
+            );
+        }
+    }
+}

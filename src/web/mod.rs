@@ -118,9 +118,7 @@ impl WebState {
     /// The state for `config`: the token is read from the variable named by
     /// `server.token_env`, loopback is judged from `server.listen`.
     pub fn new(store: Store, config: Arc<Config>) -> WebState {
-        let token = std::env::var(&config.server.token_env)
-            .ok()
-            .filter(|t| !t.trim().is_empty());
+        let token = crate::push::token_from_env(&config.server.token_env);
         let loopback = is_loopback_listen(&config.server.listen);
         WebState::with_access(store, config, token, loopback)
     }

@@ -246,16 +246,7 @@ pub fn watch_settings(config: &Config, watch: &WatchRow) -> (Tz, AlertSettings) 
     (watch_zone(config, watch), settings)
 }
 
-/// A watch's clock: its configured zone, or for a watch no longer configured the zone
-/// it last had.
-pub fn watch_zone(config: &Config, watch: &WatchRow) -> Tz {
-    match config.watch(&watch.name) {
-        Some(_) => config.watch_zone(&watch.name),
-        None => {
-            crate::config::parse_timezone(&watch.timezone).unwrap_or_else(|_| config.general_zone())
-        }
-    }
-}
+use crate::clock::watch_zone;
 
 /// Every stored watch's clock by name, for pages that list several watches' times.
 pub struct Zones {

@@ -12,6 +12,7 @@ use chrono_tz::Tz;
 use tokio::sync::{watch, Semaphore};
 
 use crate::config::Schedule;
+use crate::domain::FetchErrorKind;
 use crate::health::Metrics;
 use crate::notify::{self, Mailer};
 use crate::pipeline::Pipeline;
@@ -31,6 +32,9 @@ pub enum JobKind {
     Check { watch: String },
     /// Queue a watch's weekly digest (once per week, whatever the number of workers).
     Digest { watch: String },
+    /// Panics with the message: a bug in a job, for the scheduler's own tests.
+    #[cfg(test)]
+    Panic { message: &'static str },
 }
 
 #[derive(Debug, Clone)]
@@ -200,17 +204,74 @@ impl From<String> for JobDone {
     }
 }
 
-/// How long a job's source asked to be left alone: a failed fetch's, or a partial
-/// one's (nothing for other results).
-fn retry_after(result: &Result<Result<JobDone>, tokio::time::error::Elapsed>) -> chrono::Duration {
-    let asked = match result {
-        Ok(Ok(done)) => done.retry_after,
-        Ok(Err(e)) => e
-            .downcast_ref::<crate::sources::FetchError>()
-            .and_then(|f| f.retry_after),
-        Err(_) => None,
-    };
-    retry_wait(asked)
+/// How a job's run ended.
+#[derive(Debug)]
+enum Ended {
+    /// The job returned: its own success or error.
+    Returned(Result<JobDone>),
+    /// It ran past the job timeout and was stopped.
+    TimedOut(Duration),
+    /// It panicked (a bug), with the panic's message.
+    Panicked(String),
+}
+
+impl Ended {
+    /// Runs `job` within `timeout`, catching a panic so that it ends the job, not the
+    /// worker's record of it (the claim would otherwise be held until the lease expires).
+    async fn run(
+        pipeline: &Pipeline,
+        mailer: &Mailer,
+        job: &Job,
+        metrics: &Metrics,
+        timeout: Duration,
+    ) -> Ended {
+        use futures::FutureExt;
+        // Unwind safety: what a job changes lives in the database, where a transaction
+        // it had open rolls back when dropped; in memory it shares only immutable state
+        // and atomic counters.
+        let guarded =
+            std::panic::AssertUnwindSafe(run_job(pipeline, mailer, job, metrics)).catch_unwind();
+        match tokio::time::timeout(timeout, guarded).await {
+            Ok(Ok(result)) => Ended::Returned(result),
+            Ok(Err(payload)) => Ended::Panicked(panic_message(payload.as_ref())),
+            Err(_) => Ended::TimedOut(timeout),
+        }
+    }
+
+    /// The error to record, for a run that did not succeed.
+    fn error(&self) -> Option<String> {
+        match self {
+            Ended::Returned(Ok(_)) => None,
+            Ended::Returned(Err(e)) => Some(format!("{e:#}")),
+            Ended::TimedOut(timeout) => Some(format!(
+                "timed out after {} s (general.job_timeout_secs) and was stopped",
+                timeout.as_secs()
+            )),
+            Ended::Panicked(message) => Some(format!("panicked: {message}")),
+        }
+    }
+
+    /// How long the job's source asked to be left alone: a failed fetch's, or a partial
+    /// one's (nothing for other results).
+    fn retry_after(&self) -> chrono::Duration {
+        let asked = match self {
+            Ended::Returned(Ok(done)) => done.retry_after,
+            Ended::Returned(Err(e)) => e
+                .downcast_ref::<crate::sources::FetchError>()
+                .and_then(|f| f.retry_after),
+            Ended::TimedOut(_) | Ended::Panicked(_) => None,
+        };
+        retry_wait(asked)
+    }
+}
+
+/// The text a panic was raised with (`panic!` gives a `&str` or a `String`).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
 }
 
 /// How long the scheduler waits for a source that asked to be left alone for `asked`.
@@ -314,6 +375,8 @@ pub async fn run_job(
             let (runs, emails) = pipeline.store.prune(before).await?;
             Ok(format!("removed {runs} old fetch runs and {emails} sent emails").into())
         }
+        #[cfg(test)]
+        JobKind::Panic { message } => panic!("{message}"),
     }
 }
 
@@ -427,22 +490,44 @@ pub async fn run(
             running.spawn(async move {
                 let started = Utc::now();
                 Metrics::add(&metrics.job_runs, 1);
-                let result = tokio::time::timeout(timeout, run_job(&p, &m, &j, &metrics)).await;
-                if !matches!(result, Ok(Ok(_))) {
+                let ended = Ended::run(&p, &m, &j, &metrics, timeout).await;
+                let error = ended.error();
+                match &ended {
+                    Ended::Returned(Ok(done)) => tracing::debug!(job = %j.name, "{}", done.summary),
+                    Ended::Returned(Err(_)) => {}
+                    Ended::TimedOut(_) | Ended::Panicked(_) => {
+                        let error = error.as_deref().unwrap_or_default();
+                        if matches!(ended, Ended::Panicked(_)) {
+                            tracing::error!(job = %j.name, "{error}");
+                        } else {
+                            tracing::warn!(job = %j.name, "{error}");
+                        }
+                        if let JobKind::Fetch { source_id } = &j.kind {
+                            // The fetch was stopped before it could close its run: close it
+                            // now, so the source does not show `running` until its next run.
+                            Metrics::add(&metrics.fetch_failures, 1);
+                            let message = format!("{error}; nothing of it was stored");
+                            if let Err(e) = p
+                                .store
+                                .fail_unfinished_fetch_runs(
+                                    *source_id,
+                                    &p.worker,
+                                    to_ms(started),
+                                    FetchErrorKind::Other,
+                                    &message,
+                                )
+                                .await
+                            {
+                                tracing::error!(job = %j.name, "cannot close the fetch run: {e:#}");
+                            }
+                        }
+                    }
+                }
+                if error.is_some() {
                     Metrics::add(&metrics.job_failures, 1);
                 }
-                let asked_to_wait = retry_after(&result);
-                let (status, error) = match result {
-                    Ok(Ok(done)) => {
-                        tracing::debug!(job = %j.name, "{}", done.summary);
-                        ("ok", None)
-                    }
-                    Ok(Err(e)) => ("failed", Some(format!("{e:#}"))),
-                    Err(_) => (
-                        "failed",
-                        Some(format!("timed out after {}s", timeout.as_secs())),
-                    ),
-                };
+                let asked_to_wait = ended.retry_after();
+                let status = if error.is_some() { "failed" } else { "ok" };
                 // Missed slots collapse into this one run: the next run is the next slot
                 // after now, not after the slot that was due; and not before a source
                 // that asked to be left alone for longer (Retry-After) says it may be
@@ -605,6 +690,91 @@ mod tests {
                 utc(2026, 12, 7, 7, 0)
             ]
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_job_is_recorded_failed_released_and_the_others_run() {
+        for db in crate::testutil::all().await.unwrap() {
+            let store = db.store.clone();
+            let to = vec!["lead@example.com".to_string()];
+            for key in ["a", "b"] {
+                store
+                    .enqueue_email(&crate::store::NewEmail {
+                        kind: "alert",
+                        dedup_key: Some(key),
+                        watch_id: None,
+                        recipients: &to,
+                        subject: "s",
+                        message: "Subject: s\r\n\r\nbody\r\n",
+                    })
+                    .await
+                    .unwrap();
+            }
+            let outbox = tempfile::tempdir().unwrap();
+            let mut pipeline = Pipeline::new(
+                store.clone(),
+                Arc::new(crate::config::Config::default()),
+                None,
+            )
+            .unwrap();
+            pipeline.worker = "w".into();
+            let every_second = |name: &str, kind| Job {
+                name: name.into(),
+                kind,
+                schedule: Schedule::from_str("* * * * * *").unwrap(),
+                tz: Tz::UTC,
+            };
+            let jobs = vec![
+                every_second(
+                    "buggy",
+                    JobKind::Panic {
+                        message: "a bug in the job",
+                    },
+                ),
+                every_second("deliver", JobKind::Deliver),
+            ];
+            let opts = RunOptions {
+                // Far beyond the test: a claim the panic kept would block every later run.
+                lease: Duration::from_secs(120),
+                concurrency: 2,
+                job_timeout: Duration::from_secs(20),
+                grace: Duration::from_secs(5),
+                poll: Duration::from_millis(50),
+            };
+            let metrics = Arc::new(Metrics::default());
+            let (stop, stopped) = watch::channel(false);
+            let worker = tokio::spawn(run(
+                pipeline,
+                Arc::new(Mailer::Folder(outbox.path().to_path_buf())),
+                jobs,
+                opts,
+                metrics.clone(),
+                stopped,
+            ));
+            tokio::time::sleep(Duration::from_millis(3500)).await;
+            stop.send(true).unwrap();
+            worker.await.unwrap().unwrap();
+
+            let states = store.jobs().await.unwrap();
+            let buggy = states.iter().find(|j| j.name == "buggy").unwrap();
+            assert_eq!(buggy.last_status.as_deref(), Some("failed"), "{}", db.label);
+            assert_eq!(
+                buggy.last_error.as_deref(),
+                Some("panicked: a bug in the job")
+            );
+            assert!(buggy.lease_owner.is_none(), "{buggy:?}");
+            // Released at once, it ran at its next slots: about once a second.
+            let failures = metrics
+                .job_failures
+                .load(std::sync::atomic::Ordering::Relaxed);
+            assert!(failures >= 2, "{failures} runs on {}", db.label);
+            let next = buggy.next_run_at.unwrap();
+            assert!(next <= Utc::now() + chrono::Duration::seconds(2), "{next}");
+            // The other job ran as usual.
+            let deliver = states.iter().find(|j| j.name == "deliver").unwrap();
+            assert_eq!(deliver.last_status.as_deref(), Some("ok"), "{}", db.label);
+            assert_eq!(store.outbox_stats().await.unwrap().sent, 2, "{}", db.label);
+        }
     }
 
     #[test]

@@ -162,6 +162,33 @@ impl Store {
         Ok(())
     }
 
+    /// Closes as failed the runs of a source that `worker` opened at or after `since`
+    /// (epoch ms) and left running: the job that opened them was stopped (timed out) or
+    /// panicked before it could close them. Nothing of theirs was stored, since a run
+    /// stores its batch and closes in one transaction.
+    pub async fn fail_unfinished_fetch_runs(
+        &self,
+        source_id: i64,
+        worker: &str,
+        since: i64,
+        kind: FetchErrorKind,
+        message: &str,
+    ) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE fetch_runs SET finished_at = $1, status = 'failed', error_kind = $2, error = $3
+             WHERE source_id = $4 AND worker = $5 AND status = 'running' AND started_at >= $6",
+        )
+        .bind(now_ms())
+        .bind(kind.as_str())
+        .bind(crate::domain::without_controls(message).as_ref())
+        .bind(source_id)
+        .bind(worker)
+        .bind(since)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
     /// The most recent runs of a source, newest first.
     pub async fn fetch_runs(&self, source_id: i64, limit: i64) -> Result<Vec<FetchRun>> {
         let rows = sqlx::query(&format!(

@@ -1195,7 +1195,7 @@ async fn status(path: &Path, json: bool) -> Result<()> {
                 local.format("%Y-%m-%d %H:%M %Z").to_string()
             }
         };
-        let (last, result, detail) = match &s.last_run {
+        let (last, result, mut detail) = match &s.last_run {
             None => ("never".to_string(), "-".to_string(), String::new()),
             Some(r) => (
                 fmt(r.started_at),
@@ -1206,6 +1206,18 @@ async fn status(path: &Path, json: bool) -> Result<()> {
                 },
             ),
         };
+        // The fetch job's own error, unless the run already says it (the job table
+        // below leaves fetch jobs out).
+        if let Some(e) = s.job_error.as_deref().filter(|e| !detail.contains(e)) {
+            if !detail.is_empty() {
+                detail.push_str("; ");
+            }
+            // It may quote what a source sent, control characters included.
+            detail.push_str(&format!(
+                "job failed: {}",
+                crate::domain::without_controls(e)
+            ));
+        }
         let next = if !s.enabled {
             "disabled".to_string()
         } else if s.kind == crate::store::PUSH_KIND {

@@ -665,3 +665,126 @@ async fn a_second_sigterm_abandons_a_hanging_fetch_and_exits_at_once() {
     let fetch = jobs.iter().find(|j| j.name.starts_with("fetch:")).unwrap();
     assert_eq!(fetch.last_status, None, "{jobs:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_that_times_out_closes_its_run_and_status_shows_why() {
+    for db in testutil::all().await.unwrap() {
+        // The source never answers within the job timeout.
+        let (base, hits) = serve(usize::MAX, Duration::from_secs(120)).await;
+        let text = config(&base, &db.url, "0 0 0 1 1 *", "job_timeout_secs = 1");
+        let cfg = Arc::new(config::parse(&text, "test.toml", &[]).unwrap());
+        db.store.sync_config(&cfg).await.unwrap();
+        let source = db.store.sources(None).await.unwrap().remove(0);
+        let job = fetch_jobs(std::slice::from_ref(&source)).remove(0);
+        db.store
+            .ensure_job(&job.name, &job.schedule_key(), zmot::store::now_ms() - 1000)
+            .await
+            .unwrap();
+        let outbox = tempfile::tempdir().unwrap();
+        let w = start(
+            &db.store,
+            cfg.clone(),
+            "worker-a",
+            RunOptions {
+                job_timeout: Duration::from_secs(1),
+                ..options(Duration::from_secs(30))
+            },
+            outbox.path(),
+        )
+        .await;
+        let started = std::time::Instant::now();
+        let job = loop {
+            let job = db
+                .store
+                .jobs()
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|j| j.name == job.name)
+                .unwrap();
+            if job.last_status.is_some() || started.elapsed() > Duration::from_secs(10) {
+                break job;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        w.stop.send(true).unwrap();
+        w.handle.await.unwrap().unwrap();
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "{}", db.label);
+        assert_eq!(job.last_status.as_deref(), Some("failed"), "{job:?}");
+        // The run is closed with the reason, not left `running` until the next run.
+        let runs = db.store.fetch_runs(source.id, 10).await.unwrap();
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        assert_eq!(runs[0].status, "failed", "{} {runs:?}", db.label);
+        let error = runs[0].error.as_deref().unwrap_or_default();
+        assert!(error.contains("timed out after 1 s"), "{error}");
+        assert!(runs[0].finished_at.is_some());
+
+        // `zmot status` shows it in the source's row.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zmot.toml");
+        std::fs::write(&path, &text).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_zmot"))
+            .current_dir(dir.path())
+            .arg("--config")
+            .arg(&path)
+            .arg("status")
+            .env_remove("ZMOT_CONFIG")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let row = stdout
+            .lines()
+            .find(|l| l.contains("app-store"))
+            .unwrap_or_else(|| panic!("no source row in {stdout}"));
+        assert!(
+            row.contains(" failed ") && row.contains("timed out after 1 s"),
+            "{} row: {row}",
+            db.label
+        );
+
+        // A job error the run does not tell (the job failed after the fetch, or before it
+        // opened a run) is shown in the row too.
+        let now = zmot::store::now_ms();
+        db.store
+            .ensure_job(&fetch_job_name(source.id), "test", now - 1000)
+            .await
+            .unwrap();
+        assert!(db
+            .store
+            .claim_job(&fetch_job_name(source.id), "w", now, now + 60_000)
+            .await
+            .unwrap());
+        db.store
+            .finish_job(
+                &fetch_job_name(source.id),
+                "w",
+                now,
+                "failed",
+                Some("alert check: the database is away"),
+                now + 60_000,
+            )
+            .await
+            .unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_zmot"))
+            .current_dir(dir.path())
+            .arg("--config")
+            .arg(&path)
+            .arg("status")
+            .env_remove("ZMOT_CONFIG")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let row = stdout.lines().find(|l| l.contains("app-store")).unwrap();
+        assert!(
+            row.contains("timed out after 1 s")
+                && row.contains("job failed: alert check: the database is away"),
+            "{} row: {row}",
+            db.label
+        );
+    }
+}

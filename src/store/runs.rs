@@ -52,6 +52,10 @@ pub struct SourceStatus {
     pub enabled: bool,
     pub schedule: String,
     pub last_run: Option<FetchRun>,
+    /// The error of the source's scheduled fetch job when its last run failed: it may
+    /// say more than the fetch run (the alert check after the fetch failed) or be all
+    /// there is (the job failed before it could open a run).
+    pub job_error: Option<String>,
     pub next_run_at: Option<DateTime<Utc>>,
     pub mentions: i64,
 }
@@ -223,29 +227,41 @@ impl Store {
             .iter()
             .map(|r| fetch_run(r).map(|run| (run.source_id, run)))
             .collect::<Result<_>>()?;
-        let jobs = sqlx::query("SELECT name, next_run_at FROM jobs")
+        let jobs = sqlx::query("SELECT name, next_run_at, last_status, last_error FROM jobs")
             .fetch_all(&self.pool)
             .await?;
-        let next: std::collections::HashMap<String, Option<i64>> = jobs
+        // Per job name: its next run, and its error when its last run failed.
+        let jobs: std::collections::HashMap<String, (Option<i64>, Option<String>)> = jobs
             .iter()
-            .map(|r| Ok((r.try_get("name")?, r.try_get("next_run_at")?)))
+            .map(|r| {
+                let failed =
+                    r.try_get::<Option<String>, _>("last_status")?.as_deref() == Some("failed");
+                let error = r.try_get::<Option<String>, _>("last_error")?;
+                Ok((
+                    r.try_get("name")?,
+                    (r.try_get("next_run_at")?, error.filter(|_| failed)),
+                ))
+            })
             .collect::<Result<_>>()?;
         Ok(sources
             .into_iter()
-            .map(|s| SourceStatus {
-                source_id: s.id,
-                watch: s.watch_name.clone(),
-                source: s.name.clone(),
-                kind: s.kind.clone(),
-                enabled: s.enabled,
-                schedule: s.schedule.clone(),
-                last_run: latest.remove(&s.id),
-                next_run_at: next
+            .map(|s| {
+                let (next_run_at, job_error) = jobs
                     .get(&crate::store::fetch_job_name(s.id))
-                    .copied()
-                    .flatten()
-                    .map(from_ms),
-                mentions: counts.get(&s.id).copied().unwrap_or(0),
+                    .cloned()
+                    .unwrap_or_default();
+                SourceStatus {
+                    source_id: s.id,
+                    watch: s.watch_name.clone(),
+                    source: s.name.clone(),
+                    kind: s.kind.clone(),
+                    enabled: s.enabled,
+                    schedule: s.schedule.clone(),
+                    last_run: latest.remove(&s.id),
+                    job_error,
+                    next_run_at: next_run_at.map(from_ms),
+                    mentions: counts.get(&s.id).copied().unwrap_or(0),
+                }
             })
             .collect())
     }

@@ -48,7 +48,8 @@ pub struct General {
     /// How many days of fetch runs and sent emails to keep (mentions are kept forever).
     #[serde(default = "default_retention_days")]
     pub retention_days: u32,
-    /// Jobs (fetches, deliveries) running at once, at most.
+    /// Fetches running at once, at most. Delivery, alert checks, digests and
+    /// housekeeping have as many slots of their own, so they never wait behind fetches.
     #[serde(default = "default_max_concurrent_jobs")]
     pub max_concurrent_jobs: usize,
     /// A fetch taking longer than this is stopped and recorded as failed.

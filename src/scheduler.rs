@@ -385,7 +385,7 @@ pub async fn run_job(
 pub struct RunOptions {
     /// How long a claimed job stays claimed without renewal.
     pub lease: Duration,
-    /// Jobs running at once, at most.
+    /// Fetches running at once, at most; the other jobs have as many slots of their own.
     pub concurrency: usize,
     /// Longest a fetch may take.
     pub job_timeout: Duration,
@@ -438,7 +438,11 @@ pub async fn run(
             .ensure_job(&job.name, &job.schedule_key(), first)
             .await?;
     }
-    let slots = Arc::new(Semaphore::new(opts.concurrency.max(1)));
+    // Fetches have `concurrency` slots, and the other jobs (delivery, alert checks,
+    // digests, housekeeping) as many of their own: fetches slow enough to fill theirs
+    // must not delay an alert, which asks for action now.
+    let fetch_slots = Arc::new(Semaphore::new(opts.concurrency.max(1)));
+    let other_slots = Arc::new(Semaphore::new(opts.concurrency.max(1)));
     let mut running = tokio::task::JoinSet::new();
     tracing::info!(jobs = jobs.len(), worker = %pipeline.worker, "scheduler started");
     loop {
@@ -465,8 +469,12 @@ pub async fn run(
             if !due {
                 continue;
             }
+            let slots = match job.kind {
+                JobKind::Fetch { .. } => &fetch_slots,
+                _ => &other_slots,
+            };
             let Ok(permit) = slots.clone().try_acquire_owned() else {
-                break;
+                continue;
             };
             let lease_until = now + opts.lease.as_millis() as i64;
             match store

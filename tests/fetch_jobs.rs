@@ -18,6 +18,9 @@ use zmot::scheduler::{self, Job, JobKind, RunOptions};
 use zmot::store::{fetch_job_name, Store};
 use zmot::testutil;
 
+mod support;
+use support::smtp::SmtpServer;
+
 /// An App Store reviews feed with three reviews from the last hours, one with a crisis
 /// term, dated from now so the first fetch's look-back keeps them.
 fn feed() -> String {
@@ -786,5 +789,91 @@ async fn a_fetch_that_times_out_closes_its_run_and_status_shows_why() {
             "{} row: {row}",
             db.label
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_email_is_delivered_while_a_hanging_fetch_holds_every_fetch_slot() {
+    for db in testutil::all().await.unwrap() {
+        // The fetch hangs far beyond the test.
+        let (base, hits) = serve(usize::MAX, Duration::from_secs(120)).await;
+        let smtp = SmtpServer::start().await;
+        let text = format!(
+            "{}\n[email.smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n",
+            config(&base, &db.url, "0 0 0 1 1 *", "max_concurrent_jobs = 1"),
+            smtp.port
+        );
+        let cfg = Arc::new(config::parse(&text, "test.toml", &[]).unwrap());
+        db.store.sync_config(&cfg).await.unwrap();
+        let source = db.store.sources(None).await.unwrap().remove(0);
+        let fetch = fetch_jobs(std::slice::from_ref(&source)).remove(0);
+        db.store
+            .ensure_job(
+                &fetch.name,
+                &fetch.schedule_key(),
+                zmot::store::now_ms() - 1000,
+            )
+            .await
+            .unwrap();
+        // Fetches first, as `plan` lists them.
+        let jobs = vec![
+            fetch,
+            Job {
+                name: "deliver".into(),
+                kind: JobKind::Deliver,
+                schedule: zmot::config::Schedule::from_str("* * * * * *").unwrap(),
+                tz: chrono_tz::UTC,
+            },
+        ];
+        let mut pipeline = Pipeline::new(db.store.clone(), cfg.clone(), None).unwrap();
+        pipeline.worker = "worker-a".into();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let handle = tokio::spawn(scheduler::run(
+            pipeline,
+            Arc::new(Mailer::from_config(&cfg.email).unwrap()),
+            jobs,
+            RunOptions {
+                concurrency: 1,
+                job_timeout: Duration::from_secs(60),
+                grace: Duration::from_millis(200),
+                ..options(Duration::from_secs(90))
+            },
+            Arc::new(Metrics::default()),
+            stopped,
+        ));
+        let started = std::time::Instant::now();
+        while hits.load(Ordering::SeqCst) == 0 && started.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "the fetch started");
+        // An alert is queued while the fetch holds the only slot.
+        let to = vec!["lead@acme.test".to_string()];
+        db.store
+            .enqueue_email(&zmot::store::NewEmail {
+                kind: "alert",
+                dedup_key: Some("alert:test"),
+                watch_id: None,
+                recipients: &to,
+                subject: "Acme Notes: test",
+                message: "Subject: Acme Notes: test\r\n\r\nact now\r\n",
+            })
+            .await
+            .unwrap();
+        let queued = std::time::Instant::now();
+        while smtp.messages().is_empty() && queued.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let took = queued.elapsed();
+        stop.send(true).unwrap();
+        handle.await.unwrap().unwrap();
+        let got = smtp.messages();
+        assert_eq!(
+            got.len(),
+            1,
+            "not delivered within {took:?} on {}",
+            db.label
+        );
+        assert_eq!(got[0].to, vec!["lead@acme.test"]);
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "the fetch still hung");
     }
 }

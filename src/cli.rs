@@ -1201,7 +1201,8 @@ async fn status(path: &Path, json: bool) -> Result<()> {
                 fmt(r.started_at),
                 r.status.clone(),
                 match (&r.error_kind, &r.error) {
-                    (Some(k), Some(e)) => format!("{k}: {e}"),
+                    // Errors may quote what a server sent, control characters included.
+                    (Some(k), Some(e)) => format!("{k}: {}", crate::domain::without_controls(e)),
                     _ => format!("+{} new, {} updated", r.items_new, r.items_updated),
                 },
             ),
@@ -1260,7 +1261,7 @@ async fn status(path: &Path, json: bool) -> Result<()> {
                 j.last_run_at.map(fmt).unwrap_or_else(|| "never".into()),
                 j.last_status.as_deref().unwrap_or("-"),
                 j.next_run_at.map(fmt).unwrap_or_default(),
-                j.last_error.as_deref().unwrap_or("")
+                crate::domain::without_controls(j.last_error.as_deref().unwrap_or(""))
             );
         }
     }
@@ -1280,11 +1281,18 @@ async fn status(path: &Path, json: bool) -> Result<()> {
                 truncate(&e.subject, 70)
             );
             for r in &e.refused {
-                println!("        refused {}: {}", r.address, r.reason);
+                println!(
+                    "        refused {}: {}",
+                    crate::domain::without_controls(&r.address),
+                    crate::domain::without_controls(&r.reason)
+                );
             }
             if e.status != "sent" {
                 if let Some(err) = &e.last_error {
-                    println!("        last error: {err}");
+                    println!(
+                        "        last error: {}",
+                        crate::domain::without_controls(err)
+                    );
                 }
             }
         }

@@ -13,7 +13,7 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::config::{Email, TlsMode};
-use crate::store::{now_ms, OutboxEmail, Refusal, Store};
+use crate::store::{OutboxEmail, Refusal, Store};
 
 /// Give up on an email after this many failed attempts (about four days of retries).
 pub const MAX_ATTEMPTS: i64 = 40;
@@ -401,9 +401,9 @@ pub async fn deliver_due(store: &Store, mailer: &Mailer, worker: &str) -> Result
                             report.gave_up += 1;
                         }
                     } else {
-                        let retry = now_ms() + backoff(attempts).as_millis() as i64;
+                        let retry_in = backoff(attempts).as_millis() as i64;
                         if !store
-                            .mark_email_failed(email.id, worker, &msg, Some(retry))
+                            .mark_email_failed(email.id, worker, &msg, Some(retry_in))
                             .await?
                         {
                             continue;

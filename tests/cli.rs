@@ -641,13 +641,12 @@ fn status_lists_the_emails_that_missed_someone() {
             .mark_email_sent(claimed[0].id, "w1", Some("refused: old@acme.test"))
             .await
             .unwrap();
-        let later = zmot::store::now_ms() + 600_000;
         store
             .mark_email_failed(
                 claimed[1].id,
                 "w1",
                 "connection refused (127.0.0.1:25)",
-                Some(later),
+                Some(600_000),
             )
             .await
             .unwrap();

@@ -478,38 +478,257 @@ async fn a_sender_whose_lease_ran_out_writes_nothing_more() {
 async fn jobs_are_claimed_by_one_worker() {
     for db in testutil::all().await.unwrap() {
         let store = &db.store;
-        store.ensure_job("fetch:1", "hourly", 1_000).await.unwrap();
+        let now = zmot::store::now_ms();
         store
-            .ensure_job("fetch:1", "hourly", 9_999_999)
+            .ensure_job("fetch:1", "hourly", now - 1_000)
+            .await
+            .unwrap();
+        // Registered again on the same schedule, it keeps its turn.
+        store
+            .ensure_job("fetch:1", "hourly", now + 3_600_000)
+            .await
+            .unwrap();
+        store
+            .ensure_job("fetch:2", "hourly", now + 3_600_000)
             .await
             .unwrap();
         // Not due yet.
-        assert!(!store.claim_job("fetch:1", "w1", 999, 5_000).await.unwrap());
+        assert!(!store
+            .claim_job("fetch:2", "w1", now, now + 60_000)
+            .await
+            .unwrap());
         let a = store
-            .claim_job("fetch:1", "w1", 1_000, 5_000)
+            .claim_job("fetch:1", "w1", now, now + 50)
             .await
             .unwrap();
         let b = store
-            .claim_job("fetch:1", "w2", 1_001, 5_001)
+            .claim_job("fetch:1", "w2", now, now + 60_000)
             .await
             .unwrap();
         assert!(a && !b, "{}", db.label);
         // The lease expires: another worker takes over; the first one's finish is ignored.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let later = zmot::store::now_ms();
         assert!(store
-            .claim_job("fetch:1", "w2", 5_001, 9_000)
+            .claim_job("fetch:1", "w2", later, later + 60_000)
             .await
             .unwrap());
         assert!(!store
-            .finish_job("fetch:1", "w1", 1_000, "ok", None, 10_000)
+            .finish_job("fetch:1", "w1", now, "ok", None, now + 10_000)
             .await
             .unwrap());
         assert!(store
-            .finish_job("fetch:1", "w2", 5_001, "ok", None, 10_000)
+            .finish_job("fetch:1", "w2", later, "ok", None, now + 10_000)
             .await
             .unwrap());
         let jobs = store.jobs().await.unwrap();
-        assert_eq!(jobs[0].next_run_at.unwrap().timestamp_millis(), 10_000);
+        assert_eq!(
+            jobs[0].next_run_at.unwrap().timestamp_millis(),
+            now + 10_000
+        );
         assert!(jobs[0].lease_owner.is_none());
+    }
+}
+
+const TEN_MINUTES_MS: i64 = 10 * 60 * 1000;
+const FIVE_MINUTES_MS: i64 = 5 * 60 * 1000;
+
+/// Workers share the database, not a clock: one whose clock is ten minutes off (each
+/// passes the scheduler its own `now`) neither takes over a job another still holds nor
+/// runs a job before it is due.
+#[tokio::test]
+async fn job_leases_hold_between_workers_whose_clocks_disagree() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let now = zmot::store::now_ms();
+        let (behind, ahead) = (now - TEN_MINUTES_MS, now + TEN_MINUTES_MS);
+        for job in ["digest", "fetch:1"] {
+            store
+                .ensure_job(job, "hourly", now - 2 * TEN_MINUTES_MS)
+                .await
+                .unwrap();
+        }
+        store
+            .ensure_job("fetch:2", "hourly", now + FIVE_MINUTES_MS)
+            .await
+            .unwrap();
+
+        // A worker on time holds `digest` for five minutes: one ahead does not take it.
+        assert!(store
+            .claim_job("digest", "on-time", now, now + FIVE_MINUTES_MS)
+            .await
+            .unwrap());
+        assert!(
+            !store
+                .claim_job("digest", "ahead", ahead, ahead + FIVE_MINUTES_MS)
+                .await
+                .unwrap(),
+            "a worker ten minutes ahead took over a held job on {}",
+            db.label
+        );
+        // A worker behind holds `fetch:1` for five minutes: one on time does not take it.
+        assert!(store
+            .claim_job("fetch:1", "behind", behind, behind + FIVE_MINUTES_MS)
+            .await
+            .unwrap());
+        assert!(
+            !store
+                .claim_job("fetch:1", "on-time", now, now + FIVE_MINUTES_MS)
+                .await
+                .unwrap(),
+            "a lease taken by a worker ten minutes behind did not hold on {}",
+            db.label
+        );
+        // A job due in five minutes is not run yet by a worker ten minutes ahead.
+        assert!(
+            !store
+                .claim_job("fetch:2", "ahead", ahead, ahead + FIVE_MINUTES_MS)
+                .await
+                .unwrap(),
+            "a job not yet due was claimed on {}",
+            db.label
+        );
+        let owners: Vec<_> = store
+            .jobs()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|j| (j.name, j.lease_owner))
+            .collect();
+        assert_eq!(
+            owners,
+            [
+                ("digest".to_string(), Some("on-time".to_string())),
+                ("fetch:1".to_string(), Some("behind".to_string())),
+                ("fetch:2".to_string(), None),
+            ]
+        );
+    }
+}
+
+/// The same for emails: a sender whose clock is ten minutes behind or ahead neither takes
+/// over an email another still holds (it would be sent twice) nor keeps one past its
+/// lease when it dies; an email it queues or reschedules is due on the others' time.
+#[tokio::test]
+async fn email_leases_hold_between_workers_whose_clocks_disagree() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let behind = store.with_clock_skew(-TEN_MINUTES_MS);
+        let ahead = store.with_clock_skew(TEN_MINUTES_MS);
+        let to = vec!["a@example.com".to_string()];
+        let email = NewEmail {
+            kind: "alert",
+            dedup_key: None,
+            watch_id: None,
+            recipients: &to,
+            subject: "Alert",
+            message: "Subject: x\r\n\r\nbody",
+        };
+
+        // A sender on time holds an email for five minutes: one ahead does not take it.
+        store.enqueue_email(&email).await.unwrap();
+        let held = store
+            .claim_emails("on-time", 10, FIVE_MINUTES_MS)
+            .await
+            .unwrap();
+        assert_eq!(held.len(), 1, "{}", db.label);
+        assert!(
+            ahead
+                .claim_emails("ahead", 10, FIVE_MINUTES_MS)
+                .await
+                .unwrap()
+                .is_empty(),
+            "a worker ten minutes ahead took over a held email on {}",
+            db.label
+        );
+        assert!(store
+            .mark_email_failed(held[0].id, "on-time", "451 try again", Some(0))
+            .await
+            .unwrap());
+
+        // A sender behind holds it for five minutes, renewing before each recipient: one
+        // on time does not take it.
+        let held = behind
+            .claim_emails("behind", 10, FIVE_MINUTES_MS)
+            .await
+            .unwrap();
+        assert_eq!(held.len(), 1, "{}", db.label);
+        assert!(
+            store
+                .claim_emails("on-time", 10, FIVE_MINUTES_MS)
+                .await
+                .unwrap()
+                .is_empty(),
+            "an email held by a worker ten minutes behind was claimed again on {}",
+            db.label
+        );
+        assert!(behind
+            .renew_email_lease(held[0].id, "behind", FIVE_MINUTES_MS)
+            .await
+            .unwrap());
+        assert!(
+            store
+                .claim_emails("on-time", 10, FIVE_MINUTES_MS)
+                .await
+                .unwrap()
+                .is_empty(),
+            "a lease renewed by a worker ten minutes behind did not hold on {}",
+            db.label
+        );
+        assert!(behind
+            .mark_email_sent(held[0].id, "behind", None)
+            .await
+            .unwrap());
+
+        // A sender ahead dies holding an email: it comes back when its lease ends.
+        store.enqueue_email(&email).await.unwrap();
+        assert_eq!(ahead.claim_emails("ahead", 10, 50).await.unwrap().len(), 1);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let back = store
+            .claim_emails("on-time", 10, FIVE_MINUTES_MS)
+            .await
+            .unwrap();
+        assert_eq!(
+            back.len(),
+            1,
+            "a dead worker's lease outlived its length on {}",
+            db.label
+        );
+        // Rescheduled by a sender ahead to retry at once, it is due at once.
+        assert!(store
+            .mark_email_failed(back[0].id, "on-time", "451 try again", Some(0))
+            .await
+            .unwrap());
+        let again = ahead
+            .claim_emails("ahead", 10, FIVE_MINUTES_MS)
+            .await
+            .unwrap();
+        assert!(ahead
+            .mark_email_failed(again[0].id, "ahead", "451 try again", Some(0))
+            .await
+            .unwrap());
+        assert_eq!(
+            store
+                .claim_emails("on-time", 10, FIVE_MINUTES_MS)
+                .await
+                .unwrap()
+                .len(),
+            1,
+            "a retry scheduled by a worker ahead was not due on {}",
+            db.label
+        );
+        // Queued by a sender ahead, it is due at once for the others too.
+        ahead.enqueue_email(&email).await.unwrap();
+        assert_eq!(
+            store
+                .claim_emails("on-time", 10, FIVE_MINUTES_MS)
+                .await
+                .unwrap()
+                .len(),
+            1,
+            "an email queued by a worker ahead was not due on {}",
+            db.label
+        );
     }
 }
 

@@ -781,16 +781,24 @@ async fn api_json_shapes() {
             .await
             .unwrap();
         assert_eq!(r.status(), 404);
-        // Oversized bodies are refused.
-        let r = s
-            .http
-            .patch(s.url(&format!("/api/mentions/{mid}")))
-            .header("content-type", "application/json")
-            .body(format!("{{\"note\": \"{}\"}}", "x".repeat(200_000)))
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status() == 413 || r.status() == 400, "{}", r.status());
+        // Oversized bodies are refused as too large (as push does), in the API's shape.
+        for (method, path) in [
+            (reqwest::Method::PATCH, format!("/api/mentions/{mid}")),
+            (reqwest::Method::POST, format!("/api/mentions/{mid}/triage")),
+            (reqwest::Method::POST, "/api/alerts/1/snooze".to_string()),
+        ] {
+            let r = s
+                .http
+                .request(method, s.url(&path))
+                .header("content-type", "application/json")
+                .body(format!("{{\"note\": \"{}\"}}", "x".repeat(200_000)))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 413, "{path}");
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(v["error"]["code"], "too_large", "{path}: {v}");
+        }
     }
 }
 

@@ -386,7 +386,7 @@ impl Store {
             }
         }
         let email_id = match email {
-            Some(e) => Self::enqueue_email_in(&mut tx, e).await?,
+            Some(e) => self.enqueue_email_in(&mut tx, e).await?,
             None => None,
         };
         tx.commit().await?;

@@ -5,7 +5,7 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{from_ms, Store};
+use super::{database_now, from_ms, Store};
 
 /// A job's stored state.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -47,8 +47,14 @@ impl Store {
         Ok(())
     }
 
-    /// Claims a due job for `worker` until `lease_until`. Exactly one of several workers
-    /// racing for the same job gets `true` (a single conditional update on the row).
+    /// Claims a due job for `worker` for as long as from `now` to `lease_until`. Exactly
+    /// one of several workers racing for the same job gets `true` (a single conditional
+    /// update on the row).
+    ///
+    /// `now` and `lease_until` are read on the worker's clock, so only the lease's length
+    /// is taken from them: whether the job is due, whether another worker's lease has run
+    /// out and when this one ends are all on the database's clock, so that a worker whose
+    /// clock is off neither takes over a job another still runs nor runs one early.
     pub async fn claim_job(
         &self,
         name: &str,
@@ -56,33 +62,32 @@ impl Store {
         now: i64,
         lease_until: i64,
     ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE jobs SET lease_owner = $1, lease_until = $2
-             WHERE name = $3 AND next_run_at <= $4 AND (lease_until IS NULL OR lease_until < $4)",
-        )
+        let done = sqlx::query(&format!(
+            "UPDATE jobs SET lease_owner = $1, lease_until = {now} + $2
+             WHERE name = $3 AND next_run_at <= {now}
+               AND (lease_until IS NULL OR lease_until < {now})",
+            now = database_now(self.backend)
+        ))
         .bind(worker)
-        .bind(lease_until)
+        .bind(lease_until.saturating_sub(now).max(0))
         .bind(name)
-        .bind(now)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
     }
 
-    /// Extends a lease this worker holds (a long job keeps its claim).
-    pub async fn renew_job_lease(
-        &self,
-        name: &str,
-        worker: &str,
-        lease_until: i64,
-    ) -> Result<bool> {
-        let done =
-            sqlx::query("UPDATE jobs SET lease_until = $1 WHERE name = $2 AND lease_owner = $3")
-                .bind(lease_until)
-                .bind(name)
-                .bind(worker)
-                .execute(&self.pool)
-                .await?;
+    /// Extends a lease this worker holds (a long job keeps its claim) to `lease_ms` from
+    /// now on the database's clock, as [`Store::claim_job`] counts it.
+    pub async fn renew_job_lease(&self, name: &str, worker: &str, lease_ms: i64) -> Result<bool> {
+        let done = sqlx::query(&format!(
+            "UPDATE jobs SET lease_until = {} + $1 WHERE name = $2 AND lease_owner = $3",
+            database_now(self.backend)
+        ))
+        .bind(lease_ms)
+        .bind(name)
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 

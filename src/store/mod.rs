@@ -71,6 +71,19 @@ pub(crate) fn latest_sentiment(backend: Backend) -> &'static str {
     }
 }
 
+/// The database's clock now, in epoch milliseconds, as an SQL expression. Leases and
+/// claims shared by several workers are decided on it rather than on each worker's own
+/// clock: a worker whose clock is off would otherwise see another's lease as run out (or
+/// write one that runs out at once) and take over what that worker still holds. On
+/// PostgreSQL it is the server's clock, read at the moment (not at the start of the
+/// transaction); on SQLite, in the process, the process clock.
+pub(crate) fn database_now(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Postgres => "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT",
+        Backend::Sqlite => "CAST(ROUND((julianday('now') - 2440587.5) * 86400000) AS INTEGER)",
+    }
+}
+
 /// Which database is behind the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -116,6 +129,9 @@ impl Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// How far this handle's own clock reads from the process clock: zero, except in
+    /// tests of workers whose clocks disagree ([`Store::with_clock_skew`]).
+    clock_skew_ms: i64,
 }
 
 /// Current time in epoch milliseconds.
@@ -245,7 +261,11 @@ impl Store {
                     crate::redact::database_url(&url)
                 )
             })?;
-        let store = Store { pool, backend };
+        let store = Store {
+            pool,
+            backend,
+            clock_skew_ms: 0,
+        };
         // PostgreSQL migrations hold an advisory lock; SQLite's take none, and processes
         // starting together on a new file would each create the tables (the second
         // failing on `table watches already exists`). A file lock beside the database
@@ -276,6 +296,23 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Test hook: the same database, reached by a worker whose own clock reads `skew_ms`
+    /// off (ahead when positive), for tests that workers with disagreeing clocks still
+    /// respect each other's leases.
+    #[doc(hidden)]
+    pub fn with_clock_skew(&self, skew_ms: i64) -> Store {
+        Store {
+            clock_skew_ms: skew_ms,
+            ..self.clone()
+        }
+    }
+
+    /// This worker's own clock now, in epoch milliseconds: for what it records (when an
+    /// email was sent), never for deciding a lease ([`database_now`] is for that).
+    fn own_now_ms(&self) -> i64 {
+        now_ms() + self.clock_skew_ms
     }
 
     pub fn pool(&self) -> &AnyPool {

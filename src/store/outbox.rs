@@ -6,7 +6,7 @@ use anyhow::Result;
 use sqlx::any::Any;
 use sqlx::{Row, Transaction};
 
-use super::{now_ms, Store};
+use super::{database_now, Store};
 
 /// A queued email.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,31 +84,32 @@ impl Store {
     /// Queues an email; returns its id, or `None` when one with the same key exists.
     pub async fn enqueue_email(&self, email: &NewEmail<'_>) -> Result<Option<i64>> {
         let mut tx = self.pool.begin().await?;
-        let id = Self::enqueue_email_in(&mut tx, email).await?;
+        let id = self.enqueue_email_in(&mut tx, email).await?;
         tx.commit().await?;
         Ok(id)
     }
 
-    /// Queues an email inside a caller's transaction.
+    /// Queues an email inside a caller's transaction, due at once by the database's clock
+    /// (which the senders' claims go by).
     pub async fn enqueue_email_in(
+        &self,
         tx: &mut Transaction<'static, Any>,
         email: &NewEmail<'_>,
     ) -> Result<Option<i64>> {
-        let now = now_ms();
-        let row = sqlx::query(
+        let row = sqlx::query(&format!(
             "INSERT INTO outbox (kind, dedup_key, watch_id, recipients, subject, message, status,
                 attempts, next_attempt_at, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, 'queued', 0, $7, $7)
+             VALUES ($1, $2, $3, $4, $5, $6, 'queued', 0, {now}, {now})
              ON CONFLICT (dedup_key) DO NOTHING
              RETURNING id",
-        )
+            now = database_now(self.backend)
+        ))
         .bind(email.kind)
         .bind(email.dedup_key)
         .bind(email.watch_id)
         .bind(serde_json::to_string(email.recipients)?)
         .bind(email.subject)
         .bind(email.message)
-        .bind(now)
         .fetch_optional(&mut **tx)
         .await?;
         row.map(|r| r.try_get("id").map_err(Into::into)).transpose()
@@ -116,19 +117,20 @@ impl Store {
 
     /// Claims up to `limit` due emails for this worker for `lease_ms`. Another worker
     /// cannot claim them until the lease expires (a crashed sender's emails come back).
+    /// Due and expired are decided on the database's clock, and the lease ends on it, so
+    /// that senders whose clocks disagree never hold one email at once.
     pub async fn claim_emails(
         &self,
         worker: &str,
         limit: i64,
         lease_ms: i64,
     ) -> Result<Vec<OutboxEmail>> {
-        let now = now_ms();
-        let candidates = sqlx::query(
-            "SELECT id FROM outbox WHERE status = 'queued' AND next_attempt_at <= $1
-               AND (lease_until IS NULL OR lease_until < $1)
-             ORDER BY id LIMIT $2",
-        )
-        .bind(now)
+        let now = database_now(self.backend);
+        let candidates = sqlx::query(&format!(
+            "SELECT id FROM outbox WHERE status = 'queued' AND next_attempt_at <= {now}
+               AND (lease_until IS NULL OR lease_until < {now})
+             ORDER BY id LIMIT $1"
+        ))
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
@@ -136,15 +138,15 @@ impl Store {
         for c in candidates {
             let id: i64 = c.try_get("id")?;
             // Compare-and-set: only one worker's update matches.
-            let row = sqlx::query(
-                "UPDATE outbox SET lease_owner = $1, lease_until = $2
-                 WHERE id = $3 AND status = 'queued' AND (lease_until IS NULL OR lease_until < $4)
-                 RETURNING id, kind, recipients, subject, message, attempts, delivered_to, refused",
-            )
+            let row = sqlx::query(&format!(
+                "UPDATE outbox SET lease_owner = $1, lease_until = {now} + $2
+                 WHERE id = $3 AND status = 'queued'
+                   AND (lease_until IS NULL OR lease_until < {now})
+                 RETURNING id, kind, recipients, subject, message, attempts, delivered_to, refused"
+            ))
             .bind(worker)
-            .bind(now + lease_ms)
+            .bind(lease_ms)
             .bind(id)
-            .bind(now)
             .fetch_optional(&self.pool)
             .await?;
             if let Some(r) = row {
@@ -178,10 +180,12 @@ impl Store {
     /// Makes every queued email due now (after the mail server was fixed, rather than
     /// waiting for the backoff). Returns how many.
     pub async fn retry_queued_now(&self) -> Result<u64> {
-        let r = sqlx::query("UPDATE outbox SET next_attempt_at = $1 WHERE status = 'queued'")
-            .bind(now_ms())
-            .execute(&self.pool)
-            .await?;
+        let r = sqlx::query(&format!(
+            "UPDATE outbox SET next_attempt_at = {} WHERE status = 'queued'",
+            database_now(self.backend)
+        ))
+        .execute(&self.pool)
+        .await?;
         Ok(r.rows_affected())
     }
 
@@ -213,12 +217,14 @@ impl Store {
     /// Extends the lease of an email `worker` claimed, before each recipient, so that a
     /// delivery to many recipients (each may wait out a timeout) does not outlast it:
     /// `false` when another worker has claimed it since, and the sender must stop.
+    /// Like the claim's, the lease ends `lease_ms` from now on the database's clock.
     pub async fn renew_email_lease(&self, id: i64, worker: &str, lease_ms: i64) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE outbox SET lease_until = $1
+        let r = sqlx::query(&format!(
+            "UPDATE outbox SET lease_until = {} + $1
              WHERE id = $2 AND lease_owner = $3 AND status = 'queued'",
-        )
-        .bind(now_ms() + lease_ms)
+            database_now(self.backend)
+        ))
+        .bind(lease_ms)
         .bind(id)
         .bind(worker)
         .execute(&self.pool)
@@ -234,7 +240,7 @@ impl Store {
                 lease_owner = NULL, lease_until = NULL, last_error = $2
              WHERE id = $3 AND lease_owner = $4",
         )
-        .bind(now_ms())
+        .bind(self.own_now_ms())
         .bind(note)
         .bind(id)
         .bind(worker)
@@ -270,26 +276,28 @@ impl Store {
             .collect()
     }
 
-    /// Records a failed attempt: retried at `retry_at`, or given up when `None`.
+    /// Records a failed attempt: retried `retry_in_ms` from now (on the database's clock,
+    /// which the claims go by), or given up when `None`.
     pub async fn mark_email_failed(
         &self,
         id: i64,
         worker: &str,
         error: &str,
-        retry_at: Option<i64>,
+        retry_in_ms: Option<i64>,
     ) -> Result<bool> {
-        let r = sqlx::query(
+        let r = sqlx::query(&format!(
             "UPDATE outbox SET status = $1, attempts = attempts + 1, last_error = $2,
-                next_attempt_at = $3, lease_owner = NULL, lease_until = NULL
+                next_attempt_at = {} + $3, lease_owner = NULL, lease_until = NULL
              WHERE id = $4 AND lease_owner = $5",
-        )
-        .bind(if retry_at.is_some() {
+            database_now(self.backend)
+        ))
+        .bind(if retry_in_ms.is_some() {
             "queued"
         } else {
             "failed"
         })
         .bind(error)
-        .bind(retry_at.unwrap_or_else(now_ms))
+        .bind(retry_in_ms.unwrap_or(0).max(0))
         .bind(id)
         .bind(worker)
         .execute(&self.pool)

@@ -57,6 +57,20 @@ async fn the_watch(s: &WebState, key: &str) -> Result<WatchRow, ApiError> {
         .ok_or_else(|| Failure::NotFound(format!("no watch `{key}`")))?)
 }
 
+/// A JSON body, or the API's error for it: 413 for one over the size limit (as push
+/// answers), 400 for one that is not the JSON expected.
+fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    match body {
+        Ok(Json(b)) => Ok(b),
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(Failure::TooLarge(format!(
+            "the body is larger than {} bytes",
+            super::MAX_BODY_BYTES
+        ))
+        .into()),
+        Err(e) => Err(Failure::BadRequest(e.body_text()).into()),
+    }
+}
+
 fn id_of(key: &str, what: &str) -> Result<i64, ApiError> {
     key.parse()
         .map_err(|_| Failure::NotFound(format!("no {what} `{key}`")).into())
@@ -215,7 +229,7 @@ pub async fn patch_mention(
     body: Result<Json<TriageBody>, JsonRejection>,
 ) -> ApiResult {
     let id = id_of(&id, "mention")?;
-    let Json(b) = body.map_err(|e| Failure::BadRequest(e.body_text()))?;
+    let b = json_body(body)?;
     let status = match b.status.as_deref() {
         None => None,
         Some(v) => Some(TriageStatus::parse(v).ok_or_else(|| {
@@ -306,7 +320,7 @@ pub async fn snooze_alert(
     body: Result<Json<SnoozeBody>, JsonRejection>,
 ) -> ApiResult {
     let id = id_of(&id, "alert")?;
-    let Json(b) = body.map_err(|e| Failure::BadRequest(e.body_text()))?;
+    let b = json_body(body)?;
     if !(0..=24 * 90).contains(&b.hours) {
         return Err(Failure::BadRequest("hours: 0 to 2160".into()).into());
     }
@@ -390,7 +404,7 @@ fn openapi_document() -> Value {
                         "413": { "description": "too many mentions" }, "503": { "description": "not stored" } } } },
             "/api/mentions/{id}": {
                 "get": { "summary": "One mention with triage and triage_history", "responses": { "200": { "description": "OK" } } },
-                "patch": { "summary": "Triage: {status?, assignee?, note?, by?}", "responses": { "200": { "description": "{mention_id, triage}" }, "400": { "description": "bad body" }, "404": { "description": "no mention" } } }
+                "patch": { "summary": "Triage: {status?, assignee?, note?, by?}", "responses": { "200": { "description": "{mention_id, triage}" }, "400": { "description": "bad body" }, "404": { "description": "no mention" }, "413": { "description": "body over 64 KiB" } } }
             },
             "/api/alerts": get("Open alerts and alerts seen in the last days (watch=, days=)"),
             "/api/alerts/{id}/acknowledge": { "post": { "summary": "Acknowledge an alert", "responses": { "200": { "description": "the alert" } } } },

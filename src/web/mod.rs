@@ -550,6 +550,8 @@ pub(crate) enum Failure {
     NotFound(String),
     BadRequest(String),
     Forbidden(String),
+    /// A request body over [`MAX_BODY_BYTES`].
+    TooLarge(String),
     Internal(anyhow::Error),
 }
 
@@ -565,6 +567,8 @@ impl Failure {
             Failure::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone()),
             Failure::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m.clone()),
             Failure::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone()),
+            // The code push gives for the same refusal.
+            Failure::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", m.clone()),
             Failure::Internal(e) => {
                 // The cause goes to the log, never to the client.
                 tracing::error!(error = %format!("{e:#}"), "dashboard request failed");

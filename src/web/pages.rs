@@ -682,8 +682,20 @@ pub async fn watch(State(s): State<WebState>, Path(name): Path<String>) -> PageR
 /// The mention list counts matches up to this many.
 const MENTION_COUNT_CAP: i64 = 10_000;
 
-/// The most baseline mentions the drivers are compared against (four busy weeks).
-const DRIVER_BASELINE_LIMIT: i64 = 20_000;
+/// The most mentions "what drives negativity" reads: of the last seven days (a very busy
+/// week) and of the 28 days before it compares them with (four busy weeks). Past either,
+/// the newest are read and the section says so, rather than a page reading a flood of
+/// mentions into memory.
+#[derive(Debug, Clone, Copy)]
+struct DriverLimits {
+    recent: i64,
+    baseline: i64,
+}
+
+const DRIVER_LIMITS: DriverLimits = DriverLimits {
+    recent: 5_000,
+    baseline: 20_000,
+};
 
 /// "What drives negativity": terms over-represented in the last seven days' negative
 /// mentions against the 28 days before (as the weekly digest finds them), each with its
@@ -693,28 +705,35 @@ async fn drivers_section(
     w: &crate::store::WatchRow,
     now: chrono::DateTime<Utc>,
 ) -> Result<String, PageError> {
+    drivers_section_within(s, w, now, DRIVER_LIMITS).await
+}
+
+async fn drivers_section_within(
+    s: &WebState,
+    w: &crate::store::WatchRow,
+    now: chrono::DateTime<Utc>,
+    limits: DriverLimits,
+) -> Result<String, PageError> {
     use crate::digest::journey::JourneyMap;
     use crate::store::MentionQuery;
     let from = now - Duration::days(7);
-    let recent = s
+    // One more than the limit: whether there were more than it says whether to say so.
+    let newest = |since, until, limit: i64| MentionQuery {
+        watch_id: Some(w.id),
+        since: Some(since),
+        until: Some(until),
+        limit: Some(limit + 1),
+        ..Default::default()
+    };
+    let mut recent = s.store.mentions(&newest(from, now, limits.recent)).await?;
+    let mut before = s
         .store
-        .mentions(&MentionQuery {
-            watch_id: Some(w.id),
-            since: Some(from),
-            until: Some(now),
-            ..Default::default()
-        })
+        .mentions(&newest(from - Duration::days(28), from, limits.baseline))
         .await?;
-    let before = s
-        .store
-        .mentions(&MentionQuery {
-            watch_id: Some(w.id),
-            since: Some(from - Duration::days(28)),
-            until: Some(from),
-            limit: Some(DRIVER_BASELINE_LIMIT),
-            ..Default::default()
-        })
-        .await?;
+    let recent_capped = recent.len() as i64 > limits.recent;
+    let before_capped = before.len() as i64 > limits.baseline;
+    recent.truncate(limits.recent as usize);
+    before.truncate(limits.baseline as usize);
     let journey = s
         .config
         .watch(&w.name)
@@ -724,6 +743,25 @@ async fn drivers_section(
     let mut out = String::from(
         r#"<h2>What drives negativity</h2><p class="muted small">Terms found more often in the last 7 days' negative mentions than in the 28 days before, with the step of the customer journey they concern.</p>"#,
     );
+    if recent_capped || before_capped {
+        let mut read = Vec::new();
+        if recent_capped {
+            read.push(format!(
+                "the newest {} of the last 7 days' mentions",
+                limits.recent
+            ));
+        }
+        if before_capped {
+            read.push(format!(
+                "the newest {} mentions of the 28 days before",
+                limits.baseline
+            ));
+        }
+        out.push_str(&format!(
+            r#"<p class="muted small drivers-capped">There are more mentions than these figures count: they read only {}.</p>"#,
+            read.join(" and ")
+        ));
+    }
     if drivers.is_empty() {
         out.push_str(
             r#"<p class="muted drivers-none">No term stands out in the last 7 days' negative mentions.</p>"#,
@@ -1245,4 +1283,108 @@ pub async fn logout(
             .expect("cookie header"),
     );
     Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Engagement, Mention, ScoredMention, Sentiment};
+    use std::sync::Arc;
+
+    fn mention(id: String, text: &str, label: Label, at: chrono::DateTime<Utc>) -> ScoredMention {
+        ScoredMention {
+            mention: Mention {
+                external_id: id,
+                url: None,
+                author: None,
+                title: None,
+                text: text.into(),
+                rating: None,
+                engagement: Engagement::default(),
+                language: Some("en".into()),
+                published_at: at,
+                owner_reply: None,
+                owner_reply_at: None,
+                extra: None,
+            },
+            sentiment: Some(Sentiment {
+                label,
+                score: if label == Label::Negative { -0.8 } else { 0.8 },
+                confidence: 0.9,
+            }),
+        }
+    }
+
+    /// The cells of the drivers table's row for `term`.
+    fn driver_row(section: &str, term: &str) -> Vec<String> {
+        let start = section
+            .find(&format!("<tr><td><b>{term}</b>"))
+            .unwrap_or_else(|| panic!("no row for {term}: {section}"));
+        let row = &section[start..start + section[start..].find("</tr>").unwrap()];
+        row.split("<td>")
+            .skip(1)
+            .map(|c| c.split("</td>").next().unwrap().to_string())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_drivers_read_at_most_their_limits_and_say_so() {
+        for db in crate::testutil::all().await.unwrap() {
+            let config =
+                crate::config::parse("[[watch]]\nname = \"Acme\"\n", "test.toml", &[]).unwrap();
+            db.store.sync_config(&config).await.unwrap();
+            let w = db.store.watch_by_name("Acme").await.unwrap().unwrap();
+            let src = db.store.push_source(w.id, "store").await.unwrap();
+            let now = Utc::now();
+            let mut batch = Vec::new();
+            for i in 0..6 {
+                let at = now - Duration::hours(10 + i);
+                batch.push(mention(
+                    format!("n{i}"),
+                    &format!("The lid leaks, kettle number {i}"),
+                    Label::Negative,
+                    at,
+                ));
+            }
+            for i in 0..3 {
+                let at = now - Duration::days(10 + i);
+                batch.push(mention(
+                    format!("p{i}"),
+                    &format!("Boils fast, kettle number {i}"),
+                    Label::Positive,
+                    at,
+                ));
+            }
+            db.store
+                .ingest(&src, &batch, Some(("test", "1")))
+                .await
+                .unwrap();
+            let s = WebState::new(db.store.clone(), Arc::new(config));
+
+            let Ok(all) = drivers_section(&s, &w, now).await else {
+                panic!("the section failed on {}", db.label)
+            };
+            assert_eq!(driver_row(&all, "lid leaks")[2], "6", "{}: {all}", db.label);
+            assert!(!all.contains("drivers-capped"), "{}: {all}", db.label);
+
+            let limits = DriverLimits {
+                recent: 4,
+                baseline: 2,
+            };
+            let Ok(capped) = drivers_section_within(&s, &w, now, limits).await else {
+                panic!("the section failed on {}", db.label)
+            };
+            assert_eq!(
+                driver_row(&capped, "lid leaks")[2],
+                "4",
+                "{}: {capped}",
+                db.label
+            );
+            assert!(
+                capped.contains("they read only the newest 4 of the last 7 days' mentions and the newest 2 mentions of the 28 days before."),
+                "{}: {capped}",
+                db.label
+            );
+        }
+    }
 }

@@ -487,8 +487,10 @@ impl Evaluation<'_> {
             out.push(NewAlert {
                 rule: "severe_mention".into(),
                 condition_key: format!("severe_mention:{}", m.id),
+                // Red when widely shared and either 1 star or negative text too (a post
+                // without stars is severe by its text alone).
                 severity: if engagement >= s.severe_min_engagement
-                    && (stars_bad && text_bad || m.mention.rating == Some(1))
+                    && (text_bad || m.mention.rating == Some(1))
                 {
                     "red"
                 } else {

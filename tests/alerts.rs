@@ -371,6 +371,16 @@ async fn severe_mentions_need_visibility_and_clear_when_answered() {
             .filter(|k| k.starts_with("severe_mention"))
             .collect();
         assert_eq!(severe.len(), 1, "{open:?} on {}", db.label);
+        // Widely shared and very negative, without stars: red (act now).
+        let w = store.watch_by_name("Acme").await.unwrap().unwrap();
+        let alert = store
+            .open_alerts(w.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|a| a.rule == "severe_mention")
+            .unwrap();
+        assert_eq!(alert.severity, "red", "{} on {}", alert.title, db.label);
         // The business answers: the condition clears (quietly: no email for it).
         let mut answered = m(
             "loud",

@@ -253,7 +253,7 @@ pub enum BenchCommand {
     },
     /// Sentiment: texts per second and peak memory, batch 1 and 32, short to long texts.
     Sentiment {
-        /// Only this model (default: both).
+        /// Only this model (default: lexicon, minilm-head and minilm).
         #[arg(long, value_enum)]
         model: Option<config::ModelKind>,
         /// Seconds per measurement.

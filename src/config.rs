@@ -1027,9 +1027,17 @@ pub fn parse(text: &str, file: &str, env: &[(String, String)]) -> Result<Config,
         .into_iter()
         .map(|(path, message)| {
             let key = path_string(&path);
+            // The variable that set the key, or one that set a setting inside it that the
+            // problem names (an unknown `params` setting is reported on `params`).
+            let names_setting = |p: &str| {
+                sets_key(&key, p)
+                    && p.rsplit('.')
+                        .next()
+                        .is_some_and(|last| message.contains(&format!("`{last}`")))
+            };
             let place = env_paths
                 .iter()
-                .find(|(p, _)| sets_key(p, &key))
+                .find(|(p, _)| sets_key(p, &key) || names_setting(p))
                 .map(|(_, var)| format!("environment variable {var}"))
                 .unwrap_or_else(|| match locate(&doc, &path) {
                     Some(off) => format!("{file}:{}", line_col(text, off).0),
@@ -1799,6 +1807,40 @@ params = { query = "acme" }
             msg.contains("c.toml:2") && msg.contains("X-Real-IP") && msg.contains("Forwarded"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn a_bad_source_setting_from_the_environment_names_its_variable() {
+        let text = "[[watch]]\nname = \"A\"\n[[watch.source]]\nname = \"hn\"\nkind = \"hackernews\"\nparams = { query = \"a\" }\n";
+        for (var, says) in [
+            (
+                "ZMOT__WATCH__0__SOURCE__0__PARAMS__QUERYX",
+                "no setting `queryx`",
+            ),
+            (
+                "ZMOT__WATCH__0__SOURCE__0__PARAMS__PAGE_SIZE",
+                "`page_size` must be",
+            ),
+        ] {
+            let value = if var.ends_with("PAGE_SIZE") {
+                "9999"
+            } else {
+                "foo"
+            };
+            let err = parse(text, "c.toml", &env(&[(var, value)])).unwrap_err();
+            assert_eq!(err.problems.len(), 1, "{err}");
+            let p = &err.problems[0];
+            assert_eq!(p.place, format!("environment variable {var}"), "{p}");
+            assert!(p.message.contains(says), "{p}");
+        }
+        // A problem in the file's own settings is still placed in the file.
+        let err = parse(
+            &text.replace("query = \"a\"", "query = \"a\", queryy = 1"),
+            "c.toml",
+            &env(&[("ZMOT__WATCH__0__SOURCE__0__PARAMS__PAGE_SIZE", "5")]),
+        )
+        .unwrap_err();
+        assert_eq!(err.problems[0].place, "c.toml:6", "{err}");
     }
 
     #[test]

@@ -440,3 +440,155 @@ pub async fn run_web(
     }
     result
 }
+
+/// Seeds `count` mentions of one watch (`Brand 01`, one source) spread evenly over the
+/// `weeks` weeks before `now`, every tenth answered by the owner, then edits every 50th
+/// (now, after every past week's end), so a past week's digest reads their earlier
+/// versions.
+async fn seed_digest(store: &Store, config: &Config, count: u64, weeks: i64) -> Result<()> {
+    store.sync_config(config).await?;
+    if store.count_mentions(None).await? >= count as i64 {
+        println!("  (store already seeded)");
+        return Ok(());
+    }
+    let source = store
+        .sources(None)
+        .await?
+        .into_iter()
+        .next()
+        .expect("bench source");
+    let now = Utc::now();
+    let step_ms = (weeks * 7 * 24 * 3_600_000 / count.max(1) as i64).max(1);
+    let make = |j: u64| {
+        let mut m = synthetic(j);
+        m.mention.published_at = now - Duration::milliseconds(j as i64 * step_ms);
+        if j.is_multiple_of(10) {
+            m.mention.owner_reply = Some("Thank you for the review".into());
+            m.mention.owner_reply_at = Some(m.mention.published_at + Duration::hours(5));
+        }
+        m
+    };
+    let started = Instant::now();
+    let ids: Vec<u64> = (0..count).collect();
+    for chunk in ids.chunks(1000) {
+        let batch: Vec<ScoredMention> = chunk.iter().map(|&j| make(j)).collect();
+        store.ingest(&source, &batch, Some(("bench", "1"))).await?;
+    }
+    let edits: Vec<u64> = (0..count).step_by(50).collect();
+    for chunk in edits.chunks(1000) {
+        let batch: Vec<ScoredMention> = chunk
+            .iter()
+            .map(|&j| {
+                let mut m = make(j);
+                m.mention.text.push_str(" edited later");
+                m
+            })
+            .collect();
+        store.ingest(&source, &batch, Some(("bench", "1"))).await?;
+    }
+    store.vacuum_analyze().await?;
+    println!(
+        "  seeded {count} mentions over {weeks} weeks ({} edited since) in {:.0} s",
+        edits.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Times computing and rendering the digest of the last full week and of the week
+/// `weeks_back` before it, with the peak resident memory of each.
+async fn time_digests(
+    store: &Store,
+    config: &Config,
+    weeks_back: u32,
+) -> Result<Vec<(String, f64, Option<f64>, i64)>> {
+    let now = Utc::now();
+    let tz = chrono_tz::UTC;
+    let last = crate::digest::report::last_full_week(tz, now);
+    let past = crate::trends::iso_weeks(tz, now, weeks_back as usize + 2).swap_remove(0);
+    let mut out = Vec::new();
+    for (kind, week) in [("last full week", last), ("past week", past)] {
+        reset_peak_rss();
+        let started = Instant::now();
+        let digest =
+            crate::digest::report::compute(store, config, &bench_watch_name(0), week).await?;
+        let _ = crate::digest::report::render(&digest);
+        let secs = started.elapsed().as_secs_f64();
+        out.push((
+            format!("{kind} {}", digest.week),
+            secs,
+            peak_rss_mib(),
+            digest.this_week.mentions,
+        ));
+    }
+    Ok(out)
+}
+
+/// The `zmot bench digest` command.
+pub async fn run_digest(
+    count: u64,
+    weeks: i64,
+    sqlite: Option<String>,
+    postgres: Option<String>,
+    keep: bool,
+) -> Result<()> {
+    let config = bench_web_config(1)?;
+    let mut tmp = None;
+    let sqlite = match sqlite {
+        Some(u) => u,
+        None => {
+            let dir = std::env::temp_dir().join(format!(
+                "zmot-bench-digest-{}",
+                uuid::Uuid::new_v4().simple()
+            ));
+            std::fs::create_dir_all(&dir)?;
+            let url = format!("sqlite://{}/bench.db", dir.display());
+            tmp = Some(dir);
+            url
+        }
+    };
+    let mut targets: Vec<(&str, String, Option<String>)> = vec![("SQLite", sqlite, None)];
+    if let Some(admin) = &postgres {
+        let (url, name) = fresh_postgres(admin).await?;
+        targets.push(("PostgreSQL", url, Some(name)));
+    }
+    println!("Weekly digest of one watch with {count} mentions over {weeks} weeks:");
+    let mut result = Ok(());
+    for (backend, url, pg_name) in &targets {
+        println!("{backend} ({}):", crate::redact::database_url(url));
+        let outcome = async {
+            let store = Store::connect(url, 4).await?;
+            seed_digest(&store, &config, count, weeks).await?;
+            for (week, secs, peak, mentions) in time_digests(&store, &config, 4).await? {
+                println!(
+                    "  {week:<26} {mentions:>7} mentions  {:>8.0} ms   peak RSS {} MiB",
+                    secs * 1000.0,
+                    peak.map(|p| format!("{p:.0}"))
+                        .unwrap_or_else(|| "?".into())
+                );
+            }
+            store.close().await;
+            anyhow::Ok(())
+        }
+        .await;
+        if let (Some(name), Some(admin)) = (pg_name, &postgres) {
+            if !keep {
+                drop_postgres(admin, name).await?;
+            } else {
+                println!("  kept {}", crate::redact::database_url(url));
+            }
+        }
+        if outcome.is_err() {
+            result = outcome;
+            break;
+        }
+    }
+    if let Some(dir) = tmp {
+        if keep {
+            println!("  kept {}", dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+    result
+}

@@ -251,6 +251,27 @@ pub enum BenchCommand {
         #[arg(long)]
         keep: bool,
     },
+    /// Weekly digest: seeds one watch with many mentions over some weeks, then times the
+    /// digest of the last full week and of a past week, with peak memory.
+    Digest {
+        /// How many mentions.
+        #[arg(long, default_value_t = 200_000)]
+        mentions: u64,
+        /// Over how many weeks before now.
+        #[arg(long, default_value_t = 8)]
+        weeks: i64,
+        /// SQLite URL to use instead of a temporary file (seeded only when it holds fewer
+        /// mentions than asked for, so a kept file can be measured again).
+        #[arg(long)]
+        sqlite: Option<String>,
+        /// PostgreSQL server URL to measure as well: a fresh database is created on it
+        /// and dropped afterwards.
+        #[arg(long)]
+        postgres: Option<String>,
+        /// Keep the temporary SQLite file and the PostgreSQL database.
+        #[arg(long)]
+        keep: bool,
+    },
     /// Sentiment: texts per second and peak memory, batch 1 and 32, short to long texts.
     Sentiment {
         /// Only this model (default: lexicon, minilm-head and minilm).
@@ -355,6 +376,13 @@ pub async fn main(cli: Cli) -> Result<()> {
             postgres,
             keep,
         }) => crate::bench::run_web(mentions, watches, runs.max(1), sqlite, postgres, keep).await,
+        Command::Bench(BenchCommand::Digest {
+            mentions,
+            weeks,
+            sqlite,
+            postgres,
+            keep,
+        }) => crate::bench::run_digest(mentions, weeks.max(1), sqlite, postgres, keep).await,
         Command::Bench(BenchCommand::Sentiment { model, seconds }) => {
             let settings = sentiment_settings(&cli.config)?;
             let kinds = match model {

@@ -233,6 +233,104 @@ async fn golden_figures_of_a_fixed_week() {
     }
 }
 
+/// Over more mentions than "what drives negativity" may read, the digest's figures still
+/// count every mention, its most negative and positive are the week's, and it says the
+/// drivers read only the newest; both for the last week and for an earlier one.
+#[tokio::test]
+async fn a_week_over_the_drivers_limit_keeps_exact_figures_and_says_so() {
+    let limits = digest::report::DriverLimits {
+        recent: 4,
+        baseline: 3,
+    };
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let c = config("");
+        setup(store, &c).await;
+        let w47 = digest::report::last_full_week(chrono_tz::UTC, now());
+        let full = digest::compute(store, &c, "Acme", w47.clone())
+            .await
+            .unwrap();
+        assert!(!full.drivers_capped.any(), "{}", db.label);
+        let (_, text, html, _) = digest::report::render(&full);
+        assert!(!text.contains("There are more mentions"), "{text}");
+        assert!(!html.contains("There are more mentions"));
+
+        let d = digest::report::compute_within(store, &c, "Acme", w47, limits)
+            .await
+            .unwrap();
+        // The figures are the same as without a limit.
+        assert_eq!(d.this_week, full.this_week, "{}", db.label);
+        assert_eq!(d.last_week, full.last_week, "{}", db.label);
+        let stats = |x: &digest::Digest| -> Vec<_> {
+            x.weeks
+                .iter()
+                .map(|w| (w.label.clone(), w.stats.clone()))
+                .collect()
+        };
+        assert_eq!(stats(&d), stats(&full), "{}", db.label);
+        assert_eq!(d.volume_by_source, full.volume_by_source);
+        let t = &d.this_week;
+        assert_eq!(
+            (t.mentions, t.negative, t.neutral, t.positive),
+            (10, 4, 2, 4)
+        );
+        // The newest four are all positive or neutral, yet the week's most negative are
+        // listed: the database sorts the whole week.
+        let worst: Vec<f32> = d.most_negative.iter().map(|m| m.score).collect();
+        assert_eq!(worst, vec![-0.9, -0.8, -0.7], "{}", db.label);
+        assert_eq!(d.most_positive, full.most_positive, "{}", db.label);
+        // The drivers read the newest four: no negative mention among them.
+        assert!(d.drivers.is_empty(), "{:?}", d.drivers);
+        assert_eq!(
+            d.drivers_capped,
+            digest::report::DriversCapped {
+                recent: Some(4),
+                baseline: Some(3)
+            },
+            "{}",
+            db.label
+        );
+        let (_, text, html, _) = digest::report::render(&d);
+        let note = "There are more mentions than these terms count: they read only the newest 4 of this week's mentions and the newest 3 mentions of the four weeks before.";
+        assert!(text.contains(note), "{text}");
+        assert!(html.contains(note), "{html}");
+
+        // An earlier week (read as it stood at its end) behaves the same.
+        let w46 = digest::report::week_by_label(chrono_tz::UTC, now(), "2026-W46").unwrap();
+        let full46 = digest::compute(store, &c, "Acme", w46.clone())
+            .await
+            .unwrap();
+        let d46 = digest::report::compute_within(
+            store,
+            &c,
+            "Acme",
+            w46,
+            digest::report::DriverLimits {
+                recent: 2,
+                baseline: 100,
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(d46.this_week, full46.this_week);
+        assert_eq!(d46.this_week.mentions, 5);
+        assert_eq!(d46.most_negative, full46.most_negative, "{}", db.label);
+        assert_eq!(d46.most_negative.len(), 1);
+        assert_eq!(
+            d46.drivers_capped,
+            digest::report::DriversCapped {
+                recent: Some(2),
+                baseline: None
+            }
+        );
+        let (_, text, _, _) = digest::report::render(&d46);
+        assert!(
+            text.contains("they read only the newest 2 of this week's mentions."),
+            "{text}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn html_is_valid_escapes_hostile_text_and_carries_every_chart() {
     let db = testutil::sqlite().await.unwrap();

@@ -14,13 +14,46 @@ use super::drivers::{find_drivers_scored, DriverOptions};
 use super::journey::{display_name, JourneyMap};
 use crate::config::Config;
 use crate::domain::Label;
-use crate::store::{AlertAsOf, MentionQuery, NewEmail, PeriodStats, Store, StoredMention};
+use crate::store::{
+    AlertAsOf, MentionOrder, MentionQuery, NewEmail, PeriodStats, Store, StoredMention,
+};
 use crate::trends::{self, Health, Period};
 
 /// Weeks shown in the trend charts.
 pub const CHART_WEEKS: usize = 12;
 /// Most negative and most positive mentions listed.
 const TOP_MENTIONS: usize = 3;
+
+/// How many mentions "what drives negativity" reads at most: the newest `recent` of the
+/// period it explains and the newest `baseline` of the period before. A big brand has
+/// tens of thousands of mentions a week; the terms need texts in memory, the figures
+/// (counts, shares, means, the most negative and positive) do not and stay exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct DriverLimits {
+    pub recent: i64,
+    pub baseline: i64,
+}
+
+/// The limits of the digest and of the watch page.
+pub const DRIVER_LIMITS: DriverLimits = DriverLimits {
+    recent: 5_000,
+    baseline: 20_000,
+};
+
+/// Which limits of [`DriverLimits`] left mentions out of "what drives negativity".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DriversCapped {
+    /// The newest this many of the week's mentions were read (there were more).
+    pub recent: Option<i64>,
+    /// The newest this many of the four weeks before were read (there were more).
+    pub baseline: Option<i64>,
+}
+
+impl DriversCapped {
+    pub fn any(&self) -> bool {
+        self.recent.is_some() || self.baseline.is_some()
+    }
+}
 
 /// A mention as the digest lists it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -87,6 +120,8 @@ pub struct Digest {
     pub ratings: Vec<RatingSeries>,
     pub volume_by_source: Vec<(String, u64)>,
     pub drivers: Vec<DriverRow>,
+    /// Set when the drivers read only some of the mentions (see [`DRIVER_LIMITS`]).
+    pub drivers_capped: DriversCapped,
     pub most_negative: Vec<Listed>,
     pub most_positive: Vec<Listed>,
     /// Alerts opened during the week, as they stood at its end.
@@ -141,6 +176,18 @@ pub async fn compute(
     config: &Config,
     watch: &str,
     week: (String, DateTime<Utc>, DateTime<Utc>),
+) -> Result<Digest> {
+    compute_within(store, config, watch, week, DRIVER_LIMITS).await
+}
+
+/// [`compute`] with other limits on what "what drives negativity" reads (tests use small
+/// ones).
+pub async fn compute_within(
+    store: &Store,
+    config: &Config,
+    watch: &str,
+    week: (String, DateTime<Utc>, DateTime<Utc>),
+    limits: DriverLimits,
 ) -> Result<Digest> {
     let row = store
         .watch_by_name(watch)
@@ -236,48 +283,52 @@ pub async fn compute(
         })
         .collect();
 
-    // The week's mentions, and the four weeks before as the baseline for drivers.
-    let mentions = store
-        .mentions(&MentionQuery {
-            watch_id: Some(row.id),
-            since: Some(from),
-            until: Some(to),
-            as_of,
-            ..Default::default()
-        })
+    // The week's mentions, and the four weeks before as the baseline for drivers: the
+    // newest of each up to its limit, one more read to tell whether there were more.
+    let newest = |since, until, limit: i64| MentionQuery {
+        watch_id: Some(row.id),
+        since: Some(since),
+        until: Some(until),
+        limit: Some(limit + 1),
+        as_of,
+        ..Default::default()
+    };
+    let mut mentions = store.mentions(&newest(from, to, limits.recent)).await?;
+    let mut before = store
+        .mentions(&newest(baseline_from, from, limits.baseline))
         .await?;
-    let before = store
-        .mentions(&MentionQuery {
-            watch_id: Some(row.id),
-            since: Some(baseline_from),
-            until: Some(from),
-            limit: Some(20_000),
-            as_of,
-            ..Default::default()
-        })
-        .await?;
+    let drivers_capped = DriversCapped {
+        recent: (mentions.len() as i64 > limits.recent).then_some(limits.recent),
+        baseline: (before.len() as i64 > limits.baseline).then_some(limits.baseline),
+    };
+    mentions.truncate(limits.recent.max(0) as usize);
+    before.truncate(limits.baseline.max(0) as usize);
     let journey = JourneyMap::with_extra(&wcfg.digest.journey);
     let drivers = negativity_drivers(&mentions, &before, &journey);
+    drop((mentions, before));
 
-    let mut scored: Vec<&StoredMention> =
-        mentions.iter().filter(|m| m.sentiment.is_some()).collect();
-    scored.sort_by(|a, b| {
-        let sa = a.sentiment.map(|s| s.score).unwrap_or(0.0);
-        let sb = b.sentiment.map(|s| s.score).unwrap_or(0.0);
-        sa.total_cmp(&sb).then(a.id.cmp(&b.id))
-    });
-    let most_negative = scored
+    // The most negative and most positive of the whole week, sorted by the database.
+    let top = |label, order| MentionQuery {
+        watch_id: Some(row.id),
+        since: Some(from),
+        until: Some(to),
+        limit: Some(TOP_MENTIONS as i64),
+        label: Some(label),
+        as_of,
+        order,
+        ..Default::default()
+    };
+    let most_negative = store
+        .mentions(&top(Label::Negative, MentionOrder::LowestScore))
+        .await?
         .iter()
-        .filter(|m| m.sentiment.is_some_and(|s| s.label == Label::Negative))
-        .take(TOP_MENTIONS)
-        .map(|m| listed(m))
+        .map(listed)
         .collect();
-    let most_positive = scored
+    let most_positive = store
+        .mentions(&top(Label::Positive, MentionOrder::HighestScore))
+        .await?
         .iter()
-        .rev()
-        .filter(|m| m.sentiment.is_some_and(|s| s.label == Label::Positive))
-        .take(TOP_MENTIONS)
-        .map(|m| listed(m))
+        .map(listed)
         .collect();
 
     // Each with the severity it had at the end of the week, not its severity now.
@@ -339,6 +390,7 @@ pub async fn compute(
         ratings,
         volume_by_source,
         drivers,
+        drivers_capped,
         most_negative,
         most_positive,
         alerts_fired,
@@ -409,6 +461,24 @@ pub fn negativity_drivers(
             }
         })
         .collect()
+}
+
+/// The line under "What drives negativity" when its terms read only some mentions (the
+/// figures above it count them all).
+fn drivers_capped_note(capped: &DriversCapped) -> Option<String> {
+    let mut read = Vec::new();
+    if let Some(n) = capped.recent {
+        read.push(format!("the newest {n} of this week's mentions"));
+    }
+    if let Some(n) = capped.baseline {
+        read.push(format!("the newest {n} mentions of the four weeks before"));
+    }
+    (!read.is_empty()).then(|| {
+        format!(
+            "There are more mentions than these terms count: they read only {}.",
+            read.join(" and ")
+        )
+    })
 }
 
 fn full_text(m: &StoredMention) -> String {
@@ -618,6 +688,14 @@ pub fn render(d: &Digest) -> (String, String, String, Vec<(String, Chart)>) {
     // Drivers.
     let _ = writeln!(text, "\nWhat drives negativity this week:");
     html.push_str("<h2 style=\"font-size:16px;margin:16px 0 4px 0\">What drives negativity</h2>");
+    if let Some(note) = drivers_capped_note(&d.drivers_capped) {
+        let _ = writeln!(text, "  ({note})");
+        let _ = write!(
+            html,
+            "<p style=\"color:#666;font-size:12px;margin:0 0 4px 0\">{}</p>",
+            esc(&note)
+        );
+    }
     if d.drivers.is_empty() {
         let _ = writeln!(
             text,

@@ -202,6 +202,21 @@ pub struct MentionQuery {
     /// Each mention as it stood at this time (its text, stars, reply and sentiment then,
     /// and `rated_only` and `label` as they were then); `None`: as stored now.
     pub as_of: Option<DateTime<Utc>>,
+    /// Which come first (and which `limit` keeps).
+    pub order: MentionOrder,
+}
+
+/// The order of [`Store::mentions`]. By score, the database sorts and `limit` keeps only
+/// the first few: a week's most negative mentions read three rows, not the week.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MentionOrder {
+    /// Newest published first.
+    #[default]
+    Newest,
+    /// Lowest sentiment score first (ties: lowest id first).
+    LowestScore,
+    /// Highest sentiment score first (ties: highest id first).
+    HighestScore,
 }
 
 impl Store {
@@ -594,6 +609,11 @@ impl Store {
             n
         });
         let limit_param = label_param.unwrap_or(ints.len()) + 1;
+        let order = match q.order {
+            MentionOrder::Newest => "m.published_at DESC, m.id DESC".to_string(),
+            MentionOrder::LowestScore => format!("{} ASC, m.id ASC", version.score()),
+            MentionOrder::HighestScore => format!("{} DESC, m.id DESC", version.score()),
+        };
         let clause = if conds.is_empty() {
             String::new()
         } else {
@@ -606,7 +626,7 @@ impl Store {
              JOIN watches w ON w.id = m.watch_id
              {latest}
              {clause}
-             ORDER BY m.published_at DESC, m.id DESC
+             ORDER BY {order}
              LIMIT ${limit_param}",
             columns = stored_mention_columns(version),
             latest = latest_sentiment(self.backend)

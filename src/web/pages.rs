@@ -682,21 +682,6 @@ pub async fn watch(State(s): State<WebState>, Path(name): Path<String>) -> PageR
 /// The mention list counts matches up to this many.
 const MENTION_COUNT_CAP: i64 = 10_000;
 
-/// The most mentions "what drives negativity" reads: of the last seven days (a very busy
-/// week) and of the 28 days before it compares them with (four busy weeks). Past either,
-/// the newest are read and the section says so, rather than a page reading a flood of
-/// mentions into memory.
-#[derive(Debug, Clone, Copy)]
-struct DriverLimits {
-    recent: i64,
-    baseline: i64,
-}
-
-const DRIVER_LIMITS: DriverLimits = DriverLimits {
-    recent: 5_000,
-    baseline: 20_000,
-};
-
 /// "What drives negativity": terms over-represented in the last seven days' negative
 /// mentions against the 28 days before (as the weekly digest finds them), each with its
 /// customer-journey stage and an example.
@@ -705,14 +690,17 @@ async fn drivers_section(
     w: &crate::store::WatchRow,
     now: chrono::DateTime<Utc>,
 ) -> Result<String, PageError> {
-    drivers_section_within(s, w, now, DRIVER_LIMITS).await
+    // At most the newest of the last seven days and of the 28 days before are read
+    // (the digest's limits), and the section says so, rather than a page reading a
+    // flood of mentions into memory.
+    drivers_section_within(s, w, now, crate::digest::report::DRIVER_LIMITS).await
 }
 
 async fn drivers_section_within(
     s: &WebState,
     w: &crate::store::WatchRow,
     now: chrono::DateTime<Utc>,
-    limits: DriverLimits,
+    limits: crate::digest::report::DriverLimits,
 ) -> Result<String, PageError> {
     use crate::digest::journey::JourneyMap;
     use crate::store::MentionQuery;
@@ -1367,7 +1355,7 @@ mod tests {
             assert_eq!(driver_row(&all, "lid leaks")[2], "6", "{}: {all}", db.label);
             assert!(!all.contains("drivers-capped"), "{}: {all}", db.label);
 
-            let limits = DriverLimits {
+            let limits = crate::digest::report::DriverLimits {
                 recent: 4,
                 baseline: 2,
             };

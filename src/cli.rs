@@ -1024,8 +1024,9 @@ async fn import_file(path: &Path, args: ImportArgs) -> Result<()> {
         .unwrap_or_else(|| import::Format::from_path(&args.file));
     let file = std::fs::File::open(&args.file)
         .with_context(|| format!("cannot open {}", args.file.display()))?;
-    // Dates without a time are days on the watch's clock.
-    let mut parsed = import::parse_reader(file, format, config.watch_zone(&watch.name));
+    // Dates without a time are days on the watch's clock (the one it last had when it is
+    // no longer configured, as for the push API).
+    let mut parsed = import::parse_reader(file, format, crate::clock::watch_zone(&config, &watch));
     for warning in &parsed.warnings {
         eprintln!("{}: warning: {warning}", args.file.display());
     }
@@ -1106,7 +1107,7 @@ async fn mentions(path: &Path, args: MentionsArgs) -> Result<()> {
         .await?
         .with_context(|| format!("no watch named `{}` in {}", args.watch, path.display()))?;
     // On the watch's clock, each time marked with the zone then in force.
-    let tz = config.watch_zone(&watch.name);
+    let tz = crate::clock::watch_zone(&config, &watch);
     let since = args
         .since
         .as_deref()

@@ -823,3 +823,39 @@ fn an_imported_date_without_a_time_is_that_day_on_the_watch_s_clock() {
     assert!(out.contains("Dated the 23rd"), "{out}");
     assert!(!out.contains("Late on the 22nd"), "{out}");
 }
+
+#[test]
+fn an_imported_date_without_a_time_is_that_day_on_the_clock_of_a_watch_no_longer_configured() {
+    let dir = tempdir();
+    write_config(dir.path());
+    // Example Notes is watched on New York time, then taken out of the file (the file's
+    // only watch is now another product): imports into it still read a bare date on the
+    // clock it last had, as the push API does, not on the general zone's (UTC).
+    let ny = [("ZMOT__WATCH__0__TIMEZONE", "America/New_York")];
+    let o = zmot(dir.path(), &["status"], &ny);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let other = [
+        ("ZMOT__WATCH__0__NAME", "Other Product"),
+        ("ZMOT__WATCH__0__SOURCE__0__PARAMS__QUERY", "other product"),
+    ];
+    std::fs::write(
+        dir.path().join("r.csv"),
+        "id,author,rating,date,text\nr1,Bob,1,2026-11-23,Dated the 23rd\n",
+    )
+    .unwrap();
+    let o = zmot(
+        dir.path(),
+        &["import", "r.csv", "--watch", "Example Notes"],
+        &other,
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    let o = zmot(
+        dir.path(),
+        &["mentions", "--watch", "Example Notes"],
+        &other,
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.contains("Dated the 23rd"), "{out}");
+    assert!(out.contains("2026-11-23 00:00 EST"), "{out}");
+}

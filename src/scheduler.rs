@@ -258,10 +258,34 @@ impl Ended {
             Ended::Returned(Ok(done)) => done.retry_after,
             Ended::Returned(Err(e)) => e
                 .downcast_ref::<crate::sources::FetchError>()
-                .and_then(|f| f.retry_after),
+                .and_then(|f| f.retry_after)
+                .or_else(|| {
+                    e.downcast_ref::<AlertCheckFailed>()
+                        .and_then(|a| a.retry_after)
+                }),
             Ended::TimedOut(_) | Ended::Panicked(_) => None,
         };
         retry_wait(asked)
+    }
+}
+
+/// A fetch stored what it read but the alert check after it failed: the error says so,
+/// and carries the wait the source asked for, which the failure must not lose.
+#[derive(Debug)]
+struct AlertCheckFailed {
+    retry_after: Option<Duration>,
+}
+
+impl std::fmt::Display for AlertCheckFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the fetch was stored, but the alert check after it failed"
+        )?;
+        if let Some(wait) = self.retry_after {
+            write!(f, " (the source asks to wait {} s)", wait.as_secs())?;
+        }
+        Ok(())
     }
 }
 
@@ -314,7 +338,13 @@ pub async fn run_job(
                             &source.watch_name,
                             Utc::now(),
                         )
-                        .await?;
+                        .await
+                        .map_err(|e| {
+                            // The job fails, but the source's own wait still holds.
+                            e.context(AlertCheckFailed {
+                                retry_after: report.retry_after,
+                            })
+                        })?;
                         summary.push_str(&format!(
                             "; alerts: {} opened, {} resolved",
                             r.opened, r.resolved

@@ -316,6 +316,54 @@ async fn a_worker_killed_mid_fetch_is_finished_by_another() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_alert_check_after_a_partial_fetch_keeps_the_sources_wait() {
+    for db in testutil::all().await.unwrap() {
+        let (base, hits) = serve_mastodon_limited_on_page_2(true).await;
+        let text = mastodon_config(&base, &db.url);
+        let cfg = Arc::new(config::parse(&text, "test.toml", &[]).unwrap());
+        let outbox = tempfile::tempdir().unwrap();
+        let store = db.store.clone();
+        store.sync_config(&cfg).await.unwrap();
+        // The alert check that follows a fetch with new mentions fails.
+        sqlx::query("ALTER TABLE alerts RENAME TO alerts_gone")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let w = start(
+            &store,
+            cfg.clone(),
+            "worker-a",
+            options(Duration::from_secs(30)),
+            outbox.path(),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(5000)).await;
+        w.stop.send(true).unwrap();
+        w.handle.await.unwrap().unwrap();
+        assert_eq!(hits.load(Ordering::SeqCst), 2, "one run, {}", db.label);
+        let job = store
+            .jobs()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|j| j.name.starts_with("fetch"))
+            .unwrap();
+        assert_eq!(job.last_status.as_deref(), Some("failed"), "{}", db.label);
+        let error = job.last_error.clone().unwrap_or_default();
+        assert!(
+            error.contains("alert check after it failed") && error.contains("wait 3600 s"),
+            "{error}"
+        );
+        let wait = job.next_run_at.unwrap() - Utc::now();
+        assert!(
+            wait > chrono::Duration::seconds(3590) && wait < chrono::Duration::seconds(3610),
+            "next run in {wait} on {}",
+            db.label
+        );
+    }
+}
+
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_fetch_lets_it_finish_and_leaves_the_store_consistent() {

@@ -11,7 +11,7 @@ ALTER TABLE mention_revisions ADD COLUMN owner_reply_at BIGINT;
 -- Versions replaced before this migration: the newest score made before the edit, which
 -- is still there when the edit was scored by another model; otherwise it was overwritten,
 -- and the mention's newest score (of a later text) stands in, as it did before. The
--- reply's time likewise: today's, when the version had a reply.
+-- reply's time likewise: the mention's current one, when the version had a reply.
 UPDATE mention_revisions SET
     label = COALESCE(
         (SELECT s.label FROM sentiments s

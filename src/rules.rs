@@ -268,10 +268,35 @@ impl Evaluation<'_> {
                 "Negative mentions back to the usual rate for {} h",
                 s.spike_window_hours
             ),
-            "sentiment_drop" => format!(
-                "Sentiment back within {:.2} of the weeks before",
-                (f64::from(s.sentiment_drop) - RESOLVE_MARGIN_SENTIMENT).max(0.0)
-            ),
+            "sentiment_drop" => {
+                // The rule also stands down when the week has too few mentions or there is
+                // nothing before to compare with; a drop that merely went quiet has not
+                // recovered, and "back" would tell the team it had.
+                let week_start = self.now - Duration::days(7);
+                let rise = trends::watched_comparison(
+                    self.store,
+                    self.watch_id,
+                    (week_start, self.now + Duration::minutes(1)),
+                    week_start - Duration::days(28),
+                    None,
+                )
+                .await?;
+                if rise.window.scored() < i64::from(s.sentiment_drop_min_mentions)
+                    || rise.window.mean_sentiment.is_none()
+                {
+                    format!(
+                        "Sentiment: fewer than {} mentions in the last 7 days to judge by",
+                        s.sentiment_drop_min_mentions.max(1)
+                    )
+                } else if rise.before.mean_sentiment.is_none() {
+                    "Sentiment: no mentions in the weeks before to compare with".to_string()
+                } else {
+                    format!(
+                        "Sentiment back within {:.2} of the weeks before",
+                        (f64::from(s.sentiment_drop) - RESOLVE_MARGIN_SENTIMENT).max(0.0)
+                    )
+                }
+            }
             _ => format!("{}: no longer the case", alert.title),
         };
         Ok(holds)

@@ -47,6 +47,17 @@ pub const RESOLVE_SPIKE_LEVEL_FACTOR: f64 = 10.0;
 /// negatives.
 pub const RESOLVE_MARGIN_SPIKE_COUNT: u32 = 1;
 
+/// Stars as an alert or health line shows them: to two decimals, a trailing zero dropped
+/// (`4.3`, `4.25`, `4.27`). One decimal rounded a threshold of 4.25, or a view of 4.27,
+/// onto its neighbour: "buyers now see 4.2 stars (under 4.2)".
+pub fn star_figure(v: f64) -> String {
+    let s = format!("{v:.2}");
+    match s.strip_suffix('0') {
+        Some(short) => short.to_string(),
+        None => s,
+    }
+}
+
 /// Evidence items kept per alert.
 const MAX_EVIDENCE: usize = 5;
 
@@ -246,8 +257,10 @@ impl Evaluation<'_> {
                 match views.iter().find(|v| Some(v.source_id) == source_id) {
                     Some(v) => match v.average_rating {
                         Some(avg) if v.reviews.len() >= s.buyer_view_min_reviews => format!(
-                            "{}: buyers now see {avg:.1} stars, {:.1} or more again",
-                            v.source, s.buyer_view_threshold
+                            "{}: buyers now see {} stars, {} or more again",
+                            v.source,
+                            star_figure(avg),
+                            star_figure(s.buyer_view_threshold)
                         ),
                         _ => format!(
                             "{}: fewer than {} recent reviews to judge by",
@@ -268,10 +281,35 @@ impl Evaluation<'_> {
                 "Negative mentions back to the usual rate for {} h",
                 s.spike_window_hours
             ),
-            "sentiment_drop" => format!(
-                "Sentiment back within {:.2} of the weeks before",
-                (f64::from(s.sentiment_drop) - RESOLVE_MARGIN_SENTIMENT).max(0.0)
-            ),
+            "sentiment_drop" => {
+                // The rule also stands down when the week has too few mentions or there is
+                // nothing before to compare with; a drop that merely went quiet has not
+                // recovered, and "back" would tell the team it had.
+                let week_start = self.now - Duration::days(7);
+                let rise = trends::watched_comparison(
+                    self.store,
+                    self.watch_id,
+                    (week_start, self.now + Duration::minutes(1)),
+                    week_start - Duration::days(28),
+                    None,
+                )
+                .await?;
+                if rise.window.scored() < i64::from(s.sentiment_drop_min_mentions)
+                    || rise.window.mean_sentiment.is_none()
+                {
+                    format!(
+                        "Sentiment: fewer than {} mentions in the last 7 days to judge by",
+                        s.sentiment_drop_min_mentions.max(1)
+                    )
+                } else if rise.before.mean_sentiment.is_none() {
+                    "Sentiment: no mentions in the weeks before to compare with".to_string()
+                } else {
+                    format!(
+                        "Sentiment back within {:.2} of the weeks before",
+                        (f64::from(s.sentiment_drop) - RESOLVE_MARGIN_SENTIMENT).max(0.0)
+                    )
+                }
+            }
             _ => format!("{}: no longer the case", alert.title),
         };
         Ok(holds)
@@ -325,8 +363,10 @@ impl Evaluation<'_> {
             };
             let title = if avg < threshold {
                 format!(
-                    "{}: buyers now see {avg:.1} stars (under {threshold:.1})",
-                    view.source
+                    "{}: buyers now see {} stars (under {})",
+                    view.source,
+                    star_figure(avg),
+                    star_figure(threshold)
                 )
             } else {
                 format!(
@@ -340,10 +380,11 @@ impl Evaluation<'_> {
                 severity: severity.into(),
                 title,
                 summary: format!(
-                    "The {} most recent reviews on {} average {avg:.1} stars; {} of them have 1 or 2 stars.{} \
+                    "The {} most recent reviews on {} average {} stars; {} of them have 1 or 2 stars.{} \
                      The alert resolves once they average {:.2} or more.",
                     view.reviews.len(),
                     view.source,
+                    star_figure(avg),
                     low.len(),
                     view.published
                         .as_ref()

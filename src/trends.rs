@@ -379,19 +379,21 @@ pub fn health(
                 raise(
                     Health::Red,
                     format!(
-                        "{}: the {} reviews buyers see first average {avg:.1} stars",
+                        "{}: the {} reviews buyers see first average {} stars",
                         v.source,
-                        v.reviews.len()
+                        v.reviews.len(),
+                        crate::rules::star_figure(avg)
                     ),
                 );
             } else if avg < settings.buyer_view_threshold {
                 raise(
                     Health::Amber,
                     format!(
-                        "{}: the {} reviews buyers see first average {avg:.1} stars, under {:.1}",
+                        "{}: the {} reviews buyers see first average {} stars, under {}",
                         v.source,
                         v.reviews.len(),
-                        settings.buyer_view_threshold
+                        crate::rules::star_figure(avg),
+                        crate::rules::star_figure(settings.buyer_view_threshold)
                     ),
                 );
             }

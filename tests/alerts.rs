@@ -1718,6 +1718,103 @@ async fn a_drop_or_a_spike_back_just_under_its_threshold_stays_open_until_clearl
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_threshold_with_two_decimals_is_not_rounded_onto_the_view() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let c = config_with(
+            "\n[[watch]]\nname = \"Stars\"\nrecipients = [\"stars@acme.test\"]\n[watch.alerts]\n\
+             buyer_view_threshold = 4.25\n\
+             disabled = [\"negative_spike\", \"sentiment_drop\", \"keyword\", \"severe_mention\"]\n",
+        );
+        let t = now();
+        let src = source(store, &c, "Stars", "shop").await;
+        // Ten reviews averaging 4.2, under 4.25.
+        let reviews: Vec<M> = [5, 5, 5, 5, 5, 5, 4, 4, 2, 2]
+            .iter()
+            .enumerate()
+            .map(|(i, &r)| rated(&format!("s{i}"), r, t - Duration::days(20 - i as i64)))
+            .collect();
+        put(store, &src, &reviews).await;
+        check_watch(store, &c, "Stars", t).await.unwrap();
+        let w = store.watch_by_name("Stars").await.unwrap().unwrap();
+        let open = store.open_alerts(w.id).await.unwrap();
+        // Not "buyers now see 4.2 stars (under 4.2)", which reads as no reason at all.
+        assert_eq!(
+            open[0].title, "shop: buyers now see 4.2 stars (under 4.25)",
+            "{}",
+            db.label
+        );
+        let settings = c.watch("Stars").unwrap().alerts.clone();
+        let trends =
+            zmot::trends::watch_trends(store, w.id, "Stars", chrono_tz::UTC, &settings, 6, t)
+                .await
+                .unwrap();
+        assert!(
+            trends
+                .reasons
+                .iter()
+                .any(|r| r.ends_with("average 4.2 stars, under 4.25")),
+            "{:?} on {}",
+            trends.reasons,
+            db.label
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drop_resolved_for_too_few_mentions_does_not_say_sentiment_is_back() {
+    for db in testutil::all().await.unwrap() {
+        let store = &db.store;
+        let c = config_with(
+            "\n[[watch]]\nname = \"Shop\"\nrecipients = [\"shop@acme.test\"]\n[watch.alerts]\n\
+             disabled = [\"buyer_view_rating\", \"negative_spike\", \"keyword\", \"severe_mention\"]\n",
+        );
+        let t = now();
+        // Four weeks at +0.30, then ten mentions at -0.30 over the last four and a half
+        // days: down 0.60.
+        let posts = source(store, &c, "Shop", "posts").await;
+        put(
+            store,
+            &posts,
+            &scored_run("p", 56, 0.3, 12, t - Duration::days(7) - Duration::hours(2)),
+        )
+        .await;
+        put(
+            store,
+            &posts,
+            &scored_run("w", 10, -0.3, 12, t - Duration::hours(1)),
+        )
+        .await;
+        check_watch(store, &c, "Shop", t).await.unwrap();
+        assert!(
+            open_rules(store, "Shop")
+                .await
+                .contains(&"sentiment_drop".to_string()),
+            "{}",
+            db.label
+        );
+        // Three days on, two of them have left the seven days and nothing came since:
+        // eight mentions, all as bad, are too few to judge by, so the alert resolves; the
+        // resolution must not tell the team that sentiment recovered.
+        let r = check_watch(store, &c, "Shop", t + Duration::days(3))
+            .await
+            .unwrap();
+        let (subject, text) = queued_email(store, r.email_id.expect("a resolution")).await;
+        assert!(subject.contains("RESOLVED"), "{subject} on {}", db.label);
+        assert!(
+            !subject.contains("back within") && !text.contains("back within"),
+            "{subject}\n{text} on {}",
+            db.label
+        );
+        assert!(
+            subject.contains("fewer than 10 mentions in the last 7 days to judge by"),
+            "{subject} on {}",
+            db.label
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_answers_nothing_is_given_up_within_the_timeout_not_the_lease() {
     for db in testutil::all().await.unwrap() {
         let store = &db.store;

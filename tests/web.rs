@@ -1450,3 +1450,21 @@ async fn pages_show_times_on_the_watchs_clock_and_the_api_in_utc() {
         assert!(run_shown(&page), "{page}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_threshold_with_two_decimals_is_shown_as_set() {
+    let db = testutil::sqlite().await.unwrap();
+    let text = CONFIG.replace(
+        "competitors = \"kettles\"\nrecipients",
+        "competitors = \"kettles\"\nalerts = { buyer_view_threshold = 4.25 }\nrecipients",
+    );
+    let c = config::parse(&text, "test.toml", &[]).unwrap();
+    seed(&db.store, &c).await;
+    let s = Server::start(db.store.clone(), c, None, true).await;
+    let (_, overview) = s.get("/").await;
+    assert!(overview.contains("vs 4.25</span>"), "{overview}");
+    let (_, page) = s.get("/watch/Acme%20Kettle").await;
+    assert!(page.contains("Buyer's view rating vs 4.25</h3>"), "{page}");
+    assert!(page.contains(">4.25</text>"), "{page}");
+    assert!(!page.contains("vs 4.2<"), "{page}");
+}

@@ -246,10 +246,11 @@ pub fn rating_bars(aria: &str, items: &[(String, Option<f64>)], threshold: f64) 
     }
     let x = x_of(threshold);
     out.push_str(&format!(
-        r#"<g class="threshold"><line x1="{x:.1}" x2="{x:.1}" y1="{}" y2="{:.1}" stroke="{THRESHOLD}" stroke-width="1.5" stroke-dasharray="6 4"/><text x="{x:.1}" y="{}" text-anchor="middle" fill="{THRESHOLD}">{threshold:.1}</text></g>"#,
+        r#"<g class="threshold"><line x1="{x:.1}" x2="{x:.1}" y1="{}" y2="{:.1}" stroke="{THRESHOLD}" stroke-width="1.5" stroke-dasharray="6 4"/><text x="{x:.1}" y="{}" text-anchor="middle" fill="{THRESHOLD}">{}</text></g>"#,
         TOP - 8.0,
         height - BOTTOM / 2.0,
-        TOP - 12.0
+        TOP - 12.0,
+        crate::rules::star_figure(threshold)
     ));
     out.push_str("</svg>");
     out

@@ -89,11 +89,11 @@ fn week_figures(w: &WatchSummary) -> String {
             "above"
         };
         out.push_str(&format!(
-            r#"<div class="figure buyer-view"><b class="{class}">{}★</b><span>buyer's view on {} ({} reviews) vs {:.1}{}</span></div>"#,
+            r#"<div class="figure buyer-view"><b class="{class}">{}★</b><span>buyer's view on {} ({} reviews) vs {}{}</span></div>"#,
             fmt_rating(v.average_rating),
             esc(&v.source),
             v.reviews,
-            w.buyer_view_threshold,
+            crate::rules::star_figure(w.buyer_view_threshold),
             if v.judged { "" } else { ", too few to judge" }
         ));
     }
@@ -518,7 +518,8 @@ pub async fn watch(State(s): State<WebState>, Path(name): Path<String>) -> PageR
         )
     ));
     body.push_str(&format!(
-        r#"<figure class="chart" id="chart-buyer-view"><h3>Buyer's view rating vs {threshold:.1}</h3>{}</figure>"#,
+        r#"<figure class="chart" id="chart-buyer-view"><h3>Buyer's view rating vs {}</h3>{}</figure>"#,
+        crate::rules::star_figure(threshold),
         if views.is_empty() {
             r#"<p class="muted">No rated reviews yet.</p>"#.to_string()
         } else {
@@ -540,9 +541,10 @@ pub async fn watch(State(s): State<WebState>, Path(name): Path<String>) -> PageR
             );
         }
         body.push_str(&format!(
-            r#"<figure class="chart buyer-view-history" id="chart-buyer-view-history-{}"><h3>Buyer's view on {} at each week's end vs {threshold:.1}</h3>{}</figure>"#,
+            r#"<figure class="chart buyer-view-history" id="chart-buyer-view-history-{}"><h3>Buyer's view on {} at each week's end vs {}</h3>{}</figure>"#,
             v.source_id,
             esc(&v.source),
+            crate::rules::star_figure(threshold),
             charts::line_chart(
                 &format!("Buyer's view rating on {} per week", v.source),
                 &week_labels,

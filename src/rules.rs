@@ -277,8 +277,10 @@ impl Evaluation<'_> {
                     .unwrap_or(&alert.condition_key);
                 format!("\"{term}\": no mention in the last {} days", s.recent_days)
             }
+            // Cleared by a rate back near the usual one or by too few mentions to be a
+            // spike any more: say only what holds in both cases.
             "negative_spike" => format!(
-                "Negative mentions back to the usual rate for {} h",
+                "Negative mentions: no longer a spike over the last {} h",
                 s.spike_window_hours
             ),
             "sentiment_drop" => {

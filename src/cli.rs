@@ -725,10 +725,13 @@ async fn alerts(path: &Path, watch: Option<&str>, json: bool) -> Result<()> {
         }
         return Ok(());
     }
-    print!(
-        "{}",
-        crate::alerts::format_table(&list, |watch| config.watch_zone(watch))
-    );
+    // Each watch on its clock, a watch no longer in the file on the one it last had.
+    let watches = store.watches().await?;
+    let zone_of = |watch: &str| match watches.iter().find(|w| w.name == watch) {
+        Some(row) => crate::clock::watch_zone(&config, row),
+        None => config.watch_zone(watch),
+    };
+    print!("{}", crate::alerts::format_table(&list, zone_of));
     Ok(())
 }
 

@@ -858,4 +858,32 @@ fn an_imported_date_without_a_time_is_that_day_on_the_clock_of_a_watch_no_longer
     assert!(o.status.success(), "{out}{err}");
     assert!(out.contains("Dated the 23rd"), "{out}");
     assert!(out.contains("2026-11-23 00:00 EST"), "{out}");
+
+    // Its alerts are listed on that clock too.
+    let today = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let rows: String = (0..6)
+        .map(|i| format!("low{i},Ann,1,{today},Broke again {i}\n"))
+        .collect();
+    std::fs::write(
+        dir.path().join("low.csv"),
+        format!("id,author,rating,date,text\n{rows}"),
+    )
+    .unwrap();
+    let o = zmot(
+        dir.path(),
+        &["import", "low.csv", "--watch", "Example Notes"],
+        &ny,
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    let o = zmot(dir.path(), &["check"], &ny);
+    let (out, err) = text(&o);
+    assert!(out.contains("1 opened"), "{out}{err}");
+    let o = zmot(dir.path(), &["alerts"], &other);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    let row = out
+        .lines()
+        .find(|l| l.contains("Example Notes"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(row.contains(" EST "), "{out}");
 }

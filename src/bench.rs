@@ -345,6 +345,49 @@ async fn fresh_postgres(admin: &str) -> Result<(String, String)> {
     Ok((url.to_string(), name))
 }
 
+/// The SQLite database a bench measures: the one given, or a new file in a temporary
+/// folder named after `prefix` (returned, to be removed by [`end_sqlite`]).
+fn sqlite_target(
+    given: Option<String>,
+    prefix: &str,
+) -> Result<(String, Option<std::path::PathBuf>)> {
+    if let Some(url) = given {
+        return Ok((url, None));
+    }
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir)?;
+    Ok((format!("sqlite://{}/bench.db", dir.display()), Some(dir)))
+}
+
+/// After measuring one database: a PostgreSQL database this bench created is dropped,
+/// or with `keep` named so it can be measured again.
+async fn end_target(
+    pg_name: Option<&str>,
+    admin: Option<&str>,
+    url: &str,
+    keep: bool,
+) -> Result<()> {
+    if let (Some(name), Some(admin)) = (pg_name, admin) {
+        if keep {
+            println!("  kept {}", crate::redact::database_url(url));
+        } else {
+            drop_postgres(admin, name).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes the temporary SQLite folder, or with `keep` says where it is.
+fn end_sqlite(tmp: Option<std::path::PathBuf>, keep: bool) {
+    if let Some(dir) = tmp {
+        if keep {
+            println!("  kept {}", dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 async fn drop_postgres(admin: &str, name: &str) -> Result<()> {
     use sqlx::Connection;
     let mut conn = sqlx::AnyConnection::connect(admin).await?;
@@ -366,18 +409,7 @@ pub async fn run_web(
 ) -> Result<()> {
     let watches = watches.max(1);
     let config = bench_web_config(watches)?;
-    let mut tmp = None;
-    let sqlite = match sqlite {
-        Some(u) => u,
-        None => {
-            let dir = std::env::temp_dir()
-                .join(format!("zmot-bench-web-{}", uuid::Uuid::new_v4().simple()));
-            std::fs::create_dir_all(&dir)?;
-            let url = format!("sqlite://{}/bench.db", dir.display());
-            tmp = Some(dir);
-            url
-        }
-    };
+    let (sqlite, tmp) = sqlite_target(sqlite, "zmot-bench-web")?;
     let mut targets: Vec<(&str, String, Option<String>)> = vec![("SQLite", sqlite, None)];
     if let Some(admin) = &postgres {
         let kept = url::Url::parse(admin)
@@ -419,25 +451,13 @@ pub async fn run_web(
             anyhow::Ok(())
         }
         .await;
-        if let (Some(name), Some(admin)) = (pg_name, &postgres) {
-            if !keep {
-                drop_postgres(admin, name).await?;
-            } else {
-                println!("  kept {}", crate::redact::database_url(url));
-            }
-        }
+        end_target(pg_name.as_deref(), postgres.as_deref(), url, keep).await?;
         if outcome.is_err() {
             result = outcome;
             break;
         }
     }
-    if let Some(dir) = tmp {
-        if keep {
-            println!("  kept {}", dir.display());
-        } else {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
+    end_sqlite(tmp, keep);
     result
 }
 
@@ -533,20 +553,7 @@ pub async fn run_digest(
     keep: bool,
 ) -> Result<()> {
     let config = bench_web_config(1)?;
-    let mut tmp = None;
-    let sqlite = match sqlite {
-        Some(u) => u,
-        None => {
-            let dir = std::env::temp_dir().join(format!(
-                "zmot-bench-digest-{}",
-                uuid::Uuid::new_v4().simple()
-            ));
-            std::fs::create_dir_all(&dir)?;
-            let url = format!("sqlite://{}/bench.db", dir.display());
-            tmp = Some(dir);
-            url
-        }
-    };
+    let (sqlite, tmp) = sqlite_target(sqlite, "zmot-bench-digest")?;
     let mut targets: Vec<(&str, String, Option<String>)> = vec![("SQLite", sqlite, None)];
     if let Some(admin) = &postgres {
         let (url, name) = fresh_postgres(admin).await?;
@@ -571,24 +578,12 @@ pub async fn run_digest(
             anyhow::Ok(())
         }
         .await;
-        if let (Some(name), Some(admin)) = (pg_name, &postgres) {
-            if !keep {
-                drop_postgres(admin, name).await?;
-            } else {
-                println!("  kept {}", crate::redact::database_url(url));
-            }
-        }
+        end_target(pg_name.as_deref(), postgres.as_deref(), url, keep).await?;
         if outcome.is_err() {
             result = outcome;
             break;
         }
     }
-    if let Some(dir) = tmp {
-        if keep {
-            println!("  kept {}", dir.display());
-        } else {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
+    end_sqlite(tmp, keep);
     result
 }

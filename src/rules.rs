@@ -287,15 +287,7 @@ impl Evaluation<'_> {
                 // The rule also stands down when the week has too few mentions or there is
                 // nothing before to compare with; a drop that merely went quiet has not
                 // recovered, and "back" would tell the team it had.
-                let week_start = self.now - Duration::days(7);
-                let rise = trends::watched_comparison(
-                    self.store,
-                    self.watch_id,
-                    (week_start, self.now + Duration::minutes(1)),
-                    week_start - Duration::days(28),
-                    None,
-                )
-                .await?;
+                let rise = self.sentiment_week().await?;
                 if rise.window.scored() < i64::from(s.sentiment_drop_min_mentions)
                     || rise.window.mean_sentiment.is_none()
                 {
@@ -562,6 +554,20 @@ impl Evaluation<'_> {
     /// week before this week, and the weeks before are cut to after the start of the
     /// history of the sources counted; so a new source whose first fetch brings a bad
     /// week is not compared with weeks nobody read it, nor a first fetch with a day or two.
+    /// The last 7 days against the 28 before, over the watched sources: what the drop
+    /// rule judges and what its resolved line reports.
+    async fn sentiment_week(&self) -> Result<trends::WatchedComparison> {
+        let week_start = self.now - Duration::days(7);
+        trends::watched_comparison(
+            self.store,
+            self.watch_id,
+            (week_start, self.now + Duration::minutes(1)),
+            week_start - Duration::days(28),
+            None,
+        )
+        .await
+    }
+
     pub async fn sentiment_drop(&self) -> Result<Vec<NewAlert>> {
         let s = self.settings;
         let week_start = self.now - Duration::days(7);
@@ -571,14 +577,7 @@ impl Evaluation<'_> {
             before_from: base_from,
             before,
             ..
-        } = trends::watched_comparison(
-            self.store,
-            self.watch_id,
-            (week_start, self.now + Duration::minutes(1)),
-            week_start - Duration::days(28),
-            None,
-        )
-        .await?;
+        } = self.sentiment_week().await?;
         let (Some(now_mean), Some(base_mean)) = (this.mean_sentiment, before.mean_sentiment) else {
             return Ok(Vec::new());
         };
